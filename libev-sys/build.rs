@@ -1,0 +1,130 @@
+//! Compiles the vendored libev 4.33 (`vendor/libev`) with the configuration in
+//! `csrc/ev_config.h`, and with the `buildtime-bindgen` feature regenerates the
+//! bindings from the same configuration.
+//!
+//! Metadata for dependents (`links = "ev"`): `DEP_EV_INCLUDE` (the directories holding
+//! `ev.h` and `ev_config.h`) and `DEP_EV_BACKENDS` (the backends compiled in).
+
+use std::env;
+use std::path::PathBuf;
+
+/// The backends `csrc/ev_config.h` compiles in, as libev names them.
+const BACKENDS: &str = "select,poll,epoll,linuxaio,iouring";
+
+fn main() {
+    let manifest =
+        PathBuf::from(env::var_os("CARGO_MANIFEST_DIR").expect("cargo sets CARGO_MANIFEST_DIR"));
+    let csrc = manifest.join("csrc");
+    // Inside the workspace the sources are at ../vendor/libev; a packaged crate carries
+    // its own copy under vendor/libev.
+    let vendor = [
+        manifest.join("../vendor/libev"),
+        manifest.join("vendor/libev"),
+    ]
+    .into_iter()
+    .find(|p| p.join("ev.c").is_file())
+    .unwrap_or_else(|| {
+        panic!(
+            "libev-sys: cannot find vendor/libev/ev.c next to {}",
+            manifest.display()
+        )
+    });
+
+    let target_os = env::var("CARGO_CFG_TARGET_OS").unwrap_or_default();
+    if target_os != "linux" {
+        panic!(
+            "libev-sys: csrc/ev_config.h configures libev for Linux (epoll, eventfd, signalfd, \
+             inotify); target_os `{target_os}` needs its own configuration"
+        );
+    }
+
+    for f in ["ev_config.h", "libev.c", "probe.c", "wrapper.h"] {
+        println!("cargo:rerun-if-changed={}", csrc.join(f).display());
+    }
+    println!("cargo:rerun-if-changed={}", vendor.display());
+
+    // libev itself. Its own code has warnings on modern compilers (strict aliasing
+    // casts, unused values in macros); they are silenced here and only here.
+    // NDEBUG is deliberately not defined: libev's internal assertions stay on, and the
+    // safe layer is responsible for never tripping the ones that user input can reach.
+    cc::Build::new()
+        .file(csrc.join("libev.c"))
+        .include(&csrc)
+        .include(&vendor)
+        .warnings(false)
+        .flag_if_supported("-w")
+        .flag_if_supported("-fno-strict-aliasing")
+        .compile("ev");
+    // libm: ev.c uses floor() for periodic watchers.
+    println!("cargo:rustc-link-lib=m");
+
+    // The layout and macro probe used by the crate's tests, with warnings on.
+    cc::Build::new()
+        .file(csrc.join("probe.c"))
+        .include(&csrc)
+        .include(&vendor)
+        .warnings(true)
+        .extra_warnings(true)
+        // ev.h's own ev_io_modify macro trips -Wparentheses where it expands.
+        .flag_if_supported("-Wno-parentheses")
+        .compile("ev_probe");
+
+    println!(
+        "cargo:include={}",
+        env::join_paths([&csrc, &vendor]).unwrap().to_string_lossy()
+    );
+    println!("cargo:backends={BACKENDS}");
+
+    #[cfg(feature = "buildtime-bindgen")]
+    bindings::generate(&csrc, &vendor);
+}
+
+#[cfg(feature = "buildtime-bindgen")]
+mod bindings {
+    use std::path::Path;
+
+    /// libev's `#define`d numbers (EV_MINPRI, EV_MAXPRI, EV_VERSION_*) are plain `int`
+    /// in C; give them that type in Rust too instead of bindgen's guess from the value.
+    #[derive(Debug)]
+    struct IntMacros;
+    impl bindgen::callbacks::ParseCallbacks for IntMacros {
+        fn int_macro(&self, _name: &str, _value: i64) -> Option<bindgen::callbacks::IntKind> {
+            Some(bindgen::callbacks::IntKind::Int)
+        }
+    }
+
+    /// Runs bindgen over `csrc/wrapper.h` (the build configuration, then `ev.h`) and
+    /// writes `$OUT_DIR/bindings.rs`. With `LIBEV_SYS_BINDINGS_OUT=path` set, the same
+    /// text is also written there: that is how `src/bindings.rs` is refreshed and how
+    /// CI checks that the committed file is what bindgen produces today.
+    pub fn generate(csrc: &Path, vendor: &Path) {
+        println!("cargo:rerun-if-env-changed=LIBEV_SYS_BINDINGS_OUT");
+        let out =
+            std::path::PathBuf::from(std::env::var_os("OUT_DIR").unwrap()).join("bindings.rs");
+        let bindings = bindgen::Builder::default()
+            .header(csrc.join("wrapper.h").to_string_lossy())
+            .clang_arg(format!("-I{}", csrc.display()))
+            .clang_arg(format!("-I{}", vendor.display()))
+            .allowlist_function("ev_.*")
+            .allowlist_type("ev_.*")
+            .allowlist_var("EV[A-Z_]*|ev_.*")
+            .blocklist_type("stat|timespec")
+            .raw_line("pub use libc::{stat, timespec};")
+            .use_core()
+            .ctypes_prefix("::core::ffi")
+            .derive_debug(false)
+            .derive_default(false)
+            .layout_tests(true)
+            .generate_comments(false)
+            .parse_callbacks(Box::new(IntMacros))
+            .formatter(bindgen::Formatter::Rustfmt)
+            .generate()
+            .expect("bindgen failed on csrc/wrapper.h");
+        bindings
+            .write_to_file(&out)
+            .expect("write $OUT_DIR/bindings.rs");
+        if let Some(extra) = std::env::var_os("LIBEV_SYS_BINDINGS_OUT") {
+            std::fs::copy(&out, &extra).expect("write LIBEV_SYS_BINDINGS_OUT");
+        }
+    }
+}

@@ -1,0 +1,31 @@
+//! Raw FFI bindings to libev 4.33.
+//!
+//! The C library is compiled from the pristine sources in `vendor/libev` with the
+//! configuration in `csrc/ev_config.h` (epoll, poll, select, linuxaio, io_uring;
+//! eventfd, signalfd, timerfd, inotify; monotonic clock; 4-heap; multiplicity).
+//! The bindings in `src/bindings.rs` were produced by bindgen from that same
+//! configuration and are committed, so a build needs only a C compiler; the
+//! `buildtime-bindgen` feature regenerates them (libclang required).
+//!
+//! libev's function-like macros (`ev_init`, `ev_io_set`, `ev_is_active`, …) have no
+//! symbols; [`macros`] provides them as `#[inline]` functions with the same names.
+//!
+//! This crate has no safe API and makes no policy: see `gevent-core` for that.
+#![no_std]
+#![allow(non_camel_case_types, non_upper_case_globals, non_snake_case)]
+#![warn(missing_debug_implementations, rust_2018_idioms)]
+
+#[allow(clippy::all, missing_docs, missing_debug_implementations)]
+mod bindings {
+    #[cfg(not(feature = "buildtime-bindgen"))]
+    include!("bindings.rs");
+    #[cfg(feature = "buildtime-bindgen")]
+    include!(concat!(env!("OUT_DIR"), "/bindings.rs"));
+}
+pub use bindings::*;
+
+pub mod macros;
+pub use macros::*;
+
+#[doc(hidden)]
+pub mod probe;

@@ -1,0 +1,16 @@
+//! gevent, in Rust: libev's event loop with safe, gevent.core-style watchers, and
+//! greenlets run from a per-thread hub.
+//!
+//! This facade re-exports the workspace's crates:
+//! - [`sys`] (`libev-sys`): the raw libev 4.33 bindings;
+//! - [`core`] (`gevent-core`): the safe loop and watchers;
+//! - [`hub`] (`gevent-hub`): greenlets, the hub and the blocking primitives.
+#![deny(missing_docs, rust_2018_idioms)]
+
+pub use gevent_core as core;
+pub use gevent_hub as hub;
+pub use libev_sys as sys;
+
+/// The libev backends compiled into this build, comma-separated, as libev names them
+/// (reported by `libev-sys` at build time).
+pub const COMPILED_BACKENDS: &str = env!("GEVENT_COMPILED_BACKENDS");
