@@ -1,0 +1,525 @@
+//! The machinery every watcher shares, written once.
+//!
+//! ```text
+//!   Watcher<K>  (owning handle; drop = stop)
+//!       │ Rc
+//!       ▼
+//!   WatcherRef<K> ── raw: UnsafeCell<ev_TYPE>   ◄── libev holds &raw while active/pending
+//!       │            cb:  Box<dyn FnMut(&WatcherRef<K>, Events)>
+//!       │            loop link (Rc<LoopInner>; Weak for cleanup watchers)
+//!       ▼
+//!   raw.data = pointer to the WatcherRef ──► trampoline::<K> finds its way back
+//! ```
+//!
+//! The libev struct lives inside an `Rc` allocation, so it never moves (rule 1). The
+//! owning handle stops the watcher when dropped, and `ev_TYPE_stop` also clears a
+//! pending event, so libev never touches freed memory (rules 1 and 2). The trampoline
+//! takes an extra strong count for the duration of a callback, and moves the closure
+//! out of its slot while it runs, so a callback may stop, restart, re-arm, replace or
+//! drop its own watcher (rule 3). Panics are caught before they reach C (rule 5).
+//!
+//! The watcher state machine is libev's: *initialised* (made, not started) →
+//! `start` → *active* → event → *pending* → callback runs → *active* (or *stopped*
+//! for one-shot timers) → `stop` → *initialised*. `feed` makes any watcher pending.
+
+use crate::error::{Error, Result};
+use crate::event_loop::{Loop, LoopInner};
+use crate::events::Events;
+use libev_sys::{self as ffi, EvWatcher};
+use std::cell::{Cell, RefCell, UnsafeCell};
+use std::ffi::c_int;
+use std::fmt;
+use std::ops::Deref;
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::rc::{Rc, Weak};
+
+/// The lowest watcher priority (`EV_MINPRI`).
+pub const MINPRI: i32 = ffi::EV_MINPRI;
+/// The highest watcher priority (`EV_MAXPRI`).
+pub const MAXPRI: i32 = ffi::EV_MAXPRI;
+
+type RawCb<R> = Option<unsafe extern "C" fn(*mut ffi::ev_loop, *mut R, c_int)>;
+type BoxedCb<K> = Box<dyn FnMut(&WatcherRef<K>, Events)>;
+
+pub(crate) mod sealed {
+    pub trait Sealed {}
+}
+
+/// One libev watcher type: what differs between `ev_io`, `ev_timer`, … Implemented by
+/// the marker types in [`kind`](crate::kind); not implementable outside this crate.
+pub trait Kind: sealed::Sealed + Sized + 'static {
+    /// The libev struct (`ev_io`, `ev_timer`, …).
+    #[doc(hidden)]
+    type Raw: EvWatcher<Callback = RawCb<Self::Raw>>;
+    /// Per-type state kept beside the raw struct.
+    #[doc(hidden)]
+    type Extra;
+    /// The watcher's name in messages ("io", "timer", …).
+    const NAME: &'static str;
+    /// Cleanup watchers hold their loop weakly: they fire while it is destroyed.
+    #[doc(hidden)]
+    const WEAK_LOOP: bool = false;
+    /// Stop (rather than only report) a watcher whose callback panicked.
+    #[doc(hidden)]
+    const STOP_ON_PANIC: bool = false;
+    #[doc(hidden)]
+    unsafe fn ev_start(l: *mut ffi::ev_loop, w: *mut Self::Raw);
+    #[doc(hidden)]
+    unsafe fn ev_stop(l: *mut ffi::ev_loop, w: *mut Self::Raw);
+    /// Validation and bookkeeping before `ev_TYPE_start` (e.g. is the fd open?).
+    #[doc(hidden)]
+    fn before_start(_w: &WatcherRef<Self>) -> Result<()> {
+        Ok(())
+    }
+    /// Bookkeeping after the watcher stopped (by `stop`, never by libev itself).
+    #[doc(hidden)]
+    fn after_stop(_w: &WatcherRef<Self>) {}
+}
+
+/// The loop a watcher belongs to.
+pub(crate) enum LoopLink {
+    Strong(Rc<LoopInner>),
+    Weak(Weak<LoopInner>, *mut ffi::ev_loop),
+}
+
+impl LoopLink {
+    /// The raw loop, if it is still alive and not being destroyed.
+    fn raw(&self) -> Option<*mut ffi::ev_loop> {
+        match self {
+            LoopLink::Strong(rc) => Some(rc.raw),
+            LoopLink::Weak(w, raw) => {
+                let rc = w.upgrade()?;
+                (!rc.releasing.get()).then_some(*raw)
+            }
+        }
+    }
+    fn inner(&self) -> Option<Rc<LoopInner>> {
+        match self {
+            LoopLink::Strong(rc) => Some(rc.clone()),
+            LoopLink::Weak(w, _) => w.upgrade(),
+        }
+    }
+}
+
+/// A watcher kept alive by its loop after [`Watcher::detach`].
+pub(crate) trait Detached {
+    fn stop_detached(&self);
+    /// Cleanup watchers stay listed until the loop is destroyed: that is when they fire.
+    fn fires_at_destroy(&self) -> bool;
+    fn addr(&self) -> *const ();
+}
+
+impl<K: Kind> Detached for WatcherRef<K> {
+    fn stop_detached(&self) {
+        self.stop();
+    }
+    fn fires_at_destroy(&self) -> bool {
+        K::WEAK_LOOP
+    }
+    fn addr(&self) -> *const () {
+        self as *const Self as *const ()
+    }
+}
+
+/// A watcher, seen from a callback or through its owning [`Watcher`] handle. All the
+/// common operations live here.
+pub struct WatcherRef<K: Kind> {
+    /// First field, so it is dropped first: an async watcher's extra detaches its
+    /// cross-thread senders before anything else of the watcher goes.
+    pub(crate) extra: K::Extra,
+    raw: UnsafeCell<K::Raw>,
+    lp: LoopLink,
+    cb: RefCell<Option<BoxedCb<K>>>,
+    /// Bumped whenever the callback slot is written, so the trampoline can tell
+    /// whether the running callback replaced (or cleared) itself.
+    cb_epoch: Cell<u64>,
+    /// The user asked for a watcher that does not keep the loop alive.
+    no_ref: Cell<bool>,
+    /// An `ev_unref` is currently held on the loop on this watcher's behalf.
+    unrefd: Cell<bool>,
+    /// Kept alive by the loop's detached list rather than by a handle.
+    detached: Cell<bool>,
+}
+
+/// An owning watcher handle: made from a [`Loop`], started with a closure, stopped
+/// when dropped. Derefs to [`WatcherRef`] for the common operations; each watcher
+/// type adds its own ([`Timer::again`](crate::Timer::again), …).
+///
+/// ```compile_fail
+/// fn assert_send<T: Send>() {}
+/// assert_send::<gevent_core::Timer>();
+/// ```
+pub struct Watcher<K: Kind> {
+    inner: Rc<WatcherRef<K>>,
+}
+
+impl<K: Kind> Deref for Watcher<K> {
+    type Target = WatcherRef<K>;
+    fn deref(&self) -> &WatcherRef<K> {
+        &self.inner
+    }
+}
+
+impl<K: Kind> Drop for Watcher<K> {
+    fn drop(&mut self) {
+        // Rule 2: dropping the handle stops the watcher (and clears a pending event).
+        self.inner.stop();
+    }
+}
+
+impl<K: Kind> fmt::Debug for WatcherRef<K> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct(K::NAME)
+            .field("active", &self.is_active())
+            .field("pending", &self.is_pending())
+            .field("priority", &self.priority())
+            .field("ref", &self.is_ref())
+            .finish()
+    }
+}
+
+impl<K: Kind> fmt::Debug for Watcher<K> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.inner.fmt(f)
+    }
+}
+
+impl<K: Kind> Watcher<K> {
+    /// Makes a watcher around `raw`, which the caller has initialised with the type's
+    /// `ev_TYPE_set` values.
+    pub(crate) fn new(lp: &Loop, raw: K::Raw, extra: K::Extra) -> Watcher<K> {
+        let link = if K::WEAK_LOOP {
+            LoopLink::Weak(Rc::downgrade(&lp.inner), lp.inner.raw)
+        } else {
+            lp.link()
+        };
+        let inner = Rc::new(WatcherRef {
+            extra,
+            raw: UnsafeCell::new(raw),
+            lp: link,
+            cb: RefCell::new(None),
+            cb_epoch: Cell::new(0),
+            no_ref: Cell::new(false),
+            unrefd: Cell::new(false),
+            detached: Cell::new(false),
+        });
+        let w = inner.raw.get();
+        // SAFETY: the struct now has its final address inside the Rc. ev_init keeps the
+        // ev_TYPE_set fields and resets the header; data points back at the WatcherRef.
+        unsafe {
+            let cb: RawCb<K::Raw> = Some(trampoline::<K>);
+            ffi::ev_init(w, cb);
+            (*(w as *mut ffi::ev_watcher)).data = Rc::as_ptr(&inner) as *mut _;
+        }
+        Watcher { inner }
+    }
+
+    /// Gives up the handle but keeps the watcher running: the loop owns it until it
+    /// stops (a callback calls `stop`, a one-shot timer fires) or the last `Loop`
+    /// handle is dropped. This is the explicit opt-in of soundness rule 2.
+    pub fn detach(self) {
+        let this = std::mem::ManuallyDrop::new(self);
+        // SAFETY: `this` is never used or dropped again, so the Rc moves out exactly once.
+        let inner = unsafe { std::ptr::read(&this.inner) };
+        if !inner.is_active() && !inner.is_pending() {
+            inner.stop();
+            return;
+        }
+        if let Some(lp) = inner.lp.inner() {
+            inner.detached.set(true);
+            lp.detached.borrow_mut().push(inner);
+        }
+    }
+}
+
+impl<K: Kind> WatcherRef<K> {
+    pub(crate) fn raw(&self) -> *mut K::Raw {
+        self.raw.get()
+    }
+
+    /// The raw libev watcher, for calling libev directly. It must not be started or
+    /// stopped behind this type's back.
+    pub fn as_raw(&self) -> *mut K::Raw {
+        self.raw.get()
+    }
+
+    pub(crate) fn raw_loop(&self) -> Option<*mut ffi::ev_loop> {
+        self.lp.raw()
+    }
+
+    pub(crate) fn loop_inner(&self) -> Option<Rc<LoopInner>> {
+        self.lp.inner()
+    }
+
+    /// A handle to the loop this watcher belongs to (`None` for a cleanup watcher whose
+    /// loop is gone or being destroyed).
+    pub fn get_loop(&self) -> Option<Loop> {
+        let inner = self.lp.inner()?;
+        (!inner.releasing.get()).then(|| Loop::from_inner(inner))
+    }
+
+    fn set_cb(&self, cb: Option<BoxedCb<K>>) {
+        let old = self.cb.replace(cb);
+        self.cb_epoch.set(self.cb_epoch.get().wrapping_add(1));
+        // Dropped after the slot is consistent: the closure's destructor may re-enter.
+        drop(old);
+    }
+
+    /// Sets the callback and starts the watcher (`ev_TYPE_start`). On an active watcher
+    /// this only replaces the callback.
+    ///
+    /// # Errors
+    /// The type's own checks (an io watcher on a closed fd, a signal owned by another
+    /// loop, …), or [`Error::LoopReleased`] when the loop is gone.
+    pub fn start(&self, cb: impl FnMut(&WatcherRef<K>, Events) + 'static) -> Result<()> {
+        self.start_boxed(Box::new(cb))
+    }
+
+    pub(crate) fn start_boxed(&self, cb: BoxedCb<K>) -> Result<()> {
+        if self.is_active() {
+            self.set_cb(Some(cb));
+            return Ok(());
+        }
+        let l = self.raw_loop().ok_or(Error::LoopReleased)?;
+        K::before_start(self)?;
+        self.set_cb(Some(cb));
+        self.start_raw(l);
+        Ok(())
+    }
+
+    /// `ev_TYPE_start` plus the ref bookkeeping; the callback must already be set.
+    pub(crate) fn start_raw(&self, l: *mut ffi::ev_loop) {
+        // SAFETY: the struct is initialised and lives as long as the Rc (rule 1).
+        unsafe { K::ev_start(l, self.raw()) };
+        self.after_start(l);
+    }
+
+    /// The ref bookkeeping after libev started the watcher (by `ev_TYPE_start` or an
+    /// `again`).
+    pub(crate) fn after_start(&self, l: *mut ffi::ev_loop) {
+        if self.no_ref.get() && !self.unrefd.get() && self.is_active() {
+            // SAFETY: live loop.
+            unsafe { ffi::ev_unref(l) };
+            self.unrefd.set(true);
+        }
+    }
+
+    /// Replaces the callback without starting or stopping the watcher. A callback may
+    /// replace itself; the running closure is dropped once it returns.
+    pub fn set_callback(&self, cb: impl FnMut(&WatcherRef<K>, Events) + 'static) {
+        self.set_cb(Some(Box::new(cb)));
+    }
+
+    /// Stops the watcher (`ev_TYPE_stop`) and clears a pending event. The callback is
+    /// dropped (as gevent does); `start` takes a new one. Stopping a stopped watcher does
+    /// nothing.
+    pub fn stop(&self) {
+        self.stop_inner(true);
+    }
+
+    /// [`stop`](WatcherRef::stop), optionally keeping the callback for a later restart.
+    pub(crate) fn stop_inner(&self, drop_cb: bool) {
+        if let Some(l) = self.raw_loop() {
+            self.rebalance_ref(l);
+            // SAFETY: the struct is valid; ev_TYPE_stop also clears a pending event, and
+            // is a no-op for an inactive watcher.
+            unsafe {
+                ffi::ev_clear_pending(l, self.raw().cast());
+                K::ev_stop(l, self.raw());
+            }
+            K::after_stop(self);
+        }
+        if drop_cb {
+            self.set_cb(None);
+        }
+        self.undetach();
+    }
+
+    /// Gives back the `ev_unref` held for this watcher (libev requires the loop to be
+    /// referenced again before a stop).
+    fn rebalance_ref(&self, l: *mut ffi::ev_loop) {
+        if self.unrefd.replace(false) {
+            // SAFETY: live loop; pairs with the ev_unref done at start.
+            unsafe { ffi::ev_ref(l) };
+        }
+    }
+
+    fn undetach(&self) {
+        if self.detached.replace(false) {
+            if let Some(lp) = self.lp.inner() {
+                let me = self as *const Self as *const ();
+                let taken = {
+                    let mut list = lp.detached.borrow_mut();
+                    list.iter()
+                        .position(|w| w.addr() == me)
+                        .map(|i| list.swap_remove(i))
+                };
+                // Dropped outside the borrow: this may free `self`'s allocation's last
+                // external reference, but the caller still holds one.
+                drop(taken);
+            }
+        }
+    }
+
+    /// True while started (`ev_is_active`).
+    pub fn is_active(&self) -> bool {
+        // SAFETY: the struct is valid for reads.
+        unsafe { ffi::ev_is_active(self.raw()) != 0 }
+    }
+
+    /// True while an event waits for the callback (`ev_is_pending`).
+    pub fn is_pending(&self) -> bool {
+        // SAFETY: the struct is valid for reads.
+        unsafe { ffi::ev_is_pending(self.raw()) != 0 }
+    }
+
+    /// True if a callback is set.
+    pub fn has_callback(&self) -> bool {
+        self.cb.try_borrow().map(|c| c.is_some()).unwrap_or(true)
+    }
+
+    /// The priority, `MINPRI..=MAXPRI` (`ev_priority`).
+    pub fn priority(&self) -> i32 {
+        // SAFETY: the struct is valid for reads.
+        unsafe { ffi::ev_priority(self.raw()) }
+    }
+
+    /// Sets the priority: pending watchers with a higher priority run first.
+    ///
+    /// # Errors
+    /// [`Error::PriorityOutOfRange`], or [`Error::WatcherActive`] while started (libev
+    /// forbids it, and gevent raises too).
+    pub fn set_priority(&self, pri: i32) -> Result<()> {
+        if !(MINPRI..=MAXPRI).contains(&pri) {
+            return Err(Error::PriorityOutOfRange(pri));
+        }
+        if self.is_active() || self.is_pending() {
+            return Err(Error::WatcherActive("change the priority"));
+        }
+        // SAFETY: inactive watcher.
+        unsafe { ffi::ev_set_priority(self.raw(), pri) };
+        Ok(())
+    }
+
+    /// Whether this watcher keeps `Loop::run` from returning (default true). Set to
+    /// false for housekeeping watchers; it takes effect whether set before or after
+    /// `start`.
+    pub fn set_ref(&self, keep_alive: bool) {
+        self.no_ref.set(!keep_alive);
+        let Some(l) = self.raw_loop() else { return };
+        if !keep_alive && !self.unrefd.get() && self.is_active() {
+            // SAFETY: live loop.
+            unsafe { ffi::ev_unref(l) };
+            self.unrefd.set(true);
+        } else if keep_alive {
+            self.rebalance_ref(l);
+        }
+    }
+
+    /// See [`set_ref`](WatcherRef::set_ref).
+    pub fn is_ref(&self) -> bool {
+        !self.no_ref.get()
+    }
+
+    /// Makes the watcher pending as if `events` had happened (`ev_feed_event`); the
+    /// callback runs in the loop's next invoke phase. Works on stopped watchers too.
+    pub fn feed(&self, events: Events) {
+        if let Some(l) = self.raw_loop() {
+            // SAFETY: live loop and watcher; stop/drop clear the pending state (rule 1).
+            unsafe { ffi::ev_feed_event(l, self.raw().cast(), events.bits() as c_int) }
+        }
+    }
+
+    /// Removes a pending event without running the callback, returning its events
+    /// (`ev_clear_pending`).
+    pub fn clear_pending(&self) -> Events {
+        match self.raw_loop() {
+            // SAFETY: live loop and watcher.
+            Some(l) => {
+                Events::from_bits(unsafe { ffi::ev_clear_pending(l, self.raw().cast()) } as u32)
+            }
+            None => Events::NONE,
+        }
+    }
+
+    /// Runs after libev itself stopped the watcher (a one-shot timer fired): give back
+    /// the unref and let go of a detached watcher.
+    fn after_libev_stop(&self, l: *mut ffi::ev_loop) {
+        if !self.is_active() {
+            self.rebalance_ref(l);
+        }
+    }
+}
+
+/// The one C callback for every watcher of type `K`.
+unsafe extern "C" fn trampoline<K: Kind>(l: *mut ffi::ev_loop, w: *mut K::Raw, revents: c_int) {
+    // SAFETY: data was set to the WatcherRef in Watcher::new, and the WatcherRef is
+    // alive: libev only calls active or pending watchers, and dropping the last handle
+    // stops and un-pends first. The extra count keeps it alive through the callback.
+    let this = unsafe {
+        let p = (*(w as *mut ffi::ev_watcher)).data as *const WatcherRef<K>;
+        Rc::increment_strong_count(p);
+        Rc::from_raw(p)
+    };
+    this.after_libev_stop(l);
+    let taken = this.cb.borrow_mut().take();
+    if let Some(mut cb) = taken {
+        let epoch = this.cb_epoch.get();
+        let r = catch_unwind(AssertUnwindSafe(|| {
+            cb(&this, Events::from_bits(revents as u32))
+        }));
+        if this.cb_epoch.get() == epoch {
+            // Not replaced or cleared while running: put it back.
+            *this.cb.borrow_mut() = Some(cb);
+        } else {
+            drop(cb);
+        }
+        if let Err(p) = r {
+            if K::STOP_ON_PANIC {
+                this.stop();
+            }
+            // SAFETY: the loop is alive while it runs callbacks.
+            unsafe { LoopInner::from_raw(l) }.handle_panic(p);
+        }
+    }
+    // A detached watcher that is no longer active or pending is released.
+    if this.detached.get() && !this.is_active() && !this.is_pending() {
+        this.stop();
+    }
+}
+
+macro_rules! kind {
+    (
+        $(#[$m:meta])* $kind:ident: $raw:ident, $name:literal, $start:ident / $stop:ident,
+        extra = $extra:ty $(, $flag:ident = $val:expr)* ;
+        { $($items:item)* }
+    ) => {
+        $(#[$m])*
+        #[derive(Debug)]
+        pub enum $kind {}
+        impl $crate::watcher::sealed::Sealed for $kind {}
+        impl $crate::watcher::Kind for $kind {
+            type Raw = libev_sys::$raw;
+            type Extra = $extra;
+            const NAME: &'static str = $name;
+            $(const $flag: bool = $val;)*
+            unsafe fn ev_start(l: *mut libev_sys::ev_loop, w: *mut Self::Raw) {
+                // SAFETY: forwarded from the generic machinery.
+                unsafe { libev_sys::$start(l, w) }
+            }
+            unsafe fn ev_stop(l: *mut libev_sys::ev_loop, w: *mut Self::Raw) {
+                // SAFETY: forwarded from the generic machinery.
+                unsafe { libev_sys::$stop(l, w) }
+            }
+            $($items)*
+        }
+    };
+}
+pub(crate) use kind;
+
+/// A zeroed libev watcher struct, ready for `ev_TYPE_set` and [`Watcher::new`].
+pub(crate) fn zeroed<R: EvWatcher>() -> R {
+    // SAFETY: libev watcher structs are plain C data (integers, doubles, raw and
+    // nullable function pointers, `struct stat`); all-zero is a valid value of each.
+    unsafe { std::mem::zeroed() }
+}

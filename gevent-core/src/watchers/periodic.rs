@@ -1,0 +1,131 @@
+//! `Periodic`: wall-clock schedules (`ev_periodic`).
+//!
+//! Unlike a [`Timer`](crate::Timer), a periodic watcher follows the wall clock: with
+//! `interval` zero it fires once at the absolute time `offset` (since the Unix epoch);
+//! with a non-zero `interval` it fires at every `offset + N * interval` (e.g. each full
+//! hour: offset 0, interval 3600 s); with a reschedule closure it fires whenever the
+//! closure says, given the current time. libev asserts when a reschedule callback
+//! returns a time in the past; here such a time is clamped to "now".
+
+use crate::error::{Error, Result};
+use crate::event_loop::{secs, Loop};
+use crate::watcher::{kind, zeroed, Watcher, WatcherRef};
+use libev_sys as ffi;
+use std::cell::RefCell;
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::time::Duration;
+
+type Reschedule = Box<dyn FnMut(Duration) -> Duration>;
+
+kind! {
+    /// Marker for periodic watchers.
+    PeriodicKind: ev_periodic, "periodic", ev_periodic_start / ev_periodic_stop,
+        extra = RefCell<Option<Reschedule>>;
+    {}
+}
+
+/// A periodic watcher: see the [module docs](self).
+pub type Periodic = Watcher<PeriodicKind>;
+
+unsafe extern "C" fn reschedule_cb(w: *mut ffi::ev_periodic, now: f64) -> f64 {
+    // SAFETY: data points at the WatcherRef (set in Watcher::new before any start).
+    let this = unsafe { &*((*w).data as *const WatcherRef<PeriodicKind>) };
+    let taken = this.extra.borrow_mut().take();
+    let Some(mut f) = taken else { return now };
+    let r = catch_unwind(AssertUnwindSafe(|| f(secs(now))));
+    *this.extra.borrow_mut() = Some(f);
+    match r {
+        Ok(at) => at.as_secs_f64().max(now),
+        Err(p) => {
+            if let Some(lp) = this.loop_inner() {
+                lp.handle_panic(p);
+            }
+            // Far in the future: the watcher stays quiet until restarted.
+            now + 1e9
+        }
+    }
+}
+
+impl Loop {
+    /// A periodic watcher firing at `offset + N * interval` wall-clock time, or once at
+    /// `offset` when `interval` is zero (`ev_periodic_init`). Not started yet.
+    pub fn periodic(&self, offset: Duration, interval: Duration) -> Periodic {
+        let mut raw: ffi::ev_periodic = zeroed();
+        // SAFETY: a fresh, inactive struct.
+        unsafe {
+            ffi::ev_periodic_set(&mut raw, offset.as_secs_f64(), interval.as_secs_f64(), None)
+        };
+        Watcher::new(self, raw, RefCell::new(None))
+    }
+
+    /// A periodic watcher whose next time is computed by `reschedule(now)`, both as
+    /// durations since the Unix epoch. A time before `now` is treated as `now`.
+    pub fn periodic_with(
+        &self,
+        reschedule: impl FnMut(Duration) -> Duration + 'static,
+    ) -> Periodic {
+        let mut raw: ffi::ev_periodic = zeroed();
+        // SAFETY: a fresh, inactive struct; the callback finds its closure through data.
+        unsafe { ffi::ev_periodic_set(&mut raw, 0.0, 0.0, Some(reschedule_cb)) };
+        let f: Reschedule = Box::new(reschedule);
+        Watcher::new(self, raw, RefCell::new(Some(f)))
+    }
+}
+
+impl WatcherRef<PeriodicKind> {
+    /// The absolute time (since the Unix epoch) the watcher fires next (`ev_periodic_at`).
+    pub fn at(&self) -> Duration {
+        // SAFETY: the struct is valid for reads.
+        secs(unsafe { ffi::ev_periodic_at(self.raw()) })
+    }
+
+    /// The offset.
+    pub fn offset(&self) -> Duration {
+        // SAFETY: the struct is valid for reads.
+        secs(unsafe { (*self.raw()).offset })
+    }
+
+    /// The interval (zero for one-shot and rescheduled watchers).
+    pub fn interval(&self) -> Duration {
+        // SAFETY: the struct is valid for reads.
+        secs(unsafe { (*self.raw()).interval })
+    }
+
+    /// Changes offset and interval (`ev_periodic_set`); only while stopped. Keeps a
+    /// reschedule closure if there is one.
+    ///
+    /// # Errors
+    /// [`Error::WatcherActive`] while started.
+    pub fn set(&self, offset: Duration, interval: Duration) -> Result<()> {
+        if self.is_active() {
+            return Err(Error::WatcherActive("set a periodic watcher"));
+        }
+        // SAFETY: inactive watcher.
+        unsafe {
+            let rcb = (*self.raw()).reschedule_cb;
+            ffi::ev_periodic_set(
+                self.raw(),
+                offset.as_secs_f64(),
+                interval.as_secs_f64(),
+                rcb,
+            );
+        }
+        Ok(())
+    }
+
+    /// Recomputes the next time after the clock or the parameters changed
+    /// (`ev_periodic_again`). Starts a stopped watcher that has a callback.
+    ///
+    /// # Errors
+    /// [`Error::NoCallback`] for a stopped watcher without callback.
+    pub fn again(&self) -> Result<()> {
+        let l = self.raw_loop().ok_or(Error::LoopReleased)?;
+        if !self.is_active() && !self.has_callback() {
+            return Err(Error::NoCallback("periodic"));
+        }
+        // SAFETY: live loop and watcher; again = stop + start in libev.
+        unsafe { ffi::ev_periodic_again(l, self.raw()) };
+        self.after_start(l);
+        Ok(())
+    }
+}

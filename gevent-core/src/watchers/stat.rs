@@ -1,0 +1,80 @@
+//! `Stat`: changes to a path's attributes (`ev_stat`).
+//!
+//! libev uses inotify where it can and falls back to polling every `interval` (zero
+//! picks libev's default, 5 s). The callback runs when any attribute changed; compare
+//! [`attr`](WatcherRef::attr) with [`prev`](WatcherRef::prev). A path that does not exist
+//! has no attributes (`None`), so creation and deletion are changes too.
+
+use crate::error::{Error, Result};
+use crate::event_loop::{secs, Loop};
+use crate::watcher::{kind, zeroed, Watcher, WatcherRef};
+use libev_sys as ffi;
+use std::ffi::CString;
+use std::os::unix::ffi::OsStrExt;
+use std::path::Path;
+use std::time::Duration;
+
+kind! {
+    /// Marker for stat watchers.
+    StatKind: ev_stat, "stat", ev_stat_start / ev_stat_stop, extra = CString;
+    {}
+}
+
+/// A stat watcher: see the [module docs](self).
+pub type Stat = Watcher<StatKind>;
+
+impl Loop {
+    /// A watcher for `path`, polled every `interval` when inotify cannot be used
+    /// (`ev_stat_init`). Not started yet.
+    ///
+    /// # Errors
+    /// [`Error::InvalidPath`] for a path containing a NUL byte.
+    pub fn stat(&self, path: impl AsRef<Path>, interval: Duration) -> Result<Stat> {
+        let c =
+            CString::new(path.as_ref().as_os_str().as_bytes()).map_err(|_| Error::InvalidPath)?;
+        let mut raw: ffi::ev_stat = zeroed();
+        // SAFETY: a fresh, inactive struct; the path's heap buffer moves into the
+        // watcher with the CString and lives exactly as long as the struct.
+        unsafe { ffi::ev_stat_set(&mut raw, c.as_ptr(), interval.as_secs_f64()) };
+        Ok(Watcher::new(self, raw, c))
+    }
+}
+
+fn exists(st: &libc::stat) -> Option<libc::stat> {
+    // libev marks a missing path with st_nlink == 0.
+    (st.st_nlink != 0).then_some(*st)
+}
+
+impl WatcherRef<StatKind> {
+    /// The watched path.
+    pub fn path(&self) -> &Path {
+        Path::new(std::ffi::OsStr::from_bytes(self.extra.as_bytes()))
+    }
+
+    /// The polling interval libev uses (after start, the value it chose).
+    pub fn interval(&self) -> Duration {
+        // SAFETY: the struct is valid for reads.
+        secs(unsafe { (*self.raw()).interval })
+    }
+
+    /// The attributes seen last, `None` if the path did not exist.
+    pub fn attr(&self) -> Option<libc::stat> {
+        // SAFETY: the struct is valid for reads.
+        exists(unsafe { &(*self.raw()).attr })
+    }
+
+    /// The attributes before the last change, `None` if the path did not exist.
+    pub fn prev(&self) -> Option<libc::stat> {
+        // SAFETY: the struct is valid for reads.
+        exists(unsafe { &(*self.raw()).prev })
+    }
+
+    /// Reads the path's attributes now into [`attr`](WatcherRef::attr) (`ev_stat_stat`).
+    pub fn stat_now(&self) -> Option<libc::stat> {
+        if let Some(l) = self.raw_loop() {
+            // SAFETY: live loop and watcher; ev_stat_stat only writes `attr`.
+            unsafe { ffi::ev_stat_stat(l, self.raw()) };
+        }
+        self.attr()
+    }
+}

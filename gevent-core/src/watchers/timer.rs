@@ -1,0 +1,101 @@
+//! `Timer`: relative timeouts, optionally repeating (`ev_timer`).
+//!
+//! Made with [`Loop::timer`]`(after, repeat)`: fires `after` from the loop's
+//! [`now`](Loop::now), then every `repeat` if that is not zero. Timers run on the
+//! monotonic clock, so wall-clock jumps do not move them. Durations cannot be negative,
+//! so libev's "negative repeat" assertion cannot be reached.
+//!
+//! For an inactivity timeout that is pushed back often, prefer [`again`](WatcherRef::again)
+//! (ev.pod's "be smart about timeouts", strategy 2) over stop + start.
+
+use crate::error::{Error, Result};
+use crate::event_loop::{secs, Loop};
+use crate::watcher::{kind, zeroed, Watcher, WatcherRef};
+use libev_sys as ffi;
+use std::time::Duration;
+
+kind! {
+    /// Marker for timer watchers.
+    TimerKind: ev_timer, "timer", ev_timer_start / ev_timer_stop, extra = ();
+    {}
+}
+
+/// A timer watcher: see the [module docs](self).
+pub type Timer = Watcher<TimerKind>;
+
+impl Loop {
+    /// A timer that fires after `after`, then every `repeat` unless it is zero
+    /// (`ev_timer_init`). Not started yet.
+    pub fn timer(&self, after: Duration, repeat: Duration) -> Timer {
+        let mut raw: ffi::ev_timer = zeroed();
+        // SAFETY: a fresh, inactive struct.
+        unsafe { ffi::ev_timer_set(&mut raw, after.as_secs_f64(), repeat.as_secs_f64()) };
+        Watcher::new(self, raw, ())
+    }
+}
+
+impl WatcherRef<TimerKind> {
+    /// Changes `after` and `repeat` (`ev_timer_set`); only while stopped.
+    ///
+    /// # Errors
+    /// [`Error::WatcherActive`] while started.
+    pub fn set(&self, after: Duration, repeat: Duration) -> Result<()> {
+        if self.is_active() {
+            return Err(Error::WatcherActive("set a timer"));
+        }
+        // SAFETY: inactive watcher.
+        unsafe { ffi::ev_timer_set(self.raw(), after.as_secs_f64(), repeat.as_secs_f64()) };
+        Ok(())
+    }
+
+    /// The repeat interval.
+    pub fn repeat(&self) -> Duration {
+        // SAFETY: the struct is valid for reads.
+        secs(unsafe { (*self.raw()).repeat })
+    }
+
+    /// Changes the repeat interval; takes effect at the next expiry or
+    /// [`again`](WatcherRef::again). Allowed at any time, as in libev.
+    pub fn set_repeat(&self, repeat: Duration) {
+        // SAFETY: libev reads `repeat` only when rescheduling; writing it is allowed
+        // while active (ev.pod, "ev_timer").
+        unsafe { (*self.raw()).repeat = repeat.as_secs_f64() }
+    }
+
+    /// `ev_timer_again`: restarts a repeating timer to fire `repeat` from now; stops it
+    /// if `repeat` is zero (keeping its callback); starts a stopped one with a non-zero
+    /// `repeat`, using the callback it was last started with.
+    ///
+    /// # Errors
+    /// [`Error::NoCallback`] if a stopped timer would start without a callback;
+    /// [`Error::LoopReleased`] when the loop is gone.
+    pub fn again(&self) -> Result<()> {
+        let l = self.raw_loop().ok_or(Error::LoopReleased)?;
+        let repeat = self.repeat();
+        if self.is_active() {
+            if repeat.is_zero() {
+                self.stop_inner(false);
+            } else {
+                // SAFETY: live loop and active watcher.
+                unsafe { ffi::ev_timer_again(l, self.raw()) };
+            }
+        } else if !repeat.is_zero() {
+            if !self.has_callback() {
+                return Err(Error::NoCallback("timer"));
+            }
+            // SAFETY: live loop; the stopped timer is started with `repeat`.
+            unsafe { ffi::ev_timer_again(l, self.raw()) };
+            self.after_start(l);
+        }
+        Ok(())
+    }
+
+    /// Time left until the timer fires (`ev_timer_remaining`); zero when stopped.
+    pub fn remaining(&self) -> Duration {
+        match self.raw_loop() {
+            // SAFETY: live loop and watcher.
+            Some(l) if self.is_active() => secs(unsafe { ffi::ev_timer_remaining(l, self.raw()) }),
+            _ => Duration::ZERO,
+        }
+    }
+}
