@@ -1,1 +1,53 @@
+//! gevent's heart in Rust: greenlets (stackful coroutines on the `context` crate)
+//! scheduled by a per-thread hub that runs a libev loop.
+//!
+//! Code written in a blocking style runs in greenlets; when it would block (sleep,
+//! wait for an event, a socket, a timeout), it arms a watcher and switches to the hub,
+//! which runs the loop and switches back when the watcher fires.
+//!
+//! ```
+//! use gevent_hub::{spawn, sleep, joinall};
+//! use std::time::Duration;
+//! use std::rc::Rc;
+//! use std::cell::RefCell;
+//!
+//! let log = Rc::new(RefCell::new(Vec::new()));
+//! let gs: Vec<_> = (1..=2)
+//!     .map(|i| {
+//!         let log = log.clone();
+//!         spawn(move || {
+//!             log.borrow_mut().push(format!("{i}A"));
+//!             sleep(Duration::ZERO).unwrap(); // let the other one run
+//!             log.borrow_mut().push(format!("{i}B"));
+//!         })
+//!     })
+//!     .collect();
+//! let refs: Vec<&dyn gevent_hub::AnyGreenlet> = gs.iter().map(|g| g as _).collect();
+//! assert!(joinall(&refs, None, false).unwrap());
+//! assert_eq!(*log.borrow(), ["1A", "2A", "1B", "2B"]);
+//! ```
+//!
+//! Modules: [`greenlet`] (raw switching), [`stack`] (stacks and overflow reports),
+//! the hub ([`get_hub`], [`Wait`], [`HubHandle`]), the greenlet API ([`spawn`],
+//! [`Greenlet`], [`joinall`], [`killall`], [`wait`], [`iwait`], [`sleep`]), and
+//! [`Timeout`]/[`with_timeout`].
+#![deny(missing_docs, missing_debug_implementations, rust_2018_idioms)]
+#![deny(unsafe_op_in_unsafe_fn)]
 
+mod api;
+mod error;
+pub mod greenlet;
+mod hub;
+pub mod stack;
+pub mod sync;
+mod timeout;
+
+pub use api::{
+    current_id, current_name, idle, iwait, joinall, killall, sleep, spawn, spawn_later, wait, AnyGreenlet, Builder,
+    Greenlet, GreenletInfo, Iwait, JoinError, Outcome, Waitable,
+};
+pub use error::{Error, Result};
+pub use greenlet::GreenletExit;
+pub use hub::{get_hub, try_get_hub, Hub, HubHandle, RemoteWaker, Wait, Waker};
+pub use sync::{AsyncResult, Event};
+pub use timeout::{with_timeout, Timeout, TimeoutExpired};

@@ -1,0 +1,77 @@
+//! The hub's error vocabulary: what a blocking call returns instead of hanging.
+
+use std::fmt;
+use std::io;
+
+/// Result alias for this crate.
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// Why a blocking operation could not complete.
+#[derive(Debug)]
+#[non_exhaustive]
+pub enum Error {
+    /// The loop ran out of work while this greenlet waited: nothing can ever wake it
+    /// (gevent's `LoopExit`). Names what was waited on.
+    WouldBlockForever(String),
+    /// A blocking call was made on the hub itself (inside a raw watcher callback or a
+    /// `run_callback`), which would deadlock: the hub is what wakes greenlets up.
+    BlockingInHub(&'static str),
+    /// A blocking call was made while the thread is unwinding from a panic.
+    Unwinding,
+    /// The timeout given to the operation expired.
+    TimedOut,
+    /// The event loop failed.
+    Loop(gevent_core::Error),
+    /// A greenlet could not get a stack.
+    Spawn(io::Error),
+    /// A greenlet waited for (`joinall` with `raise_error`) panicked: its name and message.
+    GreenletFailed(String),
+}
+
+impl fmt::Display for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Error::WouldBlockForever(what) => write!(
+                f,
+                "this operation would block forever: waiting for {what}, but the hub has nothing left that could wake it"
+            ),
+            Error::BlockingInHub(what) => write!(
+                f,
+                "cannot block ({what}) in the hub: this is a watcher callback or run_callback; spawn a greenlet to block"
+            ),
+            Error::Unwinding => f.write_str("cannot block while the thread is unwinding from a panic"),
+            Error::TimedOut => f.write_str("timed out"),
+            Error::Loop(e) => write!(f, "event loop error: {e}"),
+            Error::Spawn(e) => write!(f, "cannot start a greenlet: {e}"),
+            Error::GreenletFailed(m) => write!(f, "greenlet failed: {m}"),
+        }
+    }
+}
+
+impl std::error::Error for Error {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            Error::Loop(e) => Some(e),
+            Error::Spawn(e) => Some(e),
+            _ => None,
+        }
+    }
+}
+
+impl From<gevent_core::Error> for Error {
+    fn from(e: gevent_core::Error) -> Error {
+        Error::Loop(e)
+    }
+}
+
+impl From<Error> for io::Error {
+    fn from(e: Error) -> io::Error {
+        let kind = match &e {
+            Error::TimedOut => io::ErrorKind::TimedOut,
+            Error::WouldBlockForever(_) => io::ErrorKind::Deadlock,
+            Error::Loop(_) | Error::Spawn(_) => io::ErrorKind::Other,
+            Error::BlockingInHub(_) | Error::Unwinding | Error::GreenletFailed(_) => io::ErrorKind::Other,
+        };
+        io::Error::new(kind, e)
+    }
+}

@@ -1,0 +1,539 @@
+//! Raw greenlets: stackful coroutines with explicit `switch`, a parent, and `throw`,
+//! as in Python's `greenlet` library.
+//!
+//! ## How a switch works
+//!
+//! Each greenlet but the thread's *main* one (which runs on the thread's own stack)
+//! owns a stack from [`crate::stack`]. A suspended greenlet is represented by the
+//! `context::Context` that `jump_fcontext` returned when it last switched away: the
+//! saved stack pointer, with the callee-saved registers pushed just below it.
+//!
+//! ```text
+//!   greenlet A (running)                       greenlet B (suspended)
+//!   ┌──────────────┐                           ┌──────────────┐
+//!   │ A's frames   │  switch(B, msg):          │ B's frames   │
+//!   │ switch_msg   │  1. msg -> TRANSFER       │ switch_msg   │ <- B.ctx
+//!   └──────────────┘  2. CURRENT = B           └──────────────┘
+//!                     3. B.ctx.resume(&A) ───────────► B returns from its own resume,
+//!                                                      stores A's context into A.ctx,
+//!                                                      takes msg from TRANSFER
+//! ```
+//!
+//! `Transfer::data` carries a pointer to the greenlet that switched, so the resumed
+//! side can store where to switch back to. A greenlet that starts for the first time
+//! enters [`entry`], which does the same and then runs the body.
+//!
+//! ## The entry discipline
+//! The body runs inside `catch_unwind`: a panic never reaches the `extern "C"` entry
+//! function or the `context` assembly (unwinding into either would abort or corrupt).
+//! When the body is done the greenlet switches to its parent for the last time; its
+//! `Rc` is parked in a thread-local (`DYING`) and the *receiving* side returns the
+//! stack to the pool, so a stack is never freed by code running on it. Switching while
+//! the thread is unwinding is refused ([`SwitchError::Unwinding`]): the unwinder's
+//! state is per thread, so another greenlet's panic would be a double panic.
+//!
+//! ## Lifetime
+//! A suspended greenlet keeps itself alive through the frames on its own stack. When
+//! the last user handle of a started, unfinished greenlet is dropped, a
+//! [`GreenletExit`] is thrown into it so that its destructors run, as Python's greenlet
+//! does on garbage collection (unless the thread is unwinding, in which case it is
+//! left suspended and its stack is leaked rather than freed under live frames).
+
+use crate::stack::{self, GreenletStack, RunningInfo};
+use context::{Context, Transfer};
+use std::any::Any;
+use std::cell::{Cell, RefCell};
+use std::fmt;
+use std::panic::{catch_unwind, resume_unwind, AssertUnwindSafe};
+use std::rc::Rc;
+
+/// A value passed by [`RawGreenlet::switch`].
+pub type Value = Box<dyn Any>;
+
+/// A panic payload, as `catch_unwind` returns it.
+pub type PanicPayload = Box<dyn Any + Send + 'static>;
+
+/// The payload thrown into a greenlet to kill it. Unwinding with it runs the greenlet's
+/// destructors; a greenlet that ends this way counts as killed, not as panicked.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct GreenletExit;
+
+/// What travels with a switch.
+pub(crate) enum Msg {
+    Value(Value),
+    Throw(PanicPayload),
+    Finished(Result<Value, PanicPayload>),
+    /// Hub-internal wake-up code (no allocation).
+    Hub(usize),
+}
+
+/// Why a switch did not happen, or how the target ended.
+#[derive(Debug)]
+#[non_exhaustive]
+pub enum SwitchError {
+    /// The thread is unwinding from a panic; switching now would mix two greenlets'
+    /// unwinding state.
+    Unwinding,
+    /// The target greenlet has finished.
+    Dead,
+    /// The greenlet switched to finished by panicking; here is the payload.
+    Panicked(PanicPayload),
+    /// No stack could be mapped for the greenlet.
+    NoStack(std::io::Error),
+}
+
+impl fmt::Display for SwitchError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            SwitchError::Unwinding => f.write_str("cannot switch greenlets while the thread is unwinding from a panic"),
+            SwitchError::Dead => f.write_str("cannot switch to a greenlet that has finished"),
+            SwitchError::Panicked(p) => write!(f, "the greenlet panicked: {}", panic_message(p)),
+            SwitchError::NoStack(e) => write!(f, "cannot allocate a greenlet stack: {e}"),
+        }
+    }
+}
+
+impl std::error::Error for SwitchError {}
+
+/// The message of a panic payload (`&str` or `String`), or a placeholder.
+pub fn panic_message(p: &(dyn Any + Send)) -> String {
+    if let Some(s) = p.downcast_ref::<&str>() {
+        (*s).to_owned()
+    } else if let Some(s) = p.downcast_ref::<String>() {
+        s.clone()
+    } else if p.is::<GreenletExit>() {
+        "GreenletExit".to_owned()
+    } else {
+        "<non-string panic payload>".to_owned()
+    }
+}
+
+type Body = Box<dyn FnOnce(Value) -> Value>;
+
+/// The state of one greenlet.
+pub(crate) struct GInner {
+    id: u64,
+    name: Box<str>,
+    /// Where to resume it; `Some` exactly while it is suspended.
+    ctx: Cell<Option<Context>>,
+    /// `None` for the main greenlet and before the first switch.
+    stack: RefCell<Option<GreenletStack>>,
+    stack_size: usize,
+    body: Cell<Option<Body>>,
+    parent: RefCell<Option<Rc<GInner>>>,
+    started: Cell<bool>,
+    dead: Cell<bool>,
+    is_main: bool,
+    /// User-visible handles (`RawGreenlet`); internal references are not counted.
+    handles: Cell<usize>,
+    /// Hub bookkeeping: bumped whenever a wait ends, so stale wake-ups are ignored.
+    pub(crate) wait_seq: Cell<u64>,
+    /// Hub bookkeeping: parked in the hub, waiting for a wake-up.
+    pub(crate) parked: Cell<bool>,
+    /// Hub bookkeeping: a throw (kill, timeout) to deliver at the next blocking point.
+    pub(crate) pending_throw: Cell<Option<PanicPayload>>,
+}
+
+impl GInner {
+    pub(crate) fn id(&self) -> u64 {
+        self.id
+    }
+    pub(crate) fn name(&self) -> &str {
+        &self.name
+    }
+    pub(crate) fn is_dead(&self) -> bool {
+        self.dead.get()
+    }
+    pub(crate) fn is_started(&self) -> bool {
+        self.started.get()
+    }
+    /// Ends a greenlet that never started: its body is dropped unrun.
+    pub(crate) fn kill_unstarted(&self) {
+        if !self.started.get() {
+            self.dead.set(true);
+            drop(self.body.take());
+        }
+    }
+    fn running_info(&self) -> RunningInfo {
+        let (guard_lo, guard_hi) = self.stack.borrow().as_ref().map(|s| s.guard()).unwrap_or((0, 0));
+        RunningInfo {
+            guard_lo,
+            guard_hi,
+            id: self.id,
+            name: (self.name.as_ptr(), self.name.len()),
+        }
+    }
+}
+
+thread_local! {
+    static CURRENT: RefCell<Option<Rc<GInner>>> = const { RefCell::new(None) };
+    static TRANSFER: RefCell<Option<Msg>> = const { RefCell::new(None) };
+    static DYING: RefCell<Option<Rc<GInner>>> = const { RefCell::new(None) };
+    static NEXT_ID: Cell<u64> = const { Cell::new(1) };
+}
+
+/// `Transfer::data` of a greenlet's last switch (real pointers are aligned).
+const FROM_DEAD: usize = 1;
+
+fn next_id() -> u64 {
+    NEXT_ID.with(|n| {
+        let id = n.get();
+        n.set(id + 1);
+        id
+    })
+}
+
+/// The running greenlet (creating the main greenlet record on first use).
+pub(crate) fn current_rc() -> Rc<GInner> {
+    CURRENT.with(|c| {
+        let mut c = c.borrow_mut();
+        if let Some(g) = &*c {
+            return g.clone();
+        }
+        let main = Rc::new(GInner {
+            id: next_id(),
+            name: "main".into(),
+            ctx: Cell::new(None),
+            stack: RefCell::new(None),
+            stack_size: 0,
+            body: Cell::new(None),
+            parent: RefCell::new(None),
+            started: Cell::new(true),
+            dead: Cell::new(false),
+            is_main: true,
+            handles: Cell::new(0),
+            wait_seq: Cell::new(0),
+            parked: Cell::new(false),
+            pending_throw: Cell::new(None),
+        });
+        *c = Some(main.clone());
+        main
+    })
+}
+
+/// The main greenlet of this thread: the root of every parent chain.
+pub(crate) fn main_rc() -> Rc<GInner> {
+    let mut g = current_rc();
+    loop {
+        let p = g.parent.borrow().clone();
+        match p {
+            Some(p) => g = p,
+            None => return g,
+        }
+    }
+}
+
+fn set_current(g: Rc<GInner>) {
+    stack::set_running(g.running_info());
+    let old = CURRENT.with(|c| c.borrow_mut().replace(g));
+    drop(old);
+}
+
+pub(crate) fn new_inner(body: Body, parent: Option<Rc<GInner>>, stack_size: usize, name: Option<String>) -> Rc<GInner> {
+    let id = next_id();
+    Rc::new(GInner {
+        id,
+        name: name.unwrap_or_else(|| format!("Greenlet-{id}")).into_boxed_str(),
+        ctx: Cell::new(None),
+        stack: RefCell::new(None),
+        stack_size,
+        body: Cell::new(Some(body)),
+        parent: RefCell::new(Some(parent.unwrap_or_else(current_rc))),
+        started: Cell::new(false),
+        dead: Cell::new(false),
+        is_main: false,
+        handles: Cell::new(0),
+        wait_seq: Cell::new(0),
+        parked: Cell::new(false),
+        pending_throw: Cell::new(None),
+    })
+}
+
+/// Called first thing after every resume: store the switcher's context, or reclaim
+/// the stack of a greenlet that has just finished.
+fn on_resume(t: Transfer) {
+    if t.data == FROM_DEAD {
+        let dying = DYING.with(|d| d.borrow_mut().take());
+        if let Some(d) = dying {
+            // The finished greenlet's stack is no longer in use: nothing runs on it.
+            if let Some(s) = d.stack.borrow_mut().take() {
+                stack::give_back(s);
+            }
+        }
+    } else {
+        let from = t.data as *const GInner;
+        // SAFETY: `from` is the greenlet that switched to us; its switch_msg frame holds
+        // an Rc to it, so it is alive, and it is suspended right now.
+        unsafe { (*from).ctx.set(Some(t.context)) };
+    }
+}
+
+fn start_context(target: &Rc<GInner>) -> Result<Context, SwitchError> {
+    let s = stack::take(target.stack_size).map_err(SwitchError::NoStack)?;
+    // SAFETY: the stack is fresh (or pooled and unused) and stays owned by the greenlet
+    // until the receiver of its final switch gives it back.
+    let ctx = unsafe { Context::new(s.stack(), entry) };
+    *target.stack.borrow_mut() = Some(s);
+    target.started.set(true);
+    Ok(ctx)
+}
+
+/// Switches to `target` carrying `msg`; returns the message this greenlet is resumed
+/// with.
+pub(crate) fn switch_msg(target: &Rc<GInner>, msg: Msg) -> Result<Msg, SwitchError> {
+    if std::thread::panicking() {
+        return Err(SwitchError::Unwinding);
+    }
+    let cur = current_rc();
+    if Rc::ptr_eq(&cur, target) {
+        return Ok(msg);
+    }
+    if target.dead.get() {
+        return Err(SwitchError::Dead);
+    }
+    let ctx = if target.started.get() {
+        target.ctx.take().ok_or(SwitchError::Dead)?
+    } else {
+        start_context(target)?
+    };
+    TRANSFER.with(|t| *t.borrow_mut() = Some(msg));
+    set_current(target.clone());
+    // SAFETY: ctx is the target's saved context (or a fresh one on its own stack); the
+    // resumed side stores our context through the pointer before anything else.
+    let t = unsafe { ctx.resume(Rc::as_ptr(&cur) as usize) };
+    on_resume(t);
+    drop(cur);
+    Ok(TRANSFER.with(|t| t.borrow_mut().take()).unwrap_or(Msg::Hub(0)))
+}
+
+extern "C" fn entry(t: Transfer) -> ! {
+    on_resume(t);
+    let me = current_rc();
+    let msg = TRANSFER.with(|t| t.borrow_mut().take());
+    let body = me.body.take();
+    let result = match (msg, body) {
+        (Some(Msg::Throw(p)), _) => Err(p),
+        (msg, Some(body)) => {
+            let arg: Value = match msg {
+                Some(Msg::Value(v)) | Some(Msg::Finished(Ok(v))) => v,
+                _ => Box::new(()),
+            };
+            catch_unwind(AssertUnwindSafe(move || body(arg)))
+        }
+        (_, None) => Ok(Box::new(()) as Value),
+    };
+    finish(me, result)
+}
+
+/// The last switch of a greenlet: to the first ancestor that is still alive.
+fn finish(me: Rc<GInner>, result: Result<Value, PanicPayload>) -> ! {
+    me.dead.set(true);
+    me.parked.set(false);
+    let mut parent = me.parent.borrow().clone();
+    while let Some(p) = parent.clone() {
+        if !p.dead.get() {
+            break;
+        }
+        parent = p.parent.borrow().clone();
+    }
+    let parent = parent.unwrap_or_else(main_rc);
+    let ctx = if parent.started.get() {
+        parent.ctx.take()
+    } else {
+        start_context(&parent).ok()
+    };
+    let Some(ctx) = ctx else {
+        // No way back: an invariant is broken. Nothing sane can run on this stack.
+        eprintln!("gevent: greenlet {} finished but its parent cannot be resumed", me.id);
+        std::process::abort();
+    };
+    TRANSFER.with(|t| *t.borrow_mut() = Some(Msg::Finished(result)));
+    set_current(parent);
+    DYING.with(|d| *d.borrow_mut() = Some(me));
+    // SAFETY: every Rc this frame held has been moved out; the receiver reclaims our
+    // stack (it finds us in DYING) once we are off it.
+    unsafe {
+        ctx.resume(FROM_DEAD);
+    }
+    // A finished greenlet's context is never resumed.
+    std::process::abort();
+}
+
+/// A handle to a greenlet.
+///
+/// ```
+/// use gevent_hub::greenlet::{RawGreenlet, Value};
+/// let g = RawGreenlet::new(|arg: Value| {
+///     let n = *arg.downcast::<i32>().unwrap();
+///     Box::new(n * 2) as Value
+/// });
+/// let back = g.switch(21).unwrap();
+/// assert_eq!(*back.downcast::<i32>().unwrap(), 42);
+/// assert!(g.is_dead());
+/// ```
+///
+/// Greenlets belong to their thread:
+/// ```compile_fail
+/// fn assert_send<T: Send>() {}
+/// assert_send::<gevent_hub::greenlet::RawGreenlet>();
+/// ```
+pub struct RawGreenlet {
+    pub(crate) inner: Rc<GInner>,
+}
+
+impl RawGreenlet {
+    pub(crate) fn from_inner(inner: Rc<GInner>) -> RawGreenlet {
+        inner.handles.set(inner.handles.get() + 1);
+        RawGreenlet { inner }
+    }
+
+    /// A new greenlet running `body`, whose parent is the current greenlet. It starts at
+    /// the first `switch` to it, which passes `body` its argument; what `body` returns
+    /// is passed to the parent when it finishes.
+    pub fn new<R: Any>(body: impl FnOnce(Value) -> R + 'static) -> RawGreenlet {
+        RawGreenlet::with_options(body, None, stack::DEFAULT_STACK_SIZE, None)
+    }
+
+    /// [`RawGreenlet::new`] with a parent, a stack size and a name.
+    pub fn with_options<R: Any>(
+        body: impl FnOnce(Value) -> R + 'static,
+        parent: Option<&RawGreenlet>,
+        stack_size: usize,
+        name: Option<String>,
+    ) -> RawGreenlet {
+        let body: Body = Box::new(move |v| {
+            // A body that already returns a `Value` is not boxed twice.
+            let r: Value = Box::new(body(v));
+            match r.downcast::<Value>() {
+                Ok(inner) => *inner,
+                Err(r) => r,
+            }
+        });
+        RawGreenlet::from_inner(new_inner(body, parent.map(|p| p.inner.clone()), stack_size, name))
+    }
+
+    /// Switches to this greenlet, passing `value` (to its body if it has not started,
+    /// else as the return value of the `switch` it is suspended in). Returns what this
+    /// greenlet is switched back with: another greenlet's `switch` value, or the return
+    /// value of a child that finished.
+    ///
+    /// # Errors
+    /// [`SwitchError::Dead`] if it has finished; [`SwitchError::Unwinding`] during a
+    /// panic; [`SwitchError::Panicked`] if the greenlet that switched back (a child
+    /// finishing) panicked.
+    ///
+    /// # Panics
+    /// If a greenlet [`throw`](RawGreenlet::throw)s into this one, the thrown payload
+    /// unwinds from here.
+    pub fn switch(&self, value: impl Any) -> Result<Value, SwitchError> {
+        let msg = switch_msg(&self.inner, Msg::Value(Box::new(value)))?;
+        deliver(msg)
+    }
+
+    /// Raises `payload` (as a panic) in this greenlet at the point where it is suspended;
+    /// an unstarted greenlet dies without running its body. Returns what this greenlet is
+    /// then switched back with, as [`switch`](RawGreenlet::switch) does.
+    ///
+    /// # Errors
+    /// As [`switch`](RawGreenlet::switch).
+    pub fn throw(&self, payload: PanicPayload) -> Result<Value, SwitchError> {
+        let msg = switch_msg(&self.inner, Msg::Throw(payload))?;
+        deliver(msg)
+    }
+
+    /// The parent: resumed when this greenlet finishes.
+    pub fn parent(&self) -> Option<RawGreenlet> {
+        self.inner.parent.borrow().clone().map(RawGreenlet::from_inner)
+    }
+
+    /// Changes the parent. A parent chain must not loop back to this greenlet.
+    ///
+    /// # Errors
+    /// `Err(())` if `parent` has this greenlet among its ancestors (or is it).
+    #[allow(clippy::result_unit_err)]
+    pub fn set_parent(&self, parent: &RawGreenlet) -> Result<(), ()> {
+        let mut p = Some(parent.inner.clone());
+        while let Some(g) = p {
+            if Rc::ptr_eq(&g, &self.inner) {
+                return Err(());
+            }
+            p = g.parent.borrow().clone();
+        }
+        *self.inner.parent.borrow_mut() = Some(parent.inner.clone());
+        Ok(())
+    }
+
+    /// True once the body has returned, panicked, or been killed.
+    pub fn is_dead(&self) -> bool {
+        self.inner.dead.get()
+    }
+
+    /// True once switched to for the first time.
+    pub fn is_started(&self) -> bool {
+        self.inner.started.get()
+    }
+
+    /// A per-thread unique id.
+    pub fn id(&self) -> u64 {
+        self.inner.id
+    }
+
+    /// The name (`Greenlet-<id>` unless given).
+    pub fn name(&self) -> &str {
+        &self.inner.name
+    }
+
+    /// True if both handles name the same greenlet.
+    pub fn ptr_eq(&self, other: &RawGreenlet) -> bool {
+        Rc::ptr_eq(&self.inner, &other.inner)
+    }
+}
+
+fn deliver(msg: Msg) -> Result<Value, SwitchError> {
+    match msg {
+        Msg::Value(v) | Msg::Finished(Ok(v)) => Ok(v),
+        Msg::Throw(p) => resume_unwind(p),
+        Msg::Finished(Err(p)) if p.is::<GreenletExit>() => Ok(Box::new(GreenletExit)),
+        Msg::Finished(Err(p)) => Err(SwitchError::Panicked(p)),
+        Msg::Hub(code) => Ok(Box::new(code)),
+    }
+}
+
+/// The running greenlet (`greenlet.getcurrent()`).
+pub fn getcurrent() -> RawGreenlet {
+    RawGreenlet::from_inner(current_rc())
+}
+
+impl Clone for RawGreenlet {
+    fn clone(&self) -> RawGreenlet {
+        RawGreenlet::from_inner(self.inner.clone())
+    }
+}
+
+impl Drop for RawGreenlet {
+    fn drop(&mut self) {
+        let n = self.inner.handles.get() - 1;
+        self.inner.handles.set(n);
+        let g = &self.inner;
+        if n == 0 && g.started.get() && !g.dead.get() && !g.is_main && !Rc::ptr_eq(g, &current_rc()) {
+            // Abandoned mid-way: unwind it so its destructors run, then come back here.
+            if std::thread::panicking() {
+                return;
+            }
+            let g = g.clone();
+            *g.parent.borrow_mut() = Some(current_rc());
+            let _ = switch_msg(&g, Msg::Throw(Box::new(GreenletExit)));
+        }
+    }
+}
+
+impl fmt::Debug for RawGreenlet {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("RawGreenlet")
+            .field("id", &self.inner.id)
+            .field("name", &self.inner.name)
+            .field("started", &self.inner.started.get())
+            .field("dead", &self.inner.dead.get())
+            .finish()
+    }
+}
