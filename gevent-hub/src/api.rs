@@ -237,6 +237,7 @@ impl Builder {
             self.stack_size.unwrap_or(DEFAULT_STACK_SIZE),
             self.name,
         );
+        raw.spawned_at.set(Some(at));
         let state = Rc::new(State {
             core: Core {
                 raw,

@@ -132,6 +132,8 @@ pub(crate) struct GInner {
     pub(crate) parked: Cell<bool>,
     /// Hub bookkeeping: a throw (kill, timeout) to deliver at the next blocking point.
     pub(crate) pending_throw: Cell<Option<PanicPayload>>,
+    /// Where it was spawned, for diagnostics (set by the hub's spawn).
+    pub(crate) spawned_at: Cell<Option<&'static std::panic::Location<'static>>>,
 }
 
 impl GInner {
@@ -205,6 +207,7 @@ pub(crate) fn current_rc() -> Rc<GInner> {
             wait_seq: Cell::new(0),
             parked: Cell::new(false),
             pending_throw: Cell::new(None),
+            spawned_at: Cell::new(None),
         });
         *c = Some(main.clone());
         main
@@ -225,6 +228,7 @@ pub(crate) fn main_rc() -> Rc<GInner> {
 
 fn set_current(g: Rc<GInner>) {
     stack::set_running(g.running_info());
+    crate::monitor::on_switch(&g);
     let old = CURRENT.with(|c| c.borrow_mut().replace(g));
     drop(old);
 }
@@ -246,6 +250,7 @@ pub(crate) fn new_inner(body: Body, parent: Option<Rc<GInner>>, stack_size: usiz
         wait_seq: Cell::new(0),
         parked: Cell::new(false),
         pending_throw: Cell::new(None),
+        spawned_at: Cell::new(None),
     })
 }
 

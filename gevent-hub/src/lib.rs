@@ -38,6 +38,7 @@ mod api;
 mod error;
 pub mod greenlet;
 mod hub;
+pub mod monitor;
 pub mod stack;
 pub mod sync;
 mod timeout;
