@@ -91,7 +91,10 @@ fn callbacks_match_c() {
         assert_eq!(bytes(&r), bytes(&c));
         let got = ev_cb(&r).map(|f| f as usize);
         assert_eq!(got, Some(watcher_cb as *const () as usize));
-        assert_eq!(libev_sys_probe_ev_cb(&mut r) as usize, watcher_cb as *const () as usize);
+        assert_eq!(
+            libev_sys_probe_ev_cb(&mut r) as usize,
+            watcher_cb as *const () as usize
+        );
     }
 }
 
