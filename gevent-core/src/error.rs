@@ -49,7 +49,8 @@ pub enum Error {
     LoopCreate,
     /// The default loop belongs to another thread; a loop is used by one thread only.
     DefaultLoopInUse,
-    /// The loop is being destroyed (e.g. `run` from a cleanup callback).
+    /// The loop is being destroyed: a cleanup callback tried to start a watcher on it or
+    /// to get it back (`Loop::default_loop` included).
     LoopReleased,
     /// A path with an interior NUL byte.
     InvalidPath,

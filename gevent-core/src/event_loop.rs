@@ -125,7 +125,9 @@ pub fn backend_names(bits: u32) -> String {
     }
 }
 
-/// The backends this libev was built with and this kernel supports.
+/// The backends this libev was built with and this kernel supports. (io_uring is not
+/// built: libev 4.33 cannot tear an io_uring loop down cleanly; see
+/// `libev-sys/csrc/ev_config.h`.)
 pub fn supported_backends() -> Flags {
     // SAFETY: plain getter.
     Flags(unsafe { ffi::ev_supported_backends() })
@@ -157,7 +159,9 @@ pub struct Callback {
 impl Callback {
     /// Cancels the callback if it has not run yet. Returns whether it was pending.
     pub fn cancel(&self) -> bool {
-        self.slot.f.borrow_mut().take().is_some()
+        let f = self.slot.f.borrow_mut().take();
+        // Dropped after the borrow ends: the closure's destructor may look at this handle.
+        f.is_some()
     }
     /// True until the callback has run or was cancelled.
     pub fn pending(&self) -> bool {
@@ -187,6 +191,9 @@ pub(crate) struct LoopInner {
     panic: RefCell<Option<PanicPayload>>,
     /// gevent's `handle_error`: receives panics instead of breaking the loop.
     error_handler: RefCell<Option<ErrorHandler>>,
+    /// Bumped by `set_error_handler`/`clear_error_handler`, so that a handler which
+    /// replaced or cleared itself while running is not put back afterwards.
+    handler_epoch: Cell<u64>,
     callbacks: RefCell<VecDeque<Rc<QueuedCallback>>>,
     /// True while the callback queue holds an `ev_ref` on the loop.
     callbacks_ref: Cell<bool>,
@@ -211,20 +218,26 @@ impl LoopInner {
     /// A callback panicked: hand the payload to the error handler, or keep it for `run`
     /// and break the loop.
     pub(crate) fn handle_panic(&self, payload: PanicPayload) {
+        let epoch = self.handler_epoch.get();
         let handler = self.error_handler.borrow_mut().take();
         if let Some(mut h) = handler {
             let r = catch_unwind(AssertUnwindSafe(|| h(payload)));
-            let mut slot = self.error_handler.borrow_mut();
-            if slot.is_none() {
-                *slot = Some(h);
+            if self.handler_epoch.get() == epoch {
+                *self.error_handler.borrow_mut() = Some(h);
+            } else {
+                drop(h);
             }
-            drop(slot);
             if let Err(p) = r {
                 self.store_panic(p);
             }
         } else {
             self.store_panic(payload);
         }
+    }
+
+    fn bump_handler_epoch(&self) {
+        self.handler_epoch
+            .set(self.handler_epoch.get().wrapping_add(1));
     }
 
     fn store_panic(&self, payload: PanicPayload) {
@@ -283,6 +296,11 @@ impl LoopInner {
         }
     }
 
+    /// True while at least one `Loop` handle exists.
+    pub(crate) fn has_handles(&self) -> bool {
+        self.handles.get() > 0
+    }
+
     /// The last `Loop` handle went away: stop and drop what only the loop kept alive.
     fn release_detached(&self) {
         let (keep, release): (Vec<_>, Vec<_>) = std::mem::take(&mut *self.detached.borrow_mut())
@@ -293,8 +311,13 @@ impl LoopInner {
             w.stop_detached();
         }
         drop(release);
+        // Free the closures themselves, not just the queue's references: a `Callback`
+        // handle would otherwise keep a closure that can never run alive (and pending).
         let queued = std::mem::take(&mut *self.callbacks.borrow_mut());
-        drop(queued);
+        for cb in queued {
+            let f = cb.f.borrow_mut().take();
+            drop(f);
+        }
         if self.callbacks_ref.replace(false) {
             // SAFETY: live loop.
             unsafe { ffi::ev_unref(self.raw) };
@@ -318,18 +341,29 @@ impl Drop for LoopInner {
         // SAFETY: last reference: no watcher holds this loop any more (they hold an Rc),
         // except cleanup watchers, which hold a Weak and are invoked by ev_loop_destroy.
         unsafe {
+            // The prepare watcher was unref'd after its start; give the reference back
+            // before stopping it, or libev's active count drifts below zero (which
+            // matters for the default loop, whose struct is static and reused).
+            ffi::ev_ref(self.raw);
             ffi::ev_prepare_stop(self.raw, self.prepare.get());
             ffi::ev_timer_stop(self.raw, self.timer0.get());
+            // Deliver events still queued (fed to cleanup watchers, the only ones left):
+            // ev_loop_destroy does so only when some cleanup watcher is active, and a
+            // watcher left pending in a freed loop could not be stopped safely.
+            if ffi::ev_pending_count(self.raw) != 0 {
+                ffi::ev_invoke_pending(self.raw);
+            }
             ffi::ev_loop_destroy(self.raw);
+        }
+        // Before resuming a panic below, or the default loop could never be made again.
+        if self.is_default {
+            *DEFAULT_OWNER.lock().unwrap_or_else(|e| e.into_inner()) = None;
         }
         // A panic from a cleanup callback has nowhere to go but here.
         if let Some(p) = self.panic.get_mut().take() {
             if !std::thread::panicking() {
                 std::panic::resume_unwind(p);
             }
-        }
-        if self.is_default {
-            *DEFAULT_OWNER.lock().unwrap_or_else(|e| e.into_inner()) = None;
         }
     }
 }
@@ -435,7 +469,7 @@ impl Loop {
     /// [`Error::BackendUnavailable`] if none of the requested backends exists here.
     pub fn with_flags(flags: Flags) -> Result<Loop> {
         install_syserr_cb();
-        check_backends(flags)?;
+        let flags = check_backends(flags)?;
         // SAFETY: plain constructor; null on failure.
         let raw = unsafe { ffi::ev_loop_new(flags.0) };
         Loop::wrap(raw, false, flags)
@@ -459,7 +493,8 @@ impl Loop {
     /// so `std::process::Child::wait` keeps working (see the crate docs).
     ///
     /// # Errors
-    /// [`Error::DefaultLoopInUse`] if another thread owns the default loop.
+    /// [`Error::DefaultLoopInUse`] if another thread owns the default loop;
+    /// [`Error::LoopReleased`] from a cleanup callback while it is being destroyed.
     pub fn default_loop() -> Result<Loop> {
         Loop::default_loop_with_flags(Flags::AUTO)
     }
@@ -474,10 +509,14 @@ impl Loop {
             return Ok(Loop::from_inner(inner));
         }
         install_syserr_cb();
-        check_backends(flags)?;
+        let flags = check_backends(flags)?;
         let mut owner = DEFAULT_OWNER.lock().unwrap_or_else(|e| e.into_inner());
-        if owner.is_some() {
-            return Err(Error::DefaultLoopInUse);
+        match *owner {
+            // Ours, yet no longer reachable through DEFAULT_LOOP: it is being destroyed
+            // right now (we are in one of its cleanup callbacks).
+            Some(t) if t == std::thread::current().id() => return Err(Error::LoopReleased),
+            Some(_) => return Err(Error::DefaultLoopInUse),
+            None => {}
         }
         // SAFETY: no other thread can be inside ev_default_loop (DEFAULT_OWNER lock).
         let raw = unsafe { ffi::ev_default_loop(flags.0) };
@@ -516,6 +555,7 @@ impl Loop {
             releasing: Cell::new(false),
             panic: RefCell::new(None),
             error_handler: RefCell::new(None),
+            handler_epoch: Cell::new(0),
             callbacks: RefCell::new(VecDeque::new()),
             callbacks_ref: Cell::new(false),
             callback_budget: Cell::new(Duration::from_millis(5)),
@@ -710,12 +750,17 @@ impl Loop {
     /// Installs gevent's `handle_error`: panics from callbacks go to `f` and the loop
     /// keeps running, instead of breaking the loop and resuming in `run`.
     pub fn set_error_handler(&self, f: impl FnMut(PanicPayload) + 'static) {
-        *self.inner.error_handler.borrow_mut() = Some(Box::new(f));
+        self.inner.bump_handler_epoch();
+        let old = self.inner.error_handler.replace(Some(Box::new(f)));
+        // Dropped outside the borrow: its destructor may touch the handler again.
+        drop(old);
     }
 
     /// Removes the error handler: panics break the loop again.
     pub fn clear_error_handler(&self) {
-        self.inner.error_handler.borrow_mut().take();
+        self.inner.bump_handler_epoch();
+        let old = self.inner.error_handler.take();
+        drop(old);
     }
 
     /// Queues `f` to run at the loop's next prepare phase, before it next blocks
@@ -742,12 +787,13 @@ impl Loop {
     }
 }
 
-fn check_backends(flags: Flags) -> Result<()> {
+/// Refuses a backend set with nothing usable in it (libev would fail or fall back).
+fn check_backends(flags: Flags) -> Result<Flags> {
     let wanted = flags.backends();
     if wanted != 0 && wanted & supported_backends().0 == 0 {
         return Err(Error::BackendUnavailable(backend_names(wanted)));
     }
-    Ok(())
+    Ok(flags)
 }
 
 /// libev time (seconds as `f64`) to a `Duration`, clamping negatives to zero.

@@ -133,6 +133,9 @@ pub struct WatcherRef<K: Kind> {
     /// Bumped whenever the callback slot is written, so the trampoline can tell
     /// whether the running callback replaced (or cleared) itself.
     cb_epoch: Cell<u64>,
+    /// The epoch of the callback the trampoline is running (taken out of `cb`), so
+    /// that it still counts as this watcher's callback until it is replaced.
+    running_epoch: Cell<Option<u64>>,
     /// The user asked for a watcher that does not keep the loop alive.
     no_ref: Cell<bool>,
     /// An `ev_unref` is currently held on the loop on this watcher's behalf.
@@ -199,6 +202,7 @@ impl<K: Kind> Watcher<K> {
             lp: link,
             cb: RefCell::new(None),
             cb_epoch: Cell::new(0),
+            running_epoch: Cell::new(None),
             no_ref: Cell::new(false),
             unrefd: Cell::new(false),
             detached: Cell::new(false),
@@ -226,6 +230,12 @@ impl<K: Kind> Watcher<K> {
             return;
         }
         if let Some(lp) = inner.lp.inner() {
+            if !K::WEAK_LOOP && !lp.has_handles() {
+                // The last `Loop` handle is already gone, so nothing would ever release
+                // the watcher: it and the loop would keep each other alive for good.
+                inner.stop();
+                return;
+            }
             inner.detached.set(true);
             lp.detached.borrow_mut().push(inner);
         }
@@ -304,6 +314,31 @@ impl<K: Kind> WatcherRef<K> {
         }
     }
 
+    /// Starts the watcher again with the callback it already has: no allocation, which
+    /// is what a watcher reused for every wait wants. Does nothing if it is active.
+    ///
+    /// # Errors
+    /// [`Error::NoCallback`] if it has none (never started, or [`stop`](WatcherRef::stop)ped);
+    /// the type's own checks, as for [`start`](WatcherRef::start).
+    pub fn rearm(&self) -> Result<()> {
+        if self.is_active() {
+            return Ok(());
+        }
+        if !self.has_callback() {
+            return Err(Error::NoCallback(K::NAME));
+        }
+        let l = self.raw_loop().ok_or(Error::LoopReleased)?;
+        K::before_start(self)?;
+        self.start_raw(l);
+        Ok(())
+    }
+
+    /// Stops the watcher like [`stop`](WatcherRef::stop) but keeps its callback, for a
+    /// later [`rearm`](WatcherRef::rearm).
+    pub fn disarm(&self) {
+        self.stop_inner(false);
+    }
+
     /// Replaces the callback without starting or stopping the watcher. A callback may
     /// replace itself; the running closure is dropped once it returns.
     pub fn set_callback(&self, cb: impl FnMut(&WatcherRef<K>, Events) + 'static) {
@@ -328,11 +363,29 @@ impl<K: Kind> WatcherRef<K> {
                 K::ev_stop(l, self.raw());
             }
             K::after_stop(self);
+        } else if let Some(l) = self.destroying_loop() {
+            // A cleanup watcher still queued by ev_loop_destroy (another cleanup callback
+            // is stopping or dropping it): take it out of the queue before it is freed.
+            // SAFETY: see `destroying_loop`; the pending queue is alive until every
+            // queued watcher was invoked.
+            unsafe { ffi::ev_clear_pending(l, self.raw().cast()) };
         }
         if drop_cb {
             self.set_cb(None);
         }
         self.undetach();
+    }
+
+    /// The loop of a cleanup watcher that `ev_loop_destroy` has queued and not invoked
+    /// yet. Its `Weak` link no longer upgrades, but the loop is provably still alive: a
+    /// watcher is only pending inside a live loop, and destruction (`LoopInner::drop`,
+    /// then `ev_loop_destroy`) invokes every pending watcher, which un-pends it, before
+    /// the loop's memory goes.
+    fn destroying_loop(&self) -> Option<*mut ffi::ev_loop> {
+        match &self.lp {
+            LoopLink::Weak(_, raw) if self.is_pending() => Some(*raw),
+            _ => None,
+        }
     }
 
     /// Gives back the `ev_unref` held for this watcher (libev requires the loop to be
@@ -373,9 +426,16 @@ impl<K: Kind> WatcherRef<K> {
         unsafe { ffi::ev_is_pending(self.raw()) != 0 }
     }
 
-    /// True if a callback is set.
+    /// True if a callback is set. Inside its own callback this is true until the
+    /// callback replaces or clears itself.
     pub fn has_callback(&self) -> bool {
-        self.cb.try_borrow().map(|c| c.is_some()).unwrap_or(true)
+        match self.cb.try_borrow() {
+            Ok(c) if c.is_some() => true,
+            // The trampoline took the running callback out of the slot; it goes back
+            // when it returns, unless it was replaced meanwhile.
+            Ok(_) => self.running_epoch.get() == Some(self.cb_epoch.get()),
+            Err(_) => true,
+        }
     }
 
     /// The priority, `MINPRI..=MAXPRI` (`ev_priority`).
@@ -433,7 +493,7 @@ impl<K: Kind> WatcherRef<K> {
     /// Removes a pending event without running the callback, returning its events
     /// (`ev_clear_pending`).
     pub fn clear_pending(&self) -> Events {
-        match self.raw_loop() {
+        match self.raw_loop().or_else(|| self.destroying_loop()) {
             // SAFETY: live loop and watcher.
             Some(l) => {
                 Events::from_bits(unsafe { ffi::ev_clear_pending(l, self.raw().cast()) } as u32)
@@ -465,9 +525,12 @@ unsafe extern "C" fn trampoline<K: Kind>(l: *mut ffi::ev_loop, w: *mut K::Raw, r
     let taken = this.cb.borrow_mut().take();
     if let Some(mut cb) = taken {
         let epoch = this.cb_epoch.get();
+        // Restored afterwards: a nested run may call this watcher's replacement callback.
+        let outer = this.running_epoch.replace(Some(epoch));
         let r = catch_unwind(AssertUnwindSafe(|| {
             cb(&this, Events::from_bits(revents as u32))
         }));
+        this.running_epoch.set(outer);
         if this.cb_epoch.get() == epoch {
             // Not replaced or cleared while running: put it back.
             *this.cb.borrow_mut() = Some(cb);

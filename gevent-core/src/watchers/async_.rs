@@ -4,23 +4,46 @@
 //! makes the watcher's callback run in the loop; several sends before the callback runs
 //! are coalesced into one call. The sender is `Send + Sync`, and stays valid after the
 //! watcher or its loop is gone: `send` then does nothing and returns `false`.
+//!
+//! A send while the watcher is stopped (before its first start included) is remembered
+//! and delivered once it is started; `stop` forgets a send not yet delivered. Plain
+//! libev differs on both counts: `ev_async_start` forgets earlier sends, and a send
+//! before any async or signal watcher was started on the loop trips an assertion.
 
 use crate::event_loop::Loop;
-use crate::watcher::{kind, zeroed, Watcher, WatcherRef};
+use crate::watcher::{zeroed, Watcher, WatcherRef};
 use libev_sys as ffi;
 use std::fmt;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, MutexGuard};
 
 /// The target of the senders: the loop and the watcher, while both live.
 #[derive(Debug)]
 struct Target {
     lp: *mut ffi::ev_loop,
     w: *mut ffi::ev_async,
+    /// Mirrors the watcher's active state, so senders never read libev's fields.
+    started: bool,
+    /// Sent while stopped: to be sent for real at the next start.
+    early: bool,
 }
 // SAFETY: the pointers are only used for ev_async_send, which libev documents as safe
-// to call from any thread, and only under the mutex that `AsyncShared::drop` takes
+// to call from any thread, and only under the mutex that `AsyncExtra::drop` takes
 // before the watcher (and with it the loop reference) goes away.
 unsafe impl Send for Target {}
+
+impl Target {
+    /// Sends now if the watcher is started; otherwise remembers the send for its start.
+    fn send(&mut self) {
+        if self.started {
+            // SAFETY: the watcher and its loop are alive while the target is set (the
+            // caller holds the lock), and the watcher is started, so libev's wake-up
+            // pipe exists.
+            unsafe { ffi::ev_async_send(self.lp, self.w) };
+        } else {
+            self.early = true;
+        }
+    }
+}
 
 /// What the watcher and its senders share.
 #[doc(hidden)]
@@ -29,13 +52,10 @@ pub struct AsyncShared {
     target: Mutex<Option<Target>>,
 }
 
-impl Drop for AsyncShared {
-    fn drop(&mut self) {
-        // Only the watcher's own Arc can be the last one while the target is set.
-        self.target
-            .get_mut()
-            .unwrap_or_else(|e| e.into_inner())
-            .take();
+impl AsyncShared {
+    fn lock(&self) -> MutexGuard<'_, Option<Target>> {
+        // The critical sections never panic, but a poisoned lock is still consistent.
+        self.target.lock().unwrap_or_else(|e| e.into_inner())
     }
 }
 
@@ -49,18 +69,47 @@ pub struct AsyncExtra(Arc<AsyncShared>);
 
 impl Drop for AsyncExtra {
     fn drop(&mut self) {
-        self.0
-            .target
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .take();
+        self.0.lock().take();
     }
 }
 
-kind! {
-    /// Marker for async watchers.
-    AsyncKind: ev_async, "async", ev_async_start / ev_async_stop, extra = AsyncExtra;
-    {}
+/// Marker for async watchers.
+///
+/// Written out rather than made with `kind!`: starting and stopping take the senders'
+/// lock, so a send from another thread never races `ev_async_start` (which clears the
+/// watcher's flag) and never reaches a stopped watcher.
+#[derive(Debug)]
+pub enum AsyncKind {}
+impl crate::watcher::sealed::Sealed for AsyncKind {}
+impl crate::watcher::Kind for AsyncKind {
+    type Raw = ffi::ev_async;
+    type Extra = AsyncExtra;
+    const NAME: &'static str = "async";
+    unsafe fn ev_start(l: *mut ffi::ev_loop, w: *mut Self::Raw) {
+        // SAFETY: data points at the WatcherRef (set in Watcher::new), which the caller
+        // keeps alive.
+        let this = unsafe { &*((*w).data as *const WatcherRef<AsyncKind>) };
+        let mut target = this.extra.0.lock();
+        // SAFETY: forwarded from the generic machinery.
+        unsafe { ffi::ev_async_start(l, w) };
+        if let Some(t) = &mut *target {
+            t.started = true;
+            if std::mem::take(&mut t.early) {
+                t.send();
+            }
+        }
+    }
+    unsafe fn ev_stop(l: *mut ffi::ev_loop, w: *mut Self::Raw) {
+        // SAFETY: as in ev_start.
+        let this = unsafe { &*((*w).data as *const WatcherRef<AsyncKind>) };
+        let mut target = this.extra.0.lock();
+        // SAFETY: forwarded from the generic machinery.
+        unsafe { ffi::ev_async_stop(l, w) };
+        if let Some(t) = &mut *target {
+            t.started = false;
+            t.early = false;
+        }
+    }
 }
 
 /// An async watcher: see the [module docs](self).
@@ -81,14 +130,12 @@ impl fmt::Debug for AsyncSender {
 }
 
 impl AsyncSender {
-    /// Wakes the watcher (`ev_async_send`). Returns `false` if the watcher is gone.
+    /// Wakes the watcher (`ev_async_send`); a stopped watcher gets the send when it is
+    /// started. Returns `false` if the watcher is gone.
     pub fn send(&self) -> bool {
-        let t = self.shared.target.lock().unwrap_or_else(|e| e.into_inner());
-        match &*t {
+        match &mut *self.shared.lock() {
             Some(t) => {
-                // SAFETY: the watcher and its loop are alive while the target is set, and
-                // the lock keeps them so until this call returns.
-                unsafe { ffi::ev_async_send(t.lp, t.w) };
+                t.send();
                 true
             }
             None => false,
@@ -97,11 +144,7 @@ impl AsyncSender {
 
     /// True while the watcher exists.
     pub fn is_connected(&self) -> bool {
-        self.shared
-            .target
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .is_some()
+        self.shared.lock().is_some()
     }
 }
 
@@ -111,27 +154,34 @@ impl Loop {
     pub fn async_(&self) -> Async {
         let shared = Arc::new(AsyncShared::default());
         let w: Async = Watcher::new(self, zeroed(), AsyncExtra(shared.clone()));
-        *shared.target.lock().unwrap_or_else(|e| e.into_inner()) = Some(Target {
+        *shared.lock() = Some(Target {
             lp: self.as_raw(),
             w: w.raw(),
+            started: false,
+            early: false,
         });
         w
     }
 }
 
 impl WatcherRef<AsyncKind> {
-    /// Wakes the watcher from the loop's own thread (`ev_async_send`).
+    /// Wakes the watcher from the loop's own thread (`ev_async_send`); a stopped watcher
+    /// gets the send when it is started.
     pub fn send(&self) {
-        if let Some(l) = self.raw_loop() {
-            // SAFETY: live loop and watcher.
-            unsafe { ffi::ev_async_send(l, self.raw()) }
+        if let Some(t) = &mut *self.extra.0.lock() {
+            t.send();
         }
     }
 
-    /// True when sent to and the callback has not run yet (`ev_async_pending`).
+    /// True when sent to and the callback has not run yet (`ev_async_pending`), or sent
+    /// to while stopped.
     pub fn pending(&self) -> bool {
-        // SAFETY: the struct is valid for reads; the field is read as volatile.
-        unsafe { ffi::ev_async_pending(self.raw()) != 0 }
+        match &*self.extra.0.lock() {
+            // SAFETY: the struct is valid for reads; the field is read as volatile.
+            Some(t) if t.started => unsafe { ffi::ev_async_pending(self.raw()) != 0 },
+            Some(t) => t.early,
+            None => false,
+        }
     }
 
     /// A `Send + Sync` handle for other threads.

@@ -6,22 +6,77 @@
 //! hour: offset 0, interval 3600 s); with a reschedule closure it fires whenever the
 //! closure says, given the current time. libev asserts when a reschedule callback
 //! returns a time in the past; here such a time is clamped to "now".
+//!
+//! A panic in the reschedule closure never reaches libev. When `start` or `again` called
+//! the closure, the panic resumes from that call (and the watcher is left stopped);
+//! when the loop called it, it is handled like a panic in a callback (the loop breaks
+//! and `run` resumes it, or the error handler gets it), and the watcher stays quiet
+//! until restarted.
 
 use crate::error::{Error, Result};
-use crate::event_loop::{secs, Loop};
-use crate::watcher::{kind, zeroed, Watcher, WatcherRef};
+use crate::event_loop::{secs, Loop, PanicPayload};
+use crate::watcher::{zeroed, Watcher, WatcherRef};
 use libev_sys as ffi;
-use std::cell::RefCell;
-use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::cell::{Cell, RefCell};
+use std::fmt;
+use std::panic::{catch_unwind, resume_unwind, AssertUnwindSafe};
 use std::time::Duration;
 
 type Reschedule = Box<dyn FnMut(Duration) -> Duration>;
 
-kind! {
-    /// Marker for periodic watchers.
-    PeriodicKind: ev_periodic, "periodic", ev_periodic_start / ev_periodic_stop,
-        extra = RefCell<Option<Reschedule>>;
-    {}
+/// Marker for periodic watchers.
+///
+/// Written out rather than made with `kind!`: starting must re-raise a panic from the
+/// reschedule closure, which libev calls from inside `ev_periodic_start`.
+#[derive(Debug)]
+pub enum PeriodicKind {}
+impl crate::watcher::sealed::Sealed for PeriodicKind {}
+impl crate::watcher::Kind for PeriodicKind {
+    type Raw = ffi::ev_periodic;
+    type Extra = PeriodicExtra;
+    const NAME: &'static str = "periodic";
+    unsafe fn ev_start(l: *mut ffi::ev_loop, w: *mut Self::Raw) {
+        // SAFETY: data points at the WatcherRef (set in Watcher::new before any start),
+        // which the caller keeps alive.
+        let this = unsafe { &*((*w).data as *const WatcherRef<PeriodicKind>) };
+        // SAFETY: forwarded from the generic machinery.
+        this.rescheduling(|| unsafe { ffi::ev_periodic_start(l, w) });
+    }
+    unsafe fn ev_stop(l: *mut ffi::ev_loop, w: *mut Self::Raw) {
+        // SAFETY: forwarded from the generic machinery.
+        unsafe { ffi::ev_periodic_stop(l, w) }
+    }
+}
+
+/// A periodic watcher's state beside the libev struct.
+#[doc(hidden)]
+pub struct PeriodicExtra {
+    reschedule: RefCell<Option<Reschedule>>,
+    /// True while `start` or `again` is inside libev, which may call the closure.
+    direct: Cell<bool>,
+    /// A panic from the closure during such a call, re-raised once libev returned.
+    stashed: RefCell<Option<PanicPayload>>,
+}
+
+impl fmt::Debug for PeriodicExtra {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("PeriodicExtra")
+            .field(
+                "reschedule",
+                &self.reschedule.try_borrow().map(|r| r.is_some()),
+            )
+            .finish_non_exhaustive()
+    }
+}
+
+impl PeriodicExtra {
+    fn new(reschedule: Option<Reschedule>) -> PeriodicExtra {
+        PeriodicExtra {
+            reschedule: RefCell::new(reschedule),
+            direct: Cell::new(false),
+            stashed: RefCell::new(None),
+        }
+    }
 }
 
 /// A periodic watcher: see the [module docs](self).
@@ -30,14 +85,17 @@ pub type Periodic = Watcher<PeriodicKind>;
 unsafe extern "C" fn reschedule_cb(w: *mut ffi::ev_periodic, now: f64) -> f64 {
     // SAFETY: data points at the WatcherRef (set in Watcher::new before any start).
     let this = unsafe { &*((*w).data as *const WatcherRef<PeriodicKind>) };
-    let taken = this.extra.borrow_mut().take();
+    let taken = this.extra.reschedule.borrow_mut().take();
     let Some(mut f) = taken else { return now };
     let r = catch_unwind(AssertUnwindSafe(|| f(secs(now))));
-    *this.extra.borrow_mut() = Some(f);
+    *this.extra.reschedule.borrow_mut() = Some(f);
     match r {
         Ok(at) => at.as_secs_f64().max(now),
         Err(p) => {
-            if let Some(lp) = this.loop_inner() {
+            if this.extra.direct.get() {
+                // Called by `start` or `again`: they re-raise it when libev returns.
+                this.extra.stashed.borrow_mut().get_or_insert(p);
+            } else if let Some(lp) = this.loop_inner() {
                 lp.handle_panic(p);
             }
             // Far in the future: the watcher stays quiet until restarted.
@@ -55,7 +113,7 @@ impl Loop {
         unsafe {
             ffi::ev_periodic_set(&mut raw, offset.as_secs_f64(), interval.as_secs_f64(), None)
         };
-        Watcher::new(self, raw, RefCell::new(None))
+        Watcher::new(self, raw, PeriodicExtra::new(None))
     }
 
     /// A periodic watcher whose next time is computed by `reschedule(now)`, both as
@@ -68,7 +126,7 @@ impl Loop {
         // SAFETY: a fresh, inactive struct; the callback finds its closure through data.
         unsafe { ffi::ev_periodic_set(&mut raw, 0.0, 0.0, Some(reschedule_cb)) };
         let f: Reschedule = Box::new(reschedule);
-        Watcher::new(self, raw, RefCell::new(Some(f)))
+        Watcher::new(self, raw, PeriodicExtra::new(Some(f)))
     }
 }
 
@@ -124,8 +182,22 @@ impl WatcherRef<PeriodicKind> {
             return Err(Error::NoCallback("periodic"));
         }
         // SAFETY: live loop and watcher; again = stop + start in libev.
-        unsafe { ffi::ev_periodic_again(l, self.raw()) };
+        self.rescheduling(|| unsafe { ffi::ev_periodic_again(l, self.raw()) });
         self.after_start(l);
         Ok(())
+    }
+
+    /// Runs a libev call that may call the reschedule closure on this stack, and
+    /// re-raises a panic from the closure once libev has returned, with the watcher
+    /// stopped (it was scheduled at a made-up time) but its callback kept.
+    fn rescheduling(&self, call: impl FnOnce()) {
+        let outer = self.extra.direct.replace(true);
+        call();
+        self.extra.direct.set(outer);
+        let stashed = self.extra.stashed.borrow_mut().take();
+        if let Some(p) = stashed {
+            self.stop_inner(false);
+            resume_unwind(p);
+        }
     }
 }

@@ -51,7 +51,8 @@ impl WatcherRef<StatKind> {
         Path::new(std::ffi::OsStr::from_bytes(self.extra.as_bytes()))
     }
 
-    /// The polling interval libev uses (after start, the value it chose).
+    /// The polling interval: zero means libev's default (5 s); once started, a
+    /// non-zero interval below libev's minimum (about 0.1 s) reads as that minimum.
     pub fn interval(&self) -> Duration {
         // SAFETY: the struct is valid for reads.
         secs(unsafe { (*self.raw()).interval })

@@ -1,0 +1,317 @@
+//! `Io` watchers on real pipes and sockets: readiness fires the callback with the
+//! right `revents`, and the watcher's fd and interest can change only while stopped.
+
+mod util;
+
+use gevent_core::{Error, Events, Loop};
+use std::cell::{Cell, RefCell};
+use std::io::Write;
+use std::os::fd::AsRawFd;
+use std::os::unix::net::UnixStream;
+use std::rc::Rc;
+use std::time::Duration;
+use util::{watchdog, Pipe};
+
+#[test]
+fn read_fires_for_data_written_before_run() {
+    let lp = Loop::new().unwrap();
+    let _dog = watchdog(&lp);
+    let pipe = Rc::new(Pipe::new());
+    pipe.write(b"hello");
+
+    let got = Rc::new(RefCell::new(None));
+    let w = lp.io(pipe.read_fd(), Events::READ).unwrap();
+    let (p, g) = (pipe.clone(), got.clone());
+    w.start(move |w, revents| {
+        *g.borrow_mut() = Some((revents, p.drain()));
+        w.stop();
+    })
+    .unwrap();
+    lp.run().unwrap();
+
+    let (revents, data) = got.borrow_mut().take().expect("the io callback never ran");
+    assert!(revents.contains(Events::READ), "{revents:?}");
+    assert!(!revents.contains(Events::WRITE), "{revents:?}");
+    assert_eq!(data, b"hello");
+    assert!(!w.is_active());
+}
+
+#[test]
+fn read_fires_when_a_timer_callback_writes_while_the_loop_runs() {
+    let lp = Loop::new().unwrap();
+    let _dog = watchdog(&lp);
+    let pipe = Rc::new(Pipe::new());
+    let written = Rc::new(Cell::new(false));
+
+    let writer = lp.timer(Duration::from_millis(1), Duration::ZERO);
+    let (p, wr) = (pipe.clone(), written.clone());
+    writer
+        .start(move |_, _| {
+            p.write(b"x");
+            wr.set(true);
+        })
+        .unwrap();
+
+    let got = Rc::new(RefCell::new(Vec::new()));
+    let reader = lp.io(pipe.read_fd(), Events::READ).unwrap();
+    let (p, g, wr) = (pipe.clone(), got.clone(), written.clone());
+    reader
+        .start(move |w, revents| {
+            // Readable only because the timer wrote: the pipe was empty before.
+            assert!(wr.get(), "READ fired before anything was written");
+            assert!(revents.contains(Events::READ), "{revents:?}");
+            g.borrow_mut().extend(p.drain());
+            w.stop();
+        })
+        .unwrap();
+    lp.run().unwrap();
+    assert_eq!(*got.borrow(), b"x");
+}
+
+#[test]
+fn read_does_not_fire_on_an_empty_pipe() {
+    let lp = Loop::new().unwrap();
+    let pipe = Pipe::new();
+    let calls = Rc::new(Cell::new(0));
+    let w = lp.io(pipe.read_fd(), Events::READ).unwrap();
+    let c = calls.clone();
+    w.start(move |_, _| c.set(c.get() + 1)).unwrap();
+
+    for _ in 0..3 {
+        lp.run_nowait().unwrap();
+    }
+    assert_eq!(calls.get(), 0, "READ fired with nothing to read");
+
+    pipe.write(b"!");
+    let _dog = watchdog(&lp);
+    lp.run_once().unwrap();
+    assert_eq!(calls.get(), 1);
+}
+
+#[test]
+fn read_is_level_triggered_until_the_data_is_consumed() {
+    let lp = Loop::new().unwrap();
+    let _dog = watchdog(&lp);
+    let pipe = Rc::new(Pipe::new());
+    pipe.write(b"unread");
+    let calls = Rc::new(Cell::new(0));
+    let w = lp.io(pipe.read_fd(), Events::READ).unwrap();
+    let (c, p) = (calls.clone(), pipe.clone());
+    w.start(move |w, _| {
+        c.set(c.get() + 1);
+        // Never reading means the fd stays readable: libev reports it every iteration.
+        if c.get() == 3 {
+            assert_eq!(p.drain(), b"unread");
+            w.stop();
+        }
+    })
+    .unwrap();
+    lp.run().unwrap();
+    assert_eq!(calls.get(), 3);
+}
+
+#[test]
+fn read_fires_at_end_of_file() {
+    let lp = Loop::new().unwrap();
+    let _dog = watchdog(&lp);
+    let Pipe { reader, writer } = Pipe::new();
+    drop(writer);
+    let seen = Rc::new(Cell::new(Events::NONE));
+    let w = lp.io(reader.as_raw_fd(), Events::READ).unwrap();
+    let s = seen.clone();
+    w.start(move |w, revents| {
+        s.set(revents);
+        w.stop();
+    })
+    .unwrap();
+    lp.run().unwrap();
+    assert!(seen.get().contains(Events::READ), "{:?}", seen.get());
+    assert!(util::read_available(&reader).is_empty());
+}
+
+#[test]
+fn write_fires_on_a_writable_pipe_end() {
+    let lp = Loop::new().unwrap();
+    let _dog = watchdog(&lp);
+    let pipe = Rc::new(Pipe::new());
+    let seen = Rc::new(Cell::new(Events::NONE));
+    let w = lp.io(pipe.write_fd(), Events::WRITE).unwrap();
+    let (s, p) = (seen.clone(), pipe.clone());
+    w.start(move |w, revents| {
+        s.set(revents);
+        p.write(b"fits");
+        w.stop();
+    })
+    .unwrap();
+    lp.run().unwrap();
+    assert!(seen.get().contains(Events::WRITE), "{:?}", seen.get());
+    assert!(!seen.get().contains(Events::READ), "{:?}", seen.get());
+    assert_eq!(pipe.drain(), b"fits");
+}
+
+#[test]
+fn revents_hold_only_the_ready_directions() {
+    let lp = Loop::new().unwrap();
+    let _dog = watchdog(&lp);
+    let (a, mut b) = UnixStream::pair().unwrap();
+    a.set_nonblocking(true).unwrap();
+    let seen = Rc::new(RefCell::new(Vec::new()));
+    let w = lp.io(a.as_raw_fd(), Events::READ | Events::WRITE).unwrap();
+    let s = seen.clone();
+    w.start(move |w, revents| {
+        s.borrow_mut().push(revents);
+        w.stop();
+    })
+    .unwrap();
+
+    // Nothing to read yet: only WRITE is ready.
+    lp.run().unwrap();
+    // Now both directions are.
+    b.write_all(b"ping").unwrap();
+    let s = seen.clone();
+    w.start(move |w, revents| {
+        s.borrow_mut().push(revents);
+        w.stop();
+    })
+    .unwrap();
+    lp.run().unwrap();
+
+    assert_eq!(
+        *seen.borrow(),
+        [Events::WRITE, Events::READ | Events::WRITE],
+        "revents per run"
+    );
+}
+
+#[test]
+fn fd_and_events_report_what_the_watcher_was_made_with() {
+    let lp = Loop::new().unwrap();
+    let pipe = Pipe::new();
+    let w = lp.io(pipe.read_fd(), Events::READ).unwrap();
+    assert_eq!(w.fd(), pipe.read_fd());
+    assert_eq!(w.events(), Events::READ);
+    let both = lp
+        .io(pipe.write_fd(), Events::READ | Events::WRITE)
+        .unwrap();
+    assert_eq!(both.fd(), pipe.write_fd());
+    assert_eq!(both.events(), Events::READ | Events::WRITE);
+}
+
+#[test]
+fn set_and_set_events_are_refused_while_active() {
+    let lp = Loop::new().unwrap();
+    let a = Pipe::new();
+    let b = Pipe::new();
+    let w = lp.io(a.read_fd(), Events::READ).unwrap();
+    w.start(|_, _| {}).unwrap();
+
+    assert!(matches!(
+        w.set(b.read_fd(), Events::READ),
+        Err(Error::WatcherActive(_))
+    ));
+    assert!(matches!(
+        w.set_events(Events::READ | Events::WRITE),
+        Err(Error::WatcherActive(_))
+    ));
+    // Nothing changed, and the watcher is still running.
+    assert_eq!((w.fd(), w.events()), (a.read_fd(), Events::READ));
+    assert!(w.is_active());
+
+    w.stop();
+    w.set(b.write_fd(), Events::WRITE).unwrap();
+    assert_eq!((w.fd(), w.events()), (b.write_fd(), Events::WRITE));
+    w.set_events(Events::READ | Events::WRITE).unwrap();
+    assert_eq!(w.events(), Events::READ | Events::WRITE);
+}
+
+#[test]
+fn a_stopped_watcher_set_to_another_fd_fires_for_that_fd() {
+    let lp = Loop::new().unwrap();
+    let _dog = watchdog(&lp);
+    let first = Pipe::new();
+    let second = Rc::new(Pipe::new());
+    // Data on the old fd must not wake the re-pointed watcher.
+    first.write(b"old");
+    second.write(b"new");
+
+    let w = lp.io(first.write_fd(), Events::WRITE).unwrap();
+    w.set(second.read_fd(), Events::READ).unwrap();
+    let got = Rc::new(RefCell::new(None));
+    let (g, p) = (got.clone(), second.clone());
+    w.start(move |w, revents| {
+        *g.borrow_mut() = Some((w.fd(), revents, p.drain()));
+        w.stop();
+    })
+    .unwrap();
+    lp.run().unwrap();
+
+    let (fd, revents, data) = got.borrow_mut().take().expect("callback never ran");
+    assert_eq!(fd, second.read_fd());
+    assert!(revents.contains(Events::READ));
+    assert_eq!(data, b"new");
+    assert_eq!(first.drain(), b"old");
+}
+
+#[test]
+fn bad_fds_and_masks_are_errors() {
+    let lp = Loop::new().unwrap();
+    assert_eq!(lp.io(-1, Events::READ).unwrap_err(), Error::NegativeFd(-1));
+
+    let closed = never_open_fd();
+    assert_eq!(
+        lp.io(closed, Events::READ).unwrap_err(),
+        Error::ClosedFd(closed)
+    );
+
+    let pipe = Pipe::new();
+    assert_eq!(
+        lp.io(pipe.read_fd(), Events::TIMER).unwrap_err(),
+        Error::InvalidEvents(Events::TIMER.bits())
+    );
+    let w = lp.io(pipe.read_fd(), Events::READ).unwrap();
+    assert_eq!(w.set(-3, Events::READ).unwrap_err(), Error::NegativeFd(-3));
+    assert!(matches!(
+        w.set_events(Events::READ | Events::SIGNAL),
+        Err(Error::InvalidEvents(_))
+    ));
+    // A rejected change leaves the watcher as it was.
+    assert_eq!((w.fd(), w.events()), (pipe.read_fd(), Events::READ));
+}
+
+/// A descriptor number above any possible limit (the kernel caps fds at `nr_open`,
+/// at most 2^30), so it is closed whatever other threads open meanwhile.
+fn never_open_fd() -> i32 {
+    i32::MAX
+}
+
+/// ev.pod's "special problem of disappearing file descriptors": the program closes an
+/// fd while its watcher is active. libev must not abort; the watcher is stopped and its
+/// callback told with `ERROR`, and stopping or dropping it afterwards is harmless.
+#[test]
+fn an_fd_closed_behind_an_active_watcher_is_reported_not_fatal() {
+    let lp = Loop::new().unwrap();
+    let (a, b) = UnixStream::pair().unwrap();
+    let fd = a.as_raw_fd();
+    let w = lp.io(fd, Events::READ).unwrap();
+    let seen = Rc::new(Cell::new(Events::NONE));
+    let s2 = seen.clone();
+    w.start(move |w, ev| {
+        s2.set(ev);
+        w.stop();
+    })
+    .unwrap();
+    drop(a); // closes the fd while the watcher is active
+    let _dog = watchdog(&lp);
+    lp.run().unwrap();
+    assert!(seen.get().contains(Events::ERROR), "callback saw {:?}", seen.get());
+    assert!(!w.is_active());
+    drop(w);
+    drop(b);
+    // The loop is still healthy.
+    let t = lp.timer(Duration::ZERO, Duration::ZERO);
+    let fired = Rc::new(Cell::new(false));
+    let f2 = fired.clone();
+    t.start(move |_, _| f2.set(true)).unwrap();
+    lp.run().unwrap();
+    assert!(fired.get());
+}

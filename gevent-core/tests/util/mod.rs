@@ -1,0 +1,126 @@
+//! Helpers shared by the integration tests: real pipes, a watchdog that turns a hang
+//! into a failure, temporary directories, and the lock that serialises default-loop
+//! tests.
+
+// Each test binary compiles this module and uses only some of it.
+#![allow(dead_code)]
+
+use gevent_core::{Loop, Timer};
+use std::fs::File;
+use std::io::{self, Read, Write};
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Mutex, MutexGuard, PoisonError};
+use std::time::Duration;
+
+/// How long a loop may run before the watchdog fails the test. Generous on purpose:
+/// it only exists so that a missing event fails instead of hanging (valgrind included).
+pub const WATCHDOG_LIMIT: Duration = Duration::from_secs(10);
+
+/// Starts a timer that panics (failing the test from inside `run`) if the loop is
+/// still running after [`WATCHDOG_LIMIT`]. It does not keep the loop alive, so `run`
+/// returns as soon as the watchers under test are done. Keep the returned handle
+/// alive for as long as the loop runs.
+pub fn watchdog(lp: &Loop) -> Timer {
+    let t = lp.timer(WATCHDOG_LIMIT, Duration::ZERO);
+    t.start(|_, _| {
+        panic!("watchdog: the loop ran for {WATCHDOG_LIMIT:?} and the awaited event never came")
+    })
+    .expect("start the watchdog timer");
+    t.set_ref(false);
+    t
+}
+
+/// A non-blocking, close-on-exec pipe; both ends close when dropped.
+#[derive(Debug)]
+pub struct Pipe {
+    pub reader: File,
+    pub writer: File,
+}
+
+impl Pipe {
+    pub fn new() -> Pipe {
+        let mut fds = [0; 2];
+        // SAFETY: pipe2 writes two descriptors into the array on success.
+        let rc = unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_NONBLOCK | libc::O_CLOEXEC) };
+        assert_eq!(rc, 0, "pipe2: {}", io::Error::last_os_error());
+        // SAFETY: both descriptors were just created and are owned by nobody else.
+        let (r, w) = unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) };
+        Pipe {
+            reader: File::from(r),
+            writer: File::from(w),
+        }
+    }
+
+    pub fn read_fd(&self) -> RawFd {
+        self.reader.as_raw_fd()
+    }
+
+    pub fn write_fd(&self) -> RawFd {
+        self.writer.as_raw_fd()
+    }
+
+    pub fn write(&self, data: &[u8]) {
+        (&self.writer).write_all(data).expect("write to the pipe");
+    }
+
+    /// Everything that can be read right now (the pipe is non-blocking).
+    pub fn drain(&self) -> Vec<u8> {
+        read_available(&self.reader)
+    }
+}
+
+/// Reads whatever a non-blocking descriptor has available right now.
+pub fn read_available(mut f: &File) -> Vec<u8> {
+    let mut out = Vec::new();
+    let mut buf = [0u8; 4096];
+    loop {
+        match f.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => out.extend_from_slice(&buf[..n]),
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+            Err(e) => panic!("read: {e}"),
+        }
+    }
+    out
+}
+
+/// Serialises the tests that use libev's default loop: it belongs to one thread at a
+/// time, and cargo runs the tests of one binary on several threads.
+pub fn default_loop_lock() -> MutexGuard<'static, ()> {
+    static LOCK: Mutex<()> = Mutex::new(());
+    // A test that failed while holding the lock must not fail the others.
+    LOCK.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+/// A fresh directory under the system temp dir, removed with its contents on drop.
+#[derive(Debug)]
+pub struct TempDir {
+    path: PathBuf,
+}
+
+impl TempDir {
+    pub fn new(tag: &str) -> TempDir {
+        static NEXT: AtomicUsize = AtomicUsize::new(0);
+        let n = NEXT.fetch_add(1, Ordering::Relaxed);
+        let path =
+            std::env::temp_dir().join(format!("gevent-core-{tag}-{}-{n}", std::process::id()));
+        std::fs::create_dir(&path).expect("create the temp dir");
+        TempDir { path }
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    pub fn join(&self, name: &str) -> PathBuf {
+        self.path.join(name)
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.path);
+    }
+}
