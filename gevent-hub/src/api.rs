@@ -52,7 +52,11 @@ pub enum JoinError {
 impl fmt::Display for JoinError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            JoinError::Panicked(p) => write!(f, "the greenlet panicked: {}", greenlet::panic_message(&**p)),
+            JoinError::Panicked(p) => write!(
+                f,
+                "the greenlet panicked: {}",
+                greenlet::panic_message(&**p)
+            ),
             JoinError::Killed => f.write_str("the greenlet was killed"),
             JoinError::Wait(e) => write!(f, "{e}"),
         }
@@ -186,7 +190,11 @@ impl Builder {
     /// # Errors
     /// The hub could not be created.
     #[track_caller]
-    pub fn spawn_later<T: 'static>(self, delay: Duration, f: impl FnOnce() -> T + 'static) -> Result<Greenlet<T>> {
+    pub fn spawn_later<T: 'static>(
+        self,
+        delay: Duration,
+        f: impl FnOnce() -> T + 'static,
+    ) -> Result<Greenlet<T>> {
         let g = self.build(f, Location::caller())?;
         let raw = g.state.core.raw.clone();
         let t = get_hub().get_loop().timer(delay, Duration::ZERO);
@@ -271,7 +279,9 @@ fn start(raw: &Rc<GInner>) {
 /// If this thread's hub cannot be created (libev cannot make a loop).
 #[track_caller]
 pub fn spawn<T: 'static>(f: impl FnOnce() -> T + 'static) -> Greenlet<T> {
-    Builder::new().spawn(f).unwrap_or_else(|e| panic!("gevent: spawn failed: {e}"))
+    Builder::new()
+        .spawn(f)
+        .unwrap_or_else(|e| panic!("gevent: spawn failed: {e}"))
 }
 
 /// Spawns `f` to start after `delay` (gevent's `spawn_later`).
@@ -280,7 +290,9 @@ pub fn spawn<T: 'static>(f: impl FnOnce() -> T + 'static) -> Greenlet<T> {
 /// If this thread's hub cannot be created.
 #[track_caller]
 pub fn spawn_later<T: 'static>(delay: Duration, f: impl FnOnce() -> T + 'static) -> Greenlet<T> {
-    Builder::new().spawn_later(delay, f).unwrap_or_else(|e| panic!("gevent: spawn failed: {e}"))
+    Builder::new()
+        .spawn_later(delay, f)
+        .unwrap_or_else(|e| panic!("gevent: spawn failed: {e}"))
 }
 
 impl<T> Greenlet<T> {
@@ -349,12 +361,21 @@ impl<T> Greenlet<T> {
 
     fn wait(&self, timeout: Option<Duration>) -> Result<bool> {
         let core = self.core();
-        wait_until("a greenlet to finish (join)", timeout, || core.finished.get(), |w| core.subscribe(w))
+        wait_until(
+            "a greenlet to finish (join)",
+            timeout,
+            || core.finished.get(),
+            |w| core.subscribe(w),
+        )
     }
 
     /// The result of a finished greenlet (once; later calls report it as killed).
     fn take(&self) -> std::result::Result<T, JoinError> {
-        self.state.value.borrow_mut().take().unwrap_or(Err(JoinError::Killed))
+        self.state
+            .value
+            .borrow_mut()
+            .take()
+            .unwrap_or(Err(JoinError::Killed))
     }
 
     /// Waits for it to finish and returns a copy of its value (gevent's `get`).
@@ -473,7 +494,11 @@ impl<T> Waitable for Greenlet<T> {
 ///
 /// # Errors
 /// Wait errors, or the first failure with `raise_error`.
-pub fn joinall(greenlets: &[&dyn AnyGreenlet], timeout: Option<Duration>, raise_error: bool) -> Result<bool> {
+pub fn joinall(
+    greenlets: &[&dyn AnyGreenlet],
+    timeout: Option<Duration>,
+    raise_error: bool,
+) -> Result<bool> {
     let failed = || {
         greenlets.iter().find_map(|g| match g.outcome() {
             Some(Outcome::Panicked(m)) => Some(Error::GreenletFailed(format!("{}: {m}", g.name()))),
@@ -504,7 +529,11 @@ pub fn joinall(greenlets: &[&dyn AnyGreenlet], timeout: Option<Duration>, raise_
 ///
 /// # Errors
 /// Wait errors.
-pub fn killall(greenlets: &[&dyn AnyGreenlet], block: bool, timeout: Option<Duration>) -> Result<bool> {
+pub fn killall(
+    greenlets: &[&dyn AnyGreenlet],
+    block: bool,
+    timeout: Option<Duration>,
+) -> Result<bool> {
     for g in greenlets {
         g.kill_nowait();
     }
@@ -519,20 +548,24 @@ pub fn killall(greenlets: &[&dyn AnyGreenlet], block: bool, timeout: Option<Dura
 ///
 /// # Errors
 /// Wait errors.
-pub fn wait(objects: &[&dyn Waitable], timeout: Option<Duration>, count: Option<usize>) -> Result<Vec<usize>> {
+pub fn wait(
+    objects: &[&dyn Waitable],
+    timeout: Option<Duration>,
+    count: Option<usize>,
+) -> Result<Vec<usize>> {
     let want = count.unwrap_or(objects.len()).min(objects.len());
     let ready = || objects.iter().filter(|o| o.is_ready()).count() >= want;
-    wait_until(
-        "objects to become ready (wait)",
-        timeout,
-        ready,
-        |w| {
-            for o in objects.iter().filter(|o| !o.is_ready()) {
-                o.subscribe(w.clone());
-            }
-        },
-    )?;
-    Ok(objects.iter().enumerate().filter(|(_, o)| o.is_ready()).map(|(i, _)| i).collect())
+    wait_until("objects to become ready (wait)", timeout, ready, |w| {
+        for o in objects.iter().filter(|o| !o.is_ready()) {
+            o.subscribe(w.clone());
+        }
+    })?;
+    Ok(objects
+        .iter()
+        .enumerate()
+        .filter(|(_, o)| o.is_ready())
+        .map(|(i, _)| i)
+        .collect())
 }
 
 /// Yields the indexes of `objects` as they become ready (gevent's `iwait`); ends when
@@ -561,14 +594,13 @@ impl fmt::Debug for Iwait<'_> {
 impl Iterator for Iwait<'_> {
     type Item = Result<usize>;
     fn next(&mut self) -> Option<Result<usize>> {
-        let next_ready = |seen: &[bool]| (0..self.objects.len()).find(|&i| !seen[i] && self.objects[i].is_ready());
+        let next_ready = |seen: &[bool]| {
+            (0..self.objects.len()).find(|&i| !seen[i] && self.objects[i].is_ready())
+        };
         if self.seen.iter().all(|&s| s) {
             return None;
         }
-        let timeout = match self.deadline {
-            Some(d) => Some(d.saturating_duration_since(std::time::Instant::now())),
-            None => None,
-        };
+        let timeout = self.deadline.map(|d| d.saturating_duration_since(std::time::Instant::now()));
         let seen = &self.seen;
         let r = wait_until(
             "objects to become ready (iwait)",

@@ -70,7 +70,9 @@ impl From<Error> for io::Error {
             Error::TimedOut => io::ErrorKind::TimedOut,
             Error::WouldBlockForever(_) => io::ErrorKind::Deadlock,
             Error::Loop(_) | Error::Spawn(_) => io::ErrorKind::Other,
-            Error::BlockingInHub(_) | Error::Unwinding | Error::GreenletFailed(_) => io::ErrorKind::Other,
+            Error::BlockingInHub(_) | Error::Unwinding | Error::GreenletFailed(_) => {
+                io::ErrorKind::Other
+            }
         };
         io::Error::new(kind, e)
     }

@@ -85,7 +85,9 @@ pub enum SwitchError {
 impl fmt::Display for SwitchError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            SwitchError::Unwinding => f.write_str("cannot switch greenlets while the thread is unwinding from a panic"),
+            SwitchError::Unwinding => {
+                f.write_str("cannot switch greenlets while the thread is unwinding from a panic")
+            }
             SwitchError::Dead => f.write_str("cannot switch to a greenlet that has finished"),
             SwitchError::Panicked(p) => write!(f, "the greenlet panicked: {}", panic_message(p)),
             SwitchError::NoStack(e) => write!(f, "cannot allocate a greenlet stack: {e}"),
@@ -157,7 +159,12 @@ impl GInner {
         }
     }
     fn running_info(&self) -> RunningInfo {
-        let (guard_lo, guard_hi) = self.stack.borrow().as_ref().map(|s| s.guard()).unwrap_or((0, 0));
+        let (guard_lo, guard_hi) = self
+            .stack
+            .borrow()
+            .as_ref()
+            .map(|s| s.guard())
+            .unwrap_or((0, 0));
         RunningInfo {
             guard_lo,
             guard_hi,
@@ -233,11 +240,18 @@ fn set_current(g: Rc<GInner>) {
     drop(old);
 }
 
-pub(crate) fn new_inner(body: Body, parent: Option<Rc<GInner>>, stack_size: usize, name: Option<String>) -> Rc<GInner> {
+pub(crate) fn new_inner(
+    body: Body,
+    parent: Option<Rc<GInner>>,
+    stack_size: usize,
+    name: Option<String>,
+) -> Rc<GInner> {
     let id = next_id();
     Rc::new(GInner {
         id,
-        name: name.unwrap_or_else(|| format!("Greenlet-{id}")).into_boxed_str(),
+        name: name
+            .unwrap_or_else(|| format!("Greenlet-{id}"))
+            .into_boxed_str(),
         ctx: Cell::new(None),
         stack: RefCell::new(None),
         stack_size,
@@ -308,7 +322,9 @@ pub(crate) fn switch_msg(target: &Rc<GInner>, msg: Msg) -> Result<Msg, SwitchErr
     let t = unsafe { ctx.resume(Rc::as_ptr(&cur) as usize) };
     on_resume(t);
     drop(cur);
-    Ok(TRANSFER.with(|t| t.borrow_mut().take()).unwrap_or(Msg::Hub(0)))
+    Ok(TRANSFER
+        .with(|t| t.borrow_mut().take())
+        .unwrap_or(Msg::Hub(0)))
 }
 
 extern "C" fn entry(t: Transfer) -> ! {
@@ -349,7 +365,10 @@ fn finish(me: Rc<GInner>, result: Result<Value, PanicPayload>) -> ! {
     };
     let Some(ctx) = ctx else {
         // No way back: an invariant is broken. Nothing sane can run on this stack.
-        eprintln!("gevent: greenlet {} finished but its parent cannot be resumed", me.id);
+        eprintln!(
+            "gevent: greenlet {} finished but its parent cannot be resumed",
+            me.id
+        );
         std::process::abort();
     };
     TRANSFER.with(|t| *t.borrow_mut() = Some(Msg::Finished(result)));
@@ -414,7 +433,12 @@ impl RawGreenlet {
                 Err(r) => r,
             }
         });
-        RawGreenlet::from_inner(new_inner(body, parent.map(|p| p.inner.clone()), stack_size, name))
+        RawGreenlet::from_inner(new_inner(
+            body,
+            parent.map(|p| p.inner.clone()),
+            stack_size,
+            name,
+        ))
     }
 
     /// Switches to this greenlet, passing `value` (to its body if it has not started,
@@ -448,7 +472,11 @@ impl RawGreenlet {
 
     /// The parent: resumed when this greenlet finishes.
     pub fn parent(&self) -> Option<RawGreenlet> {
-        self.inner.parent.borrow().clone().map(RawGreenlet::from_inner)
+        self.inner
+            .parent
+            .borrow()
+            .clone()
+            .map(RawGreenlet::from_inner)
     }
 
     /// Changes the parent. A parent chain must not loop back to this greenlet.
@@ -520,7 +548,8 @@ impl Drop for RawGreenlet {
         let n = self.inner.handles.get() - 1;
         self.inner.handles.set(n);
         let g = &self.inner;
-        if n == 0 && g.started.get() && !g.dead.get() && !g.is_main && !Rc::ptr_eq(g, &current_rc()) {
+        if n == 0 && g.started.get() && !g.dead.get() && !g.is_main && !Rc::ptr_eq(g, &current_rc())
+        {
             // Abandoned mid-way: unwind it so its destructors run, then come back here.
             if std::thread::panicking() {
                 return;

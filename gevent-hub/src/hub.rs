@@ -129,7 +129,10 @@ impl Hub {
         // Panics of raw watcher callbacks on the hub are reported, and the hub goes on
         // (gevent's handle_error); greenlets catch their own panics.
         lp.set_error_handler(|p| {
-            eprintln!("gevent: a callback on the hub panicked: {}", greenlet::panic_message(&*p));
+            eprintln!(
+                "gevent: a callback on the hub panicked: {}",
+                greenlet::panic_message(&*p)
+            );
         });
         let a = lp.async_();
         let remote = Arc::new(Remote {
@@ -196,7 +199,9 @@ pub struct HubHandle {
 
 impl fmt::Debug for HubHandle {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("HubHandle").field("connected", &self.remote.sender.is_connected()).finish()
+        f.debug_struct("HubHandle")
+            .field("connected", &self.remote.sender.is_connected())
+            .finish()
     }
 }
 
@@ -211,7 +216,11 @@ impl HubHandle {
         if !self.remote.sender.is_connected() {
             return false;
         }
-        self.remote.queue.lock().unwrap_or_else(|e| e.into_inner()).push(op);
+        self.remote
+            .queue
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push(op);
         self.remote.sender.send()
     }
 }
@@ -247,7 +256,10 @@ pub struct Waker {
 
 impl fmt::Debug for Waker {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Waker").field("greenlet", &self.g.id()).field("valid", &self.is_valid()).finish()
+        f.debug_struct("Waker")
+            .field("greenlet", &self.g.id())
+            .field("valid", &self.is_valid())
+            .finish()
     }
 }
 
@@ -363,7 +375,10 @@ impl Wait {
         hub.remote_waiters.borrow_mut().insert(id, self.waker());
         self.remote_ids.borrow_mut().push(id);
         hub.lp.ref_();
-        RemoteWaker { id, handle: hub.handle() }
+        RemoteWaker {
+            id,
+            handle: hub.handle(),
+        }
     }
 
     /// Ends the wait with a timeout after `d` ([`park`](Wait::park) then returns

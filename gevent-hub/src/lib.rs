@@ -39,13 +39,15 @@ mod error;
 pub mod greenlet;
 mod hub;
 pub mod monitor;
+pub mod net;
+pub mod server;
 pub mod stack;
 pub mod sync;
 mod timeout;
 
 pub use api::{
-    current_id, current_name, idle, iwait, joinall, killall, sleep, spawn, spawn_later, wait, AnyGreenlet, Builder,
-    Greenlet, GreenletInfo, Iwait, JoinError, Outcome, Waitable,
+    current_id, current_name, idle, iwait, joinall, killall, sleep, spawn, spawn_later, wait,
+    AnyGreenlet, Builder, Greenlet, GreenletInfo, Iwait, JoinError, Outcome, Waitable,
 };
 pub use error::{Error, Result};
 pub use greenlet::GreenletExit;

@@ -35,7 +35,8 @@ pub(crate) struct GreenletStack {
 
 impl GreenletStack {
     fn new(size: usize) -> std::io::Result<GreenletStack> {
-        let stack = ProtectedFixedSizeStack::new(size).map_err(|e| std::io::Error::other(e.to_string()))?;
+        let stack =
+            ProtectedFixedSizeStack::new(size).map_err(|e| std::io::Error::other(e.to_string()))?;
         let valgrind_id = valgrind::stack_register(stack.bottom() as usize, stack.top() as usize);
         Ok(GreenletStack { stack, valgrind_id })
     }
@@ -204,7 +205,11 @@ fn ensure_altstack() {
     }
 }
 
-extern "C" fn overflow_handler(sig: libc::c_int, info: *mut libc::siginfo_t, ctx: *mut libc::c_void) {
+extern "C" fn overflow_handler(
+    sig: libc::c_int,
+    info: *mut libc::siginfo_t,
+    ctx: *mut libc::c_void,
+) {
     // SAFETY: called by the kernel with a valid siginfo; reads a thread-local Cell with
     // a const initialiser (no lazy init, no allocation) and writes to stderr with write(2).
     unsafe {
@@ -245,7 +250,11 @@ extern "C" fn overflow_handler(sig: libc::c_int, info: *mut libc::siginfo_t, ctx
             }
         }
         // Not ours: hand over to the previous handler.
-        let prev = if sig == libc::SIGBUS { (&raw const PREV_BUS) } else { (&raw const PREV_SEGV) };
+        let prev = if sig == libc::SIGBUS {
+            (&raw const PREV_BUS)
+        } else {
+            (&raw const PREV_SEGV)
+        };
         let prev = &*(*prev).as_ptr();
         if prev.sa_sigaction == libc::SIG_DFL || prev.sa_sigaction == libc::SIG_IGN {
             libc::signal(sig, libc::SIG_DFL);

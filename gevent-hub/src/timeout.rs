@@ -37,7 +37,10 @@ pub struct Timeout {
 
 impl fmt::Debug for Timeout {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Timeout").field("id", &self.id).field("pending", &self.pending()).finish()
+        f.debug_struct("Timeout")
+            .field("id", &self.id)
+            .field("pending", &self.pending())
+            .finish()
     }
 }
 
@@ -75,7 +78,9 @@ impl Timeout {
 
     /// True if `payload` is this timeout's expiry.
     pub fn is_expiry(&self, payload: &PanicPayload) -> bool {
-        payload.downcast_ref::<TimeoutExpired>().is_some_and(|t| t.id == self.id)
+        payload
+            .downcast_ref::<TimeoutExpired>()
+            .is_some_and(|t| t.id == self.id)
     }
 }
 

@@ -44,7 +44,9 @@ struct EventInner {
 
 impl fmt::Debug for Event {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Event").field("set", &self.is_set()).finish()
+        f.debug_struct("Event")
+            .field("set", &self.is_set())
+            .finish()
     }
 }
 
@@ -89,7 +91,12 @@ impl Event {
 
     fn wait_inner(&self, timeout: Option<Duration>) -> Result<bool> {
         let i = &self.inner;
-        wait_until("an Event to be set", timeout, || i.flag.get(), |w| i.waiters.push(w))
+        wait_until(
+            "an Event to be set",
+            timeout,
+            || i.flag.get(),
+            |w| i.waiters.push(w),
+        )
     }
 }
 
@@ -134,7 +141,9 @@ impl<T, E> Default for AsyncResult<T, E> {
 
 impl<T, E> fmt::Debug for AsyncResult<T, E> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("AsyncResult").field("ready", &self.ready()).finish()
+        f.debug_struct("AsyncResult")
+            .field("ready", &self.ready())
+            .finish()
     }
 }
 

@@ -1,0 +1,439 @@
+//! Servers: `StreamServer` (TCP) and `DatagramServer` (UDP), and `signal_handler`.
+//!
+//! The slides' echo server, whole:
+//!
+//! ```no_run
+//! use gevent_hub::server::StreamServer;
+//! use std::io::{Read, Write};
+//!
+//! let server = StreamServer::new("0.0.0.0:4000", |mut sock, _addr| {
+//!     let mut buf = [0u8; 4096];
+//!     loop {
+//!         match sock.read(&mut buf) {
+//!             Ok(0) | Err(_) => break,
+//!             Ok(n) => if sock.write_all(&buf[..n]).is_err() { break },
+//!         }
+//!     }
+//! })?;
+//! server.serve_forever()?;
+//! # Ok::<(), std::io::Error>(())
+//! ```
+//!
+//! Each connection runs its handler in its own greenlet. Accepting survives what a
+//! busy server meets: running out of file descriptors (`EMFILE`/`ENFILE`) backs off
+//! (10 ms doubling to 1 s) instead of spinning, a connection reset before `accept`
+//! is skipped, and a handler that panics is reported without stopping the server.
+//!
+//! ## Multi-core
+//! A hub is one thread. To use several cores, run one server per thread on the same
+//! port with [`ServerOptions::reuse_port`] (`SO_REUSEPORT`): the kernel spreads the
+//! connections over the threads' listeners (see `examples/echo_server.rs --threads`).
+
+use crate::api::{joinall, killall, sleep, spawn, AnyGreenlet, Greenlet, Outcome};
+use crate::error::Error;
+use crate::hub::get_hub;
+use crate::net::{TcpListener, TcpStream, ToSocketAddrs, UdpSocket, DEFAULT_BACKLOG};
+use crate::sync::Event;
+use gevent_core::Signal;
+use socket2::{Domain, Protocol, Socket, Type};
+use std::cell::{Cell, RefCell};
+use std::collections::HashMap;
+use std::fmt;
+use std::io;
+use std::net::SocketAddr;
+use std::rc::Rc;
+use std::time::Duration;
+
+/// How a [`StreamServer`] listens.
+#[derive(Debug, Clone)]
+pub struct ServerOptions {
+    /// The listen backlog (default 1024, as in the slides).
+    pub backlog: i32,
+    /// Set `SO_REUSEPORT`, to run one server per thread on one port.
+    pub reuse_port: bool,
+    /// At most this many connections are handled at once; accepting pauses while full
+    /// (gevent's `spawn=Pool(n)`). `None`: no bound.
+    pub max_connections: Option<usize>,
+}
+
+impl Default for ServerOptions {
+    fn default() -> ServerOptions {
+        ServerOptions {
+            backlog: DEFAULT_BACKLOG,
+            reuse_port: false,
+            max_connections: None,
+        }
+    }
+}
+
+type Handler = Rc<dyn Fn(TcpStream, SocketAddr)>;
+
+struct ServerInner {
+    listener: TcpListener,
+    addr: SocketAddr,
+    handler: Handler,
+    max: Option<usize>,
+    handlers: RefCell<HashMap<u64, Greenlet<()>>>,
+    acceptor: RefCell<Option<Greenlet<()>>>,
+    slot_free: Event,
+    stopping: Cell<bool>,
+    stopped: Event,
+    accepted: Cell<u64>,
+}
+
+/// A TCP server running a handler greenlet per connection.
+#[derive(Clone)]
+pub struct StreamServer {
+    inner: Rc<ServerInner>,
+}
+
+impl fmt::Debug for StreamServer {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("StreamServer")
+            .field("addr", &self.inner.addr)
+            .field("connections", &self.connection_count())
+            .finish()
+    }
+}
+
+fn is_out_of_resources(e: &io::Error) -> bool {
+    matches!(
+        e.raw_os_error(),
+        Some(libc::EMFILE | libc::ENFILE | libc::ENOBUFS | libc::ENOMEM)
+    )
+}
+
+fn is_transient(e: &io::Error) -> bool {
+    matches!(
+        e.raw_os_error(),
+        Some(
+            libc::ECONNABORTED
+                | libc::EPROTO
+                | libc::EPERM
+                | libc::ENETDOWN
+                | libc::ENOPROTOOPT
+                | libc::EHOSTDOWN
+        ) | Some(
+            libc::ENONET | libc::EHOSTUNREACH | libc::EOPNOTSUPP | libc::ENETUNREACH | libc::EINTR
+        )
+    )
+}
+
+impl StreamServer {
+    /// Binds `addr` (backlog 1024) and prepares to run `handler(stream, peer)` in a new
+    /// greenlet for each connection. Call [`start`](StreamServer::start) or
+    /// [`serve_forever`](StreamServer::serve_forever).
+    ///
+    /// # Errors
+    /// Resolution or `bind`/`listen` errors.
+    pub fn new<A: ToSocketAddrs>(
+        addr: A,
+        handler: impl Fn(TcpStream, SocketAddr) + 'static,
+    ) -> io::Result<StreamServer> {
+        StreamServer::with_options(addr, ServerOptions::default(), handler)
+    }
+
+    /// [`new`](StreamServer::new) with options.
+    ///
+    /// # Errors
+    /// As [`new`](StreamServer::new); `InvalidInput` for `max_connections: Some(0)`.
+    pub fn with_options<A: ToSocketAddrs>(
+        addr: A,
+        opts: ServerOptions,
+        handler: impl Fn(TcpStream, SocketAddr) + 'static,
+    ) -> io::Result<StreamServer> {
+        let listener = crate::net::resolve_each(&addr, |a| {
+            let s = Socket::new(
+                Domain::for_address(*a),
+                Type::STREAM.nonblocking(),
+                Some(Protocol::TCP),
+            )?;
+            s.set_reuse_address(true)?;
+            if opts.reuse_port {
+                s.set_reuse_port(true)?;
+            }
+            s.bind(&(*a).into())?;
+            s.listen(opts.backlog)?;
+            Ok(TcpListener::from_socket(s))
+        })?;
+        StreamServer::from_listener(listener, opts.max_connections, handler)
+    }
+
+    /// Serves connections accepted from an existing listener.
+    ///
+    /// # Errors
+    /// `InvalidInput` for `max_connections: Some(0)`; `getsockname` errors.
+    pub fn from_listener(
+        listener: TcpListener,
+        max_connections: Option<usize>,
+        handler: impl Fn(TcpStream, SocketAddr) + 'static,
+    ) -> io::Result<StreamServer> {
+        if max_connections == Some(0) {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                "max_connections must be at least 1",
+            ));
+        }
+        let addr = listener.local_addr()?;
+        Ok(StreamServer {
+            inner: Rc::new(ServerInner {
+                listener,
+                addr,
+                handler: Rc::new(handler),
+                max: max_connections,
+                handlers: RefCell::new(HashMap::new()),
+                acceptor: RefCell::new(None),
+                slot_free: Event::new(),
+                stopping: Cell::new(false),
+                stopped: Event::new(),
+                accepted: Cell::new(0),
+            }),
+        })
+    }
+
+    /// The address the server listens on (useful after binding port 0).
+    pub fn server_addr(&self) -> SocketAddr {
+        self.inner.addr
+    }
+
+    /// Connections being handled right now.
+    pub fn connection_count(&self) -> usize {
+        self.inner.handlers.borrow().len()
+    }
+
+    /// Connections accepted so far.
+    pub fn accepted_count(&self) -> u64 {
+        self.inner.accepted.get()
+    }
+
+    /// Starts accepting in a background greenlet and returns.
+    ///
+    /// # Errors
+    /// `InvalidInput` if it was stopped already.
+    pub fn start(&self) -> io::Result<()> {
+        if self.inner.stopping.get() {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                "the server was stopped",
+            ));
+        }
+        if self.inner.acceptor.borrow().is_some() {
+            return Ok(());
+        }
+        let inner = self.inner.clone();
+        let g = crate::api::Builder::new()
+            .name(format!("StreamServer({})", self.inner.addr))
+            .spawn(move || accept_loop(&inner))?;
+        *self.inner.acceptor.borrow_mut() = Some(g);
+        Ok(())
+    }
+
+    /// Starts (if needed) and waits until [`stop`](StreamServer::stop) is called.
+    ///
+    /// # Errors
+    /// The hub's errors (e.g. called in the hub).
+    pub fn serve_forever(&self) -> io::Result<()> {
+        self.start()?;
+        self.inner.stopped.wait().map_err(io::Error::from)
+    }
+
+    /// Stops accepting, gives running handlers up to `grace` to finish (`None`: wait
+    /// for them all), then kills the rest.
+    ///
+    /// # Errors
+    /// The hub's errors (e.g. called in the hub).
+    pub fn stop(&self, grace: Option<Duration>) -> io::Result<()> {
+        let inner = &self.inner;
+        if !inner.stopping.replace(true) {
+            inner.listener.close();
+            if let Some(a) = inner.acceptor.borrow_mut().take() {
+                a.kill_nowait();
+            }
+        }
+        let running: Vec<Greenlet<()>> = inner
+            .handlers
+            .borrow_mut()
+            .drain()
+            .map(|(_, g)| g)
+            .collect();
+        let refs: Vec<&dyn AnyGreenlet> = running.iter().map(|g| g as &dyn AnyGreenlet).collect();
+        let done = match grace {
+            Some(d) if !refs.is_empty() => {
+                joinall(&refs, Some(d), false).map_err(io::Error::from)?
+            }
+            _ if refs.is_empty() => true,
+            _ => joinall(&refs, None, false).map_err(io::Error::from)?,
+        };
+        if !done {
+            killall(&refs, true, None).map_err(io::Error::from)?;
+        }
+        inner.stopped.set();
+        Ok(())
+    }
+}
+
+fn accept_loop(inner: &Rc<ServerInner>) {
+    let min_delay = Duration::from_millis(10);
+    let mut delay = min_delay;
+    loop {
+        if inner.stopping.get() {
+            return;
+        }
+        if let Some(max) = inner.max {
+            while inner.handlers.borrow().len() >= max && !inner.stopping.get() {
+                inner.slot_free.clear();
+                if inner.slot_free.wait().is_err() {
+                    return;
+                }
+            }
+        }
+        match inner.listener.accept() {
+            Ok((stream, peer)) => {
+                delay = min_delay;
+                inner.accepted.set(inner.accepted.get() + 1);
+                let handler = inner.handler.clone();
+                let g = spawn(move || handler(stream, peer));
+                let id = g.id();
+                let weak = Rc::downgrade(inner);
+                g.link(move |info| {
+                    if let Outcome::Panicked(msg) = &info.outcome {
+                        eprintln!("gevent: StreamServer handler for {peer} panicked: {msg}");
+                    }
+                    if let Some(inner) = weak.upgrade() {
+                        inner.handlers.borrow_mut().remove(&id);
+                        inner.slot_free.set();
+                    }
+                });
+                inner.handlers.borrow_mut().insert(id, g);
+            }
+            Err(_) if inner.stopping.get() || inner.listener.take_error().is_err() => return,
+            Err(e) if is_transient(&e) => {}
+            Err(e) if is_out_of_resources(&e) => {
+                // Out of fds or memory: wait for some to be released, without spinning.
+                if sleep(delay).is_err() {
+                    return;
+                }
+                delay = (delay * 2).min(Duration::from_secs(1));
+            }
+            Err(e) => {
+                eprintln!("gevent: StreamServer({}) accept failed: {e}", inner.addr);
+                if sleep(delay).is_err() {
+                    return;
+                }
+                delay = (delay * 2).min(Duration::from_secs(1));
+            }
+        }
+    }
+}
+
+type DatagramHandler = Rc<dyn Fn(Vec<u8>, SocketAddr, &UdpSocket)>;
+
+/// A UDP server running `handler(data, peer, socket)` in a new greenlet per datagram.
+#[derive(Clone)]
+pub struct DatagramServer {
+    socket: Rc<UdpSocket>,
+    handler: DatagramHandler,
+    stopped: Event,
+    receiver: Rc<RefCell<Option<Greenlet<()>>>>,
+}
+
+impl fmt::Debug for DatagramServer {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("DatagramServer")
+            .field("addr", &self.server_addr())
+            .finish()
+    }
+}
+
+impl DatagramServer {
+    /// Binds `addr`.
+    ///
+    /// # Errors
+    /// Resolution or `bind` errors.
+    pub fn new<A: ToSocketAddrs>(
+        addr: A,
+        handler: impl Fn(Vec<u8>, SocketAddr, &UdpSocket) + 'static,
+    ) -> io::Result<DatagramServer> {
+        Ok(DatagramServer {
+            socket: Rc::new(UdpSocket::bind(addr)?),
+            handler: Rc::new(handler),
+            stopped: Event::new(),
+            receiver: Rc::new(RefCell::new(None)),
+        })
+    }
+
+    /// The bound address.
+    pub fn server_addr(&self) -> Option<SocketAddr> {
+        self.socket.local_addr().ok()
+    }
+
+    /// Starts receiving in a background greenlet.
+    ///
+    /// # Errors
+    /// The hub could not spawn.
+    pub fn start(&self) -> io::Result<()> {
+        if self.receiver.borrow().is_some() {
+            return Ok(());
+        }
+        let sock = self.socket.clone();
+        let handler = self.handler.clone();
+        let g = crate::api::Builder::new()
+            .name("DatagramServer")
+            .spawn(move || {
+                let mut buf = vec![0u8; 65536];
+                while let Ok((n, peer)) = sock.recv_from(&mut buf) {
+                    let data = buf[..n].to_vec();
+                    let (h, s) = (handler.clone(), sock.clone());
+                    spawn(move || h(data, peer, &s));
+                }
+            })?;
+        *self.receiver.borrow_mut() = Some(g);
+        Ok(())
+    }
+
+    /// Starts and waits until stopped.
+    ///
+    /// # Errors
+    /// The hub's errors.
+    pub fn serve_forever(&self) -> io::Result<()> {
+        self.start()?;
+        self.stopped.wait().map_err(io::Error::from)
+    }
+
+    /// Stops receiving (the socket is closed).
+    pub fn stop(&self) {
+        self.socket.close();
+        if let Some(g) = self.receiver.borrow_mut().take() {
+            g.kill_nowait();
+        }
+        self.stopped.set();
+    }
+}
+
+/// A signal handler installed with [`signal_handler`]; dropping it uninstalls it.
+pub struct SignalHandler {
+    _watcher: Signal,
+}
+
+impl fmt::Debug for SignalHandler {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("SignalHandler").finish()
+    }
+}
+
+/// Runs `f` in a new greenlet each time signal `sig` arrives (gevent's
+/// `signal_handler`). The handler does not keep the hub's loop alive by itself.
+///
+/// # Errors
+/// An invalid signal number, or the signal is watched by another thread's loop.
+pub fn signal_handler(sig: i32, f: impl Fn() + 'static) -> Result<SignalHandler, Error> {
+    let hub = get_hub();
+    let w = hub.get_loop().signal(sig)?;
+    let f: Rc<dyn Fn()> = Rc::new(f);
+    w.start(move |_, _| {
+        let f = f.clone();
+        spawn(move || f());
+    })?;
+    w.set_ref(false);
+    Ok(SignalHandler { _watcher: w })
+}
