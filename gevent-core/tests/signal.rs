@@ -178,3 +178,29 @@ fn bad_signal_numbers_are_errors() {
     // The highest one is accepted (made, not started: nothing is raised here).
     assert_eq!(lp.signal(NSIG - 1).unwrap().signum(), NSIG - 1);
 }
+
+/// libev resets a signal to SIG_DFL when its last watcher stops; the disposition the
+/// process had before (here: SIGPIPE ignored, as in every Rust binary) must come back.
+#[test]
+fn stopping_the_last_watcher_restores_the_previous_disposition() {
+    let disposition = |sig| {
+        // SAFETY: reads the disposition only.
+        unsafe {
+            let mut old: libc::sigaction = std::mem::zeroed();
+            assert_eq!(libc::sigaction(sig, std::ptr::null(), &mut old), 0);
+            old.sa_sigaction
+        }
+    };
+    let before = disposition(libc::SIGPIPE);
+    assert_eq!(before, libc::SIG_IGN, "the Rust runtime ignores SIGPIPE");
+    let lp = gevent_core::Loop::new().unwrap();
+    let w = lp.signal(libc::SIGPIPE).unwrap();
+    w.start(|_, _| {}).unwrap();
+    assert_ne!(
+        disposition(libc::SIGPIPE),
+        libc::SIG_IGN,
+        "libev's handler is installed"
+    );
+    w.stop();
+    assert_eq!(disposition(libc::SIGPIPE), libc::SIG_IGN);
+}

@@ -4,6 +4,11 @@
 //! so the callback can do anything. A signal can be watched by one loop at a time
 //! (libev asserts otherwise); here a second loop gets [`Error::SignalInUse`], and
 //! numbers outside `1..NSIG` or uncatchable signals are errors too.
+//!
+//! When the last watcher of a signal stops, libev resets the signal to `SIG_DFL`. Here
+//! the disposition the signal had before the first watcher started is put back
+//! instead, so that, for instance, a program that ignores `SIGPIPE` (every Rust
+//! binary does) still ignores it after watching it for a while.
 
 use crate::error::{Error, Result};
 use crate::event_loop::Loop;
@@ -38,26 +43,54 @@ kind! {
 /// A signal watcher: see the [module docs](self).
 pub type Signal = Watcher<SignalKind>;
 
-/// Which loop owns each signal, and how many active watchers there hold it.
-static OWNERS: Mutex<[(usize, usize); NSIG as usize]> = Mutex::new([(0, 0); NSIG as usize]);
+/// Per signal: the loop that owns it, how many active watchers there hold it, and the
+/// disposition it had before the first of them started.
+struct Owner {
+    lp: usize,
+    count: usize,
+    before: Option<libc::sigaction>,
+}
+
+const FREE: Owner = Owner {
+    lp: 0,
+    count: 0,
+    before: None,
+};
+static OWNERS: Mutex<[Owner; NSIG as usize]> = Mutex::new([FREE; NSIG as usize]);
 
 /// Reserves `signum` for loop `l` (process-wide), or reports who has it.
 pub(crate) fn claim(signum: i32, l: *mut ffi::ev_loop) -> Result<()> {
     let mut owners = OWNERS.lock().unwrap_or_else(|e| e.into_inner());
     let slot = &mut owners[signum as usize];
-    if slot.1 > 0 && slot.0 != l as usize {
+    if slot.count > 0 && slot.lp != l as usize {
         return Err(Error::SignalInUse(signum));
     }
-    *slot = (l as usize, slot.1 + 1);
+    if slot.count == 0 {
+        // SAFETY: reads the current disposition only (null new action).
+        slot.before = unsafe {
+            let mut old: libc::sigaction = std::mem::zeroed();
+            (libc::sigaction(signum, std::ptr::null(), &mut old) == 0).then_some(old)
+        };
+    }
+    slot.lp = l as usize;
+    slot.count += 1;
     Ok(())
 }
 
-/// Gives back one reservation of `signum` by loop `l`.
+/// Gives back one reservation of `signum` by loop `l`; the last one restores the
+/// disposition saved by the first [`claim`] (libev has just set `SIG_DFL`).
 pub(crate) fn release(signum: i32, l: *mut ffi::ev_loop) {
     let mut owners = OWNERS.lock().unwrap_or_else(|e| e.into_inner());
     let slot = &mut owners[signum as usize];
-    if slot.0 == l as usize && slot.1 > 0 {
-        slot.1 -= 1;
+    if slot.lp == l as usize && slot.count > 0 {
+        slot.count -= 1;
+        if slot.count == 0 {
+            if let Some(before) = slot.before.take() {
+                // SAFETY: restores a disposition the process had before; libev no longer
+                // has a watcher for this signal, so its handler is not needed.
+                unsafe { libc::sigaction(signum, &before, std::ptr::null_mut()) };
+            }
+        }
     }
 }
 
