@@ -145,27 +145,53 @@ pub fn version() -> (i32, i32) {
     unsafe { (ffi::ev_version_major(), ffi::ev_version_minor()) }
 }
 
-/// A queued [`Loop::run_callback`] entry.
-struct QueuedCallback {
-    f: RefCell<Option<Box<dyn FnOnce()>>>,
+/// A queued [`Loop::run_callback`] entry: the closure lives in the same allocation as
+/// the slot (one allocation per callback).
+trait Queued {
+    /// Runs the closure if it is still there; `None` if it was cancelled.
+    fn run(&self) -> Option<std::thread::Result<()>>;
+    /// Drops the closure unrun; returns whether it was there.
+    fn cancel(&self) -> bool;
+    fn is_pending(&self) -> bool;
+}
+
+struct Slot<F> {
+    f: Cell<Option<F>>,
+    pending: Cell<bool>,
+}
+
+impl<F: FnOnce()> Queued for Slot<F> {
+    fn run(&self) -> Option<std::thread::Result<()>> {
+        let f = self.f.take()?;
+        self.pending.set(false);
+        Some(catch_unwind(AssertUnwindSafe(f)))
+    }
+    fn cancel(&self) -> bool {
+        let f = self.f.take();
+        self.pending.set(false);
+        // Dropped after the slot is updated: the closure's destructor may look at the
+        // callback's handle.
+        f.is_some()
+    }
+    fn is_pending(&self) -> bool {
+        self.pending.get()
+    }
 }
 
 /// Handle to a callback queued with [`Loop::run_callback`]. Dropping it does not
 /// cancel the callback.
 pub struct Callback {
-    slot: Rc<QueuedCallback>,
+    slot: Rc<dyn Queued>,
 }
 
 impl Callback {
     /// Cancels the callback if it has not run yet. Returns whether it was pending.
     pub fn cancel(&self) -> bool {
-        let f = self.slot.f.borrow_mut().take();
-        // Dropped after the borrow ends: the closure's destructor may look at this handle.
-        f.is_some()
+        self.slot.cancel()
     }
     /// True until the callback has run or was cancelled.
     pub fn pending(&self) -> bool {
-        self.slot.f.borrow().is_some()
+        self.slot.is_pending()
     }
 }
 
@@ -194,7 +220,7 @@ pub(crate) struct LoopInner {
     /// Bumped by `set_error_handler`/`clear_error_handler`, so that a handler which
     /// replaced or cleared itself while running is not put back afterwards.
     handler_epoch: Cell<u64>,
-    callbacks: RefCell<VecDeque<Rc<QueuedCallback>>>,
+    callbacks: RefCell<VecDeque<Rc<dyn Queued>>>,
     /// True while the callback queue holds an `ev_ref` on the loop.
     callbacks_ref: Cell<bool>,
     callback_budget: Cell<Duration>,
@@ -250,9 +276,10 @@ impl LoopInner {
         unsafe { ffi::ev_break(self.raw, ffi::EVBREAK_ALL as c_int) };
     }
 
-    fn queue_callback(&self, f: Box<dyn FnOnce()>) -> Callback {
-        let slot = Rc::new(QueuedCallback {
-            f: RefCell::new(Some(f)),
+    fn queue_callback<F: FnOnce() + 'static>(&self, f: F) -> Callback {
+        let slot: Rc<dyn Queued> = Rc::new(Slot {
+            f: Cell::new(Some(f)),
+            pending: Cell::new(true),
         });
         self.callbacks.borrow_mut().push_back(slot.clone());
         if !self.callbacks_ref.replace(true) {
@@ -264,14 +291,16 @@ impl LoopInner {
 
     /// Body of the internal prepare watcher.
     fn drain_callbacks(&self) {
+        if !self.callbacks_ref.get() {
+            return; // nothing was queued: the common case of a busy loop costs nothing
+        }
         let deadline = Instant::now() + self.callback_budget.get();
         let mut ran = 0u32;
         loop {
             let next = self.callbacks.borrow_mut().pop_front();
             let Some(cb) = next else { break };
-            let f = cb.f.borrow_mut().take();
-            if let Some(f) = f {
-                if let Err(p) = catch_unwind(AssertUnwindSafe(f)) {
+            if let Some(r) = cb.run() {
+                if let Err(p) = r {
                     self.handle_panic(p);
                 }
                 ran += 1;
@@ -315,8 +344,7 @@ impl LoopInner {
         // handle would otherwise keep a closure that can never run alive (and pending).
         let queued = std::mem::take(&mut *self.callbacks.borrow_mut());
         for cb in queued {
-            let f = cb.f.borrow_mut().take();
-            drop(f);
+            cb.cancel();
         }
         if self.callbacks_ref.replace(false) {
             // SAFETY: live loop.
@@ -767,7 +795,7 @@ impl Loop {
     /// (gevent's `loop.run_callback`). Callbacks run in FIFO order; the queue keeps the
     /// loop alive until it is drained.
     pub fn run_callback(&self, f: impl FnOnce() + 'static) -> Callback {
-        self.inner.queue_callback(Box::new(f))
+        self.inner.queue_callback(f)
     }
 
     /// Callbacks queued and not yet run or cancelled (cancelled ones count until the

@@ -600,7 +600,9 @@ impl Iterator for Iwait<'_> {
         if self.seen.iter().all(|&s| s) {
             return None;
         }
-        let timeout = self.deadline.map(|d| d.saturating_duration_since(std::time::Instant::now()));
+        let timeout = self
+            .deadline
+            .map(|d| d.saturating_duration_since(std::time::Instant::now()));
         let seen = &self.seen;
         let r = wait_until(
             "objects to become ready (iwait)",
@@ -635,25 +637,22 @@ impl Iterator for Iwait<'_> {
 /// # Errors
 /// [`Error::BlockingInHub`] in the hub; [`Error::Unwinding`] during a panic.
 pub fn sleep(d: Duration) -> Result<()> {
-    let hub = get_hub();
     let w = Wait::new("sleep")?;
+    let wk = w.waker();
+    if d.is_zero() {
+        // A yield: queue our own wake-up behind everything already queued. Nothing
+        // else holds a waker of this wait, so the first wake-up is ours.
+        get_hub().get_loop().run_callback(move || wk.wake());
+        w.park()?;
+        return Ok(());
+    }
     let fired = Rc::new(Cell::new(false));
     let f2 = fired.clone();
-    let wk = w.waker();
-    let _timer;
-    if d.is_zero() {
-        hub.get_loop().run_callback(move || {
-            f2.set(true);
-            wk.wake();
-        });
-    } else {
-        let t = hub.get_loop().timer(d, Duration::ZERO);
-        t.start(move |_, _| {
-            f2.set(true);
-            wk.wake();
-        })?;
-        _timer = t;
-    }
+    let t = get_hub().get_loop().timer(d, Duration::ZERO);
+    t.start(move |_, _| {
+        f2.set(true);
+        wk.wake();
+    })?;
     while !fired.get() {
         w.park()?;
     }
@@ -665,12 +664,11 @@ pub fn sleep(d: Duration) -> Result<()> {
 /// # Errors
 /// As [`sleep`].
 pub fn idle() -> Result<()> {
-    let hub = get_hub();
     let w = Wait::new("idle")?;
     let fired = Rc::new(Cell::new(false));
     let f2 = fired.clone();
     let wk = w.waker();
-    let i = hub.get_loop().idle();
+    let i = get_hub().get_loop().idle();
     i.start(move |w, _| {
         w.stop();
         f2.set(true);

@@ -120,6 +120,8 @@ pub(crate) struct GInner {
     ctx: Cell<Option<Context>>,
     /// `None` for the main greenlet and before the first switch.
     stack: RefCell<Option<GreenletStack>>,
+    /// The stack's guard page, `[lo, hi)`, cached for the switch path.
+    guard: Cell<(usize, usize)>,
     stack_size: usize,
     body: Cell<Option<Body>>,
     parent: RefCell<Option<Rc<GInner>>>,
@@ -159,12 +161,7 @@ impl GInner {
         }
     }
     fn running_info(&self) -> RunningInfo {
-        let (guard_lo, guard_hi) = self
-            .stack
-            .borrow()
-            .as_ref()
-            .map(|s| s.guard())
-            .unwrap_or((0, 0));
+        let (guard_lo, guard_hi) = self.guard.get();
         RunningInfo {
             guard_lo,
             guard_hi,
@@ -204,6 +201,7 @@ pub(crate) fn current_rc() -> Rc<GInner> {
             name: "main".into(),
             ctx: Cell::new(None),
             stack: RefCell::new(None),
+            guard: Cell::new((0, 0)),
             stack_size: 0,
             body: Cell::new(None),
             parent: RefCell::new(None),
@@ -254,6 +252,7 @@ pub(crate) fn new_inner(
             .into_boxed_str(),
         ctx: Cell::new(None),
         stack: RefCell::new(None),
+        guard: Cell::new((0, 0)),
         stack_size,
         body: Cell::new(Some(body)),
         parent: RefCell::new(Some(parent.unwrap_or_else(current_rc))),
@@ -292,6 +291,7 @@ fn start_context(target: &Rc<GInner>) -> Result<Context, SwitchError> {
     // SAFETY: the stack is fresh (or pooled and unused) and stays owned by the greenlet
     // until the receiver of its final switch gives it back.
     let ctx = unsafe { Context::new(s.stack(), entry) };
+    target.guard.set(s.guard());
     *target.stack.borrow_mut() = Some(s);
     target.started.set(true);
     Ok(ctx)

@@ -281,6 +281,10 @@ impl Waker {
         }
         let hub = get_hub();
         if hub.is_current() {
+            // No `Rc<Hub>` may stay on a stack that is suspended by the switch: the hub
+            // greenlet can stay suspended here for good, and would keep the hub alive
+            // after its thread ended.
+            drop(hub);
             if self.g.parked.get() {
                 let _ = switch_msg(&self.g, Msg::Hub(code));
             }
@@ -302,6 +306,7 @@ pub(crate) fn throw_into(g: &Rc<GInner>, payload: PanicPayload) {
         resume_unwind(payload);
     }
     if g.parked.get() && hub.is_current() {
+        drop(hub); // see Waker::wake_with
         let _ = switch_msg(g, Msg::Throw(payload));
     } else if g.parked.get() {
         let g2 = g.clone();
@@ -407,9 +412,10 @@ impl Wait {
         if self.timer.as_ref().is_some_and(|t| !t.is_active()) {
             return Ok(false);
         }
-        let hub = get_hub();
+        let hub_greenlet = get_hub().raw.clone();
         self.g.parked.set(true);
-        let r = switch_msg(&hub.raw, Msg::Hub(0));
+        let r = switch_msg(&hub_greenlet, Msg::Hub(0));
+        drop(hub_greenlet);
         self.g.parked.set(false);
         match r {
             Ok(Msg::Throw(p)) => resume_unwind(p),
