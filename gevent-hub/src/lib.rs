@@ -40,9 +40,11 @@ pub mod greenlet;
 mod hub;
 pub mod monitor;
 pub mod net;
+pub mod pool;
 pub mod server;
 pub mod stack;
 pub mod sync;
+pub mod threadpool;
 mod timeout;
 
 pub use api::{
@@ -53,4 +55,8 @@ pub use error::{Error, Result};
 pub use greenlet::GreenletExit;
 pub use hub::{get_hub, try_get_hub, Hub, HubHandle, RemoteWaker, Wait, Waker};
 pub use sync::{AsyncResult, Event};
+pub use sync::{
+    BoundedSemaphore, Channel, LifoQueue, Lock, PriorityQueue, Queue, QueueError, RLock, Semaphore,
+};
+pub use threadpool::{spawn_blocking, ThreadPool};
 pub use timeout::{with_timeout, Timeout, TimeoutExpired};

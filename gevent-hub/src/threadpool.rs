@@ -1,0 +1,506 @@
+//! `ThreadPool`: blocking work on OS threads, waited for by greenlets without blocking
+//! the hub (gevent's `gevent.threadpool`).
+//!
+//! Some calls only come in a blocking form: file I/O, `getaddrinfo`, a C library that
+//! sleeps. Made in a greenlet they would stall every greenlet of the thread. The pool
+//! runs them on worker threads while the greenlet that wants the result waits for it
+//! like for anything else: parked, costing no CPU.
+//!
+//! ```text
+//!  hub thread                                   worker thread
+//!  spawn(f): register task #n, ref the loop
+//!            push job ───── Mutex+Condvar ────► runs f (panics caught)
+//!  join():   park                               stores the result, then
+//!                                               hub.run_callback_threadsafe(complete #n)
+//!  hub's Async watcher fires ◄─────────────────── (async send)
+//!  complete #n: unref the loop, wake the waiters
+//!  join() returns the result
+//! ```
+//!
+//! Each task keeps its hub's loop alive until it completes, so waiting for one from
+//! the main greenlet is not mistaken for a deadlock; nothing else of the pool touches
+//! the loop. Workers are started on demand, up to the pool's size, and retire after
+//! sitting idle for a while. The pool itself is `Send + Sync`; a [`ThreadResult`]
+//! belongs to the thread that spawned the task.
+//!
+//! ```
+//! use gevent_hub::threadpool::spawn_blocking;
+//!
+//! let len = spawn_blocking(|| std::fs::read("Cargo.toml").map(|b| b.len())).unwrap().unwrap();
+//! assert!(len > 0);
+//! ```
+
+use crate::api::Waitable;
+use crate::error::{Error, Result};
+use crate::greenlet::panic_message;
+use crate::hub::{get_hub, try_get_hub, wait_until, Waker};
+use crate::pool::SizeError;
+use crate::sync::WaitList;
+use std::cell::{Cell, OnceCell, RefCell};
+use std::collections::{HashMap, VecDeque};
+use std::fmt;
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::rc::Rc;
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+use std::thread::{JoinHandle, ThreadId};
+use std::time::Duration;
+
+/// Size of each thread's default pool (gevent's default).
+pub const DEFAULT_MAX_THREADS: usize = 10;
+
+/// How long a worker waits for work before it retires, by default.
+pub const DEFAULT_IDLE_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Why a thread pool task has no value.
+#[derive(Debug)]
+#[non_exhaustive]
+pub enum ThreadError {
+    /// The task panicked; the panic's message.
+    Panicked(String),
+    /// The pool was dropped before the task started.
+    Cancelled,
+    /// No worker thread could be started for it (the OS refused).
+    Spawn(String),
+    /// Waiting for it failed (called in the hub, …).
+    Wait(Error),
+}
+
+impl fmt::Display for ThreadError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ThreadError::Panicked(m) => write!(f, "the thread pool task panicked: {m}"),
+            ThreadError::Cancelled => {
+                f.write_str("the thread pool was dropped before the task started")
+            }
+            ThreadError::Spawn(e) => write!(f, "could not start a thread pool worker: {e}"),
+            ThreadError::Wait(e) => write!(f, "{e}"),
+        }
+    }
+}
+
+impl std::error::Error for ThreadError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            ThreadError::Wait(e) => Some(e),
+            _ => None,
+        }
+    }
+}
+
+impl From<Error> for ThreadError {
+    fn from(e: Error) -> ThreadError {
+        ThreadError::Wait(e)
+    }
+}
+
+impl From<ThreadError> for std::io::Error {
+    fn from(e: ThreadError) -> std::io::Error {
+        match e {
+            ThreadError::Wait(e) => e.into(),
+            e => std::io::Error::other(e),
+        }
+    }
+}
+
+/// The `Send` half of a [`ThreadError`]: what a worker can report.
+enum Failure {
+    Panicked(String),
+    Cancelled,
+    Spawn(String),
+}
+
+impl From<Failure> for ThreadError {
+    fn from(f: Failure) -> ThreadError {
+        match f {
+            Failure::Panicked(m) => ThreadError::Panicked(m),
+            Failure::Cancelled => ThreadError::Cancelled,
+            Failure::Spawn(m) => ThreadError::Spawn(m),
+        }
+    }
+}
+
+/// Run the job, or drop it unrun for this reason (it still reports).
+enum Cmd {
+    Run,
+    Cancel(Failure),
+}
+
+type Job = Box<dyn FnOnce(Cmd) + Send>;
+
+struct State {
+    queue: VecDeque<Job>,
+    /// Live workers.
+    threads: usize,
+    /// Workers waiting for a job.
+    idle: usize,
+    shutdown: bool,
+    /// Handles of live workers, to join them when the pool is dropped. A retiring
+    /// worker removes (detaches) its own.
+    handles: HashMap<ThreadId, JoinHandle<()>>,
+}
+
+struct Shared {
+    state: Mutex<State>,
+    work: Condvar,
+    max_threads: usize,
+    idle_timeout: Duration,
+}
+
+impl Shared {
+    fn lock(&self) -> MutexGuard<'_, State> {
+        // Jobs run unlocked and catch their panics: a poisoned lock has consistent data.
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+fn worker(shared: Arc<Shared>) {
+    let me = std::thread::current().id();
+    let mut st = shared.lock();
+    loop {
+        if let Some(job) = st.queue.pop_front() {
+            drop(st);
+            job(Cmd::Run);
+            st = shared.lock();
+            continue;
+        }
+        if st.shutdown {
+            break;
+        }
+        st.idle += 1;
+        let (guard, res) = shared
+            .work
+            .wait_timeout(st, shared.idle_timeout)
+            .unwrap_or_else(|e| e.into_inner());
+        st = guard;
+        st.idle -= 1;
+        if res.timed_out() && st.queue.is_empty() && !st.shutdown {
+            // Nobody needed this thread for a whole idle period: retire.
+            st.threads -= 1;
+            st.handles.remove(&me);
+            return;
+        }
+    }
+    st.threads -= 1;
+}
+
+/// Owns the workers: the pool shuts down when the last [`ThreadPool`] handle goes.
+struct Owner {
+    shared: Arc<Shared>,
+}
+
+impl Drop for Owner {
+    fn drop(&mut self) {
+        let (jobs, handles) = {
+            let mut st = self.shared.lock();
+            st.shutdown = true;
+            let jobs: Vec<Job> = st.queue.drain(..).collect();
+            (jobs, std::mem::take(&mut st.handles))
+        };
+        self.shared.work.notify_all();
+        for job in jobs {
+            job(Cmd::Cancel(Failure::Cancelled));
+        }
+        let me = std::thread::current().id();
+        for (id, h) in handles {
+            // The last handle may be dropped by a task on a worker: it cannot join itself.
+            if id != me {
+                let _ = h.join();
+            }
+        }
+    }
+}
+
+/// A pool of OS threads for blocking work (gevent's `ThreadPool`). Cloning gives
+/// another handle to the same pool; when the last one is dropped, tasks not started
+/// yet are cancelled ([`ThreadError::Cancelled`]) and the drop waits for the running
+/// ones to finish.
+#[derive(Clone)]
+pub struct ThreadPool {
+    owner: Arc<Owner>,
+}
+
+impl fmt::Debug for ThreadPool {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let st = self.owner.shared.lock();
+        f.debug_struct("ThreadPool")
+            .field("max_threads", &self.owner.shared.max_threads)
+            .field("threads", &st.threads)
+            .field("idle", &st.idle)
+            .field("queued", &st.queue.len())
+            .finish()
+    }
+}
+
+impl ThreadPool {
+    /// A pool of at most `max_threads` threads; idle ones retire after
+    /// [`DEFAULT_IDLE_TIMEOUT`].
+    ///
+    /// # Errors
+    /// [`SizeError`] if `max_threads` is 0.
+    pub fn new(max_threads: usize) -> std::result::Result<ThreadPool, SizeError> {
+        ThreadPool::with_idle_timeout(max_threads, DEFAULT_IDLE_TIMEOUT)
+    }
+
+    /// A pool of at most `max_threads` threads, each retiring after `idle_timeout`
+    /// without work.
+    ///
+    /// # Errors
+    /// [`SizeError`] if `max_threads` is 0.
+    pub fn with_idle_timeout(
+        max_threads: usize,
+        idle_timeout: Duration,
+    ) -> std::result::Result<ThreadPool, SizeError> {
+        if max_threads == 0 {
+            return Err(SizeError::new("ThreadPool"));
+        }
+        Ok(ThreadPool {
+            owner: Arc::new(Owner {
+                shared: Arc::new(Shared {
+                    state: Mutex::new(State {
+                        queue: VecDeque::new(),
+                        threads: 0,
+                        idle: 0,
+                        shutdown: false,
+                        handles: HashMap::new(),
+                    }),
+                    work: Condvar::new(),
+                    max_threads,
+                    idle_timeout,
+                }),
+            }),
+        })
+    }
+
+    /// The most threads it runs at once.
+    pub fn max_threads(&self) -> usize {
+        self.owner.shared.max_threads
+    }
+
+    /// Worker threads alive right now.
+    pub fn threads(&self) -> usize {
+        self.owner.shared.lock().threads
+    }
+
+    /// Tasks waiting for a worker.
+    pub fn queued(&self) -> usize {
+        self.owner.shared.lock().queue.len()
+    }
+
+    /// Runs `f` on a worker thread; the returned handle waits for its result. Never
+    /// blocks (works in the hub): tasks beyond the pool's size queue up.
+    ///
+    /// A panic in `f` is caught on the worker and reported by
+    /// [`join`](ThreadResult::join) as [`ThreadError::Panicked`] with its message.
+    ///
+    /// # Panics
+    /// If this thread's hub cannot be created.
+    pub fn spawn<T: Send + 'static>(
+        &self,
+        f: impl FnOnce() -> T + Send + 'static,
+    ) -> ThreadResult<T> {
+        let hub = get_hub();
+        let (id, local) = register();
+        // Until it completes, the task keeps the loop alive: someone may wait for it.
+        hub.get_loop().ref_();
+        let slot: Slot<T> = Arc::new(Mutex::new(None));
+        let s2 = slot.clone();
+        let handle = hub.handle();
+        let job: Job = Box::new(move |cmd| {
+            let r = match cmd {
+                Cmd::Run => catch_unwind(AssertUnwindSafe(f))
+                    .map_err(|p| Failure::Panicked(panic_message(&*p))),
+                Cmd::Cancel(why) => {
+                    drop(f);
+                    Err(why)
+                }
+            };
+            *s2.lock().unwrap_or_else(|e| e.into_inner()) = Some(r);
+            // Through the hub's Async watcher; false only if that hub is gone.
+            handle.run_callback_threadsafe(move || complete(id));
+        });
+        self.submit(job);
+        ThreadResult { local, slot }
+    }
+
+    fn submit(&self, job: Job) {
+        let shared = &self.owner.shared;
+        let mut st = shared.lock();
+        st.queue.push_back(job);
+        if st.queue.len() > st.idle && st.threads < shared.max_threads {
+            let s2 = shared.clone();
+            let spawned = std::thread::Builder::new()
+                .name("gevent-threadpool".into())
+                .spawn(move || worker(s2));
+            match spawned {
+                Ok(h) => {
+                    st.threads += 1;
+                    st.handles.insert(h.thread().id(), h);
+                }
+                Err(e) if st.threads == 0 => {
+                    // Nobody would ever run it: report instead of hanging the waiter.
+                    let job = st.queue.pop_back();
+                    drop(st);
+                    if let Some(job) = job {
+                        job(Cmd::Cancel(Failure::Spawn(e.to_string())));
+                    }
+                    return;
+                }
+                // The running workers will get to it.
+                Err(_) => {}
+            }
+        }
+        drop(st);
+        shared.work.notify_one();
+    }
+
+    /// Runs `f` on a worker and waits for its result (gevent's `apply`).
+    ///
+    /// # Errors
+    /// As [`ThreadResult::join`]; [`Error::BlockingInHub`] in the hub (checked before
+    /// `f` is submitted).
+    pub fn apply<T: Send + 'static>(
+        &self,
+        f: impl FnOnce() -> T + Send + 'static,
+    ) -> std::result::Result<T, ThreadError> {
+        // Not kept across the wait: a parked stack must not hold the hub.
+        if try_get_hub()?.is_current() {
+            return Err(ThreadError::Wait(Error::BlockingInHub(
+                "ThreadPool::apply (use spawn, and join from a greenlet)",
+            )));
+        }
+        self.spawn(f).join()
+    }
+}
+
+type Slot<T> = Arc<Mutex<Option<std::result::Result<T, Failure>>>>;
+
+/// The hub-thread side of a task: whether it completed, and who waits.
+struct LocalTask {
+    done: Cell<bool>,
+    waiters: WaitList,
+}
+
+thread_local! {
+    /// Tasks spawned from this thread and not completed, by id.
+    static TASKS: RefCell<HashMap<u64, Rc<LocalTask>>> = RefCell::new(HashMap::new());
+    static NEXT_TASK: Cell<u64> = const { Cell::new(1) };
+    static DEFAULT_POOL: OnceCell<ThreadPool> = const { OnceCell::new() };
+}
+
+fn register() -> (u64, Rc<LocalTask>) {
+    let id = NEXT_TASK.with(|n| {
+        let id = n.get();
+        n.set(id + 1);
+        id
+    });
+    let t = Rc::new(LocalTask {
+        done: Cell::new(false),
+        waiters: WaitList::default(),
+    });
+    TASKS.with(|m| m.borrow_mut().insert(id, t.clone()));
+    (id, t)
+}
+
+/// Runs in the hub of the spawning thread once task `id` has stored its result.
+fn complete(id: u64) {
+    let t = TASKS
+        .try_with(|m| m.borrow_mut().remove(&id))
+        .ok()
+        .flatten();
+    if let Some(t) = t {
+        if let Ok(hub) = try_get_hub() {
+            hub.get_loop().unref();
+        }
+        t.done.set(true);
+        t.waiters.wake_all();
+    }
+}
+
+/// The pending result of a [`ThreadPool`] task (gevent's `ThreadResult`). Belongs to
+/// the thread that spawned the task.
+pub struct ThreadResult<T> {
+    local: Rc<LocalTask>,
+    slot: Slot<T>,
+}
+
+impl<T> fmt::Debug for ThreadResult<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ThreadResult")
+            .field("ready", &self.ready())
+            .finish()
+    }
+}
+
+impl<T> ThreadResult<T> {
+    /// True once the task has finished (or was cancelled).
+    pub fn ready(&self) -> bool {
+        self.local.done.get()
+    }
+
+    fn wait(&self, timeout: Option<Duration>) -> Result<bool> {
+        let l = &self.local;
+        wait_until(
+            "a thread pool task to finish",
+            timeout,
+            || l.done.get(),
+            |w| l.waiters.push(w),
+        )
+    }
+
+    /// Waits for the task and returns its value.
+    ///
+    /// # Errors
+    /// [`ThreadError::Panicked`] with the panic's message, [`ThreadError::Cancelled`],
+    /// [`ThreadError::Spawn`], or [`ThreadError::Wait`] (e.g.
+    /// [`Error::BlockingInHub`]).
+    pub fn join(self) -> std::result::Result<T, ThreadError> {
+        self.wait(None)?;
+        let r = self.slot.lock().unwrap_or_else(|e| e.into_inner()).take();
+        match r {
+            Some(r) => r.map_err(ThreadError::from),
+            // Completed means stored; only a second take could see nothing.
+            None => Err(ThreadError::Cancelled),
+        }
+    }
+
+    /// Waits at most `timeout` for the task; returns whether it has finished.
+    ///
+    /// # Errors
+    /// As any wait: [`Error::BlockingInHub`], …
+    pub fn join_timeout(&self, timeout: Duration) -> Result<bool> {
+        self.wait(Some(timeout))
+    }
+}
+
+impl<T> Waitable for ThreadResult<T> {
+    fn is_ready(&self) -> bool {
+        self.ready()
+    }
+    fn subscribe(&self, w: Waker) {
+        self.local.waiters.push(w);
+    }
+}
+
+/// This thread's default pool ([`DEFAULT_MAX_THREADS`] threads), made on first use.
+/// Dropped (its workers joined) when the thread exits.
+pub fn default_pool() -> ThreadPool {
+    DEFAULT_POOL.with(|p| {
+        p.get_or_init(|| {
+            ThreadPool::new(DEFAULT_MAX_THREADS)
+                .unwrap_or_else(|_| unreachable!("the default size is not 0"))
+        })
+        .clone()
+    })
+}
+
+/// Runs the blocking `f` on this thread's [`default_pool`] and waits for it, parked:
+/// other greenlets keep running meanwhile. For file I/O and any other call that only
+/// comes in a blocking form.
+///
+/// # Errors
+/// As [`ThreadPool::apply`].
+pub fn spawn_blocking<T: Send + 'static>(
+    f: impl FnOnce() -> T + Send + 'static,
+) -> std::result::Result<T, ThreadError> {
+    default_pool().apply(f)
+}

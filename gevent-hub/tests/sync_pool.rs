@@ -1,0 +1,307 @@
+//! Group and Pool: bounded concurrency, slots, join/kill, add/discard, and the
+//! streaming imap/imap_unordered/map.
+
+mod util;
+
+use gevent_hub::pool::{Group, Pool, SizeError};
+use gevent_hub::{sleep, spawn, with_timeout, Error, Event, JoinError, Outcome};
+use std::cell::Cell;
+use std::rc::Rc;
+use std::time::Duration;
+use util::{settle, Counter, Log, WATCHDOG_LIMIT};
+
+fn bounded<R>(f: impl FnOnce() -> R) -> R {
+    with_timeout(WATCHDOG_LIMIT, f).expect("watchdog: the test hung")
+}
+
+/// Panics a test provokes on purpose (message starting with `expected:`) are not
+/// printed: with `RUST_BACKTRACE` set, symbolising their backtraces under valgrind
+/// takes seconds. Every other panic goes to the previous hook.
+fn quiet_expected_panics() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        let prev = std::panic::take_hook();
+        std::panic::set_hook(Box::new(move |info| {
+            let p = info.payload();
+            let msg = p
+                .downcast_ref::<String>()
+                .map(String::as_str)
+                .or_else(|| p.downcast_ref::<&str>().copied())
+                .unwrap_or("");
+            if !msg.starts_with("expected:") {
+                prev(info);
+            }
+        }));
+    });
+}
+
+/// Yields to the hub `n` times.
+fn yield_times(n: usize) {
+    for _ in 0..n {
+        sleep(Duration::ZERO).unwrap();
+    }
+}
+
+#[test]
+fn imap_runs_at_most_size_calls_at_once_and_yields_in_input_order() {
+    bounded(|| {
+        let pool = Pool::new(10).unwrap();
+        let running = Rc::new(Cell::new(0usize));
+        let most = Rc::new(Cell::new(0usize));
+        let (r2, m2) = (running.clone(), most.clone());
+        let results: Vec<u64> = pool
+            .imap(
+                move |x: u64| {
+                    r2.set(r2.get() + 1);
+                    m2.set(m2.get().max(r2.get()));
+                    // Calls take different numbers of switches, so they finish out of order.
+                    yield_times(1 + (x as usize * 7) % 5);
+                    r2.set(r2.get() - 1);
+                    x * 2
+                },
+                0..1000,
+            )
+            .map(|r| r.unwrap())
+            .collect();
+        assert_eq!(results, (0..1000).map(|x| x * 2).collect::<Vec<_>>());
+        assert_eq!(most.get(), 10, "ten calls ran at once, never more");
+        assert_eq!(running.get(), 0);
+        settle();
+        assert_eq!(pool.free_count(), 10, "every slot came back");
+        assert!(pool.is_empty());
+    });
+}
+
+#[test]
+fn imap_unordered_yields_results_as_they_complete() {
+    bounded(|| {
+        let pool = Pool::new(3).unwrap();
+        // The call with the fewest switches finishes first.
+        let out: Vec<usize> = pool
+            .imap_unordered(
+                |n: usize| {
+                    yield_times(n);
+                    n
+                },
+                [3, 1, 2],
+            )
+            .map(|r| r.unwrap())
+            .collect();
+        assert_eq!(out, [1, 2, 3]);
+    });
+}
+
+#[test]
+fn map_reports_a_call_that_panicked() {
+    bounded(|| {
+        quiet_expected_panics();
+        let pool = Pool::new(2).unwrap();
+        let r = pool.map(
+            |x: u32| {
+                assert!(x != 3, "expected: call {x} failed");
+                x
+            },
+            0..5,
+        );
+        match r {
+            Err(JoinError::Panicked(p)) => {
+                let msg = p.downcast_ref::<String>().cloned().unwrap_or_default();
+                assert!(msg.contains("call 3 failed"), "{msg}");
+            }
+            other => panic!("expected the panic of call 3, got {other:?}"),
+        }
+        settle();
+        pool.join(None).unwrap();
+        assert_eq!(pool.free_count(), 2);
+    });
+}
+
+#[test]
+fn dropping_an_imap_early_kills_the_calls_it_started() {
+    bounded(|| {
+        let pool = Pool::new(4).unwrap();
+        let unwound = Counter::new();
+        let u2 = unwound.clone();
+        let gate = Event::new();
+        let g2 = gate.clone();
+        let first: Vec<u32> = pool
+            .imap(
+                move |x: u32| {
+                    let _guard = u2.drop_guard();
+                    if x > 0 {
+                        g2.wait().unwrap(); // never set: only a kill ends these
+                    }
+                    x
+                },
+                0..100,
+            )
+            .take(1)
+            .map(|r| r.unwrap())
+            .collect();
+        assert_eq!(first, [0]);
+        assert!(pool.join(None).unwrap());
+        assert_eq!(pool.free_count(), 4);
+        // Call 0 returned; calls 1..=3 were started (the window is 4) and killed.
+        assert_eq!(unwound.get(), 4);
+    });
+}
+
+#[test]
+fn a_pool_of_size_zero_is_refused() {
+    let e: SizeError = Pool::new(0).unwrap_err();
+    assert!(e.to_string().contains("at least 1"), "{e}");
+}
+
+#[test]
+fn spawn_waits_for_a_free_slot() {
+    bounded(|| {
+        let pool = Pool::new(2).unwrap();
+        let gate = Event::new();
+        let log = Log::new();
+        for i in 0..2 {
+            let (gate, log) = (gate.clone(), log.clone());
+            pool.spawn(move || {
+                gate.wait().unwrap();
+                log.push(format!("blocker {i} done"));
+            })
+            .unwrap();
+        }
+        assert_eq!(pool.free_count(), 0);
+        assert!(pool.full());
+        assert!(matches!(
+            pool.spawn_timeout(Duration::from_millis(1), || ()),
+            Err(Error::TimedOut)
+        ));
+        let (p2, l2) = (pool.clone(), log.clone());
+        let spawner = spawn(move || {
+            let g = p2.spawn(move || l2.push("third ran")).unwrap();
+            g.get().unwrap();
+        });
+        settle();
+        assert!(log.entries().is_empty(), "the third waits for a slot");
+        gate.set();
+        spawner.join().unwrap();
+        assert!(pool.join(None).unwrap());
+        let entries = log.entries();
+        assert_eq!(entries.len(), 3);
+        assert_eq!(
+            entries[2], "third ran",
+            "it ran only once a blocker finished"
+        );
+    });
+}
+
+#[test]
+fn join_reports_whether_every_member_finished() {
+    bounded(|| {
+        let group = Group::new();
+        let gate = Event::new();
+        let g2 = gate.clone();
+        let member = group.spawn(move || g2.wait().unwrap());
+        assert!(!group.join(Some(Duration::from_millis(1))).unwrap());
+        assert!(group.contains(&member));
+        gate.set();
+        assert!(group.join(None).unwrap());
+        assert!(group.is_empty());
+        assert!(member.ready());
+    });
+}
+
+#[test]
+fn kill_ends_every_member_and_runs_their_destructors() {
+    bounded(|| {
+        let pool = Pool::new(3).unwrap();
+        let unwound = Counter::new();
+        let gate = Event::new();
+        let members: Vec<_> = (0..3)
+            .map(|_| {
+                let (u, gate) = (unwound.clone(), gate.clone());
+                pool.spawn(move || {
+                    let _guard = u.drop_guard();
+                    gate.wait().unwrap();
+                })
+                .unwrap()
+            })
+            .collect();
+        settle();
+        assert!(pool.kill(None).unwrap());
+        assert_eq!(unwound.get(), 3);
+        assert!(members.iter().all(|g| g.outcome() == Some(Outcome::Killed)));
+        assert_eq!(pool.free_count(), 3);
+    });
+}
+
+#[test]
+fn add_and_discard_manage_membership_of_existing_greenlets() {
+    bounded(|| {
+        let pool = Pool::new(1).unwrap();
+        let gate = Event::new();
+        let g2 = gate.clone();
+        let outsider = Rc::new(spawn(move || g2.wait().unwrap()));
+        pool.add(&outsider).unwrap();
+        assert!(pool.contains(&outsider));
+        assert_eq!(pool.free_count(), 0, "an added greenlet holds a slot");
+        pool.add(&outsider).unwrap(); // again: nothing happens, no second slot
+        let latecomer = Rc::new(spawn(|| ()));
+        assert!(!pool
+            .add_timeout(&latecomer, Duration::from_millis(1))
+            .unwrap());
+        assert!(!pool.contains(&latecomer), "no slot, so not added");
+        assert!(pool.discard(&outsider));
+        assert!(!pool.discard(&outsider));
+        assert_eq!(pool.free_count(), 1);
+        assert!(
+            pool.join(None).unwrap(),
+            "a discarded greenlet is not waited for"
+        );
+        assert!(!outsider.ready(), "discarding does not stop it");
+        gate.set();
+        settle();
+        assert!(outsider.ready());
+    });
+}
+
+#[test]
+fn wait_available_waits_for_a_free_slot_without_taking_it() {
+    bounded(|| {
+        let pool = Pool::new(1).unwrap();
+        let gate = Event::new();
+        let g2 = gate.clone();
+        pool.spawn(move || g2.wait().unwrap()).unwrap();
+        assert!(!pool.wait_available(Some(Duration::from_millis(1))).unwrap());
+        let g3 = gate.clone();
+        let opener = spawn(move || g3.set());
+        assert!(pool.wait_available(None).unwrap());
+        assert_eq!(pool.free_count(), 1, "waiting took no slot");
+        opener.join().unwrap();
+    });
+}
+
+#[test]
+fn a_member_killed_before_it_started_frees_its_slot() {
+    bounded(|| {
+        let pool = Pool::new(1).unwrap();
+        let ran = Counter::new();
+        let r2 = ran.clone();
+        let g = pool.spawn(move || r2.bump()).unwrap();
+        g.kill_nowait();
+        settle();
+        assert_eq!(ran.get(), 0);
+        assert_eq!(pool.free_count(), 1);
+        assert!(pool.is_empty());
+    });
+}
+
+#[test]
+fn joining_a_pool_whose_member_waits_forever_is_diagnosed() {
+    let pool = Pool::new(1).unwrap();
+    let never = Event::new();
+    let n2 = never.clone();
+    pool.spawn(move || n2.wait().unwrap()).unwrap();
+    assert!(matches!(pool.join(None), Err(Error::WouldBlockForever(_))));
+    assert!(matches!(
+        pool.spawn(|| ()),
+        Err(Error::WouldBlockForever(_))
+    ));
+    pool.kill(None).unwrap();
+}

@@ -1,0 +1,101 @@
+//! Helpers shared by the gevent-hub integration tests: counters that greenlet bodies
+//! can capture, an ordered log, a way to let the hub drain what it has queued, and
+//! readings of this process's memory.
+
+// Each test binary compiles this module and uses only some of it.
+#![allow(dead_code)]
+
+use std::cell::{Cell, RefCell};
+use std::rc::Rc;
+use std::time::Duration;
+
+/// How long a wait may last before a watchdog fails the test. Generous on purpose: it
+/// only exists so that a lost wake-up fails instead of hanging (valgrind included).
+pub const WATCHDOG_LIMIT: Duration = Duration::from_secs(10);
+
+/// A shared counter for greenlet bodies to bump (greenlets live on one thread, so
+/// `Rc<Cell>` is enough).
+#[derive(Clone, Debug, Default)]
+pub struct Counter(Rc<Cell<usize>>);
+
+impl Counter {
+    pub fn new() -> Counter {
+        Counter::default()
+    }
+
+    pub fn bump(&self) {
+        self.0.set(self.0.get() + 1);
+    }
+
+    pub fn get(&self) -> usize {
+        self.0.get()
+    }
+
+    /// A value whose destructor bumps this counter: capture it in a greenlet body to
+    /// see whether that body's destructors ran.
+    pub fn drop_guard(&self) -> DropGuard {
+        DropGuard(self.clone())
+    }
+}
+
+/// Bumps its [`Counter`] when dropped (by a normal return or by unwinding).
+#[derive(Debug)]
+pub struct DropGuard(Counter);
+
+impl Drop for DropGuard {
+    fn drop(&mut self) {
+        self.0.bump();
+    }
+}
+
+/// An ordered record of what greenlets did, to assert on interleavings.
+#[derive(Clone, Debug, Default)]
+pub struct Log(Rc<RefCell<Vec<String>>>);
+
+impl Log {
+    pub fn new() -> Log {
+        Log::default()
+    }
+
+    pub fn push(&self, entry: impl Into<String>) {
+        self.0.borrow_mut().push(entry.into());
+    }
+
+    pub fn entries(&self) -> Vec<String> {
+        self.0.borrow().clone()
+    }
+}
+
+/// Lets the hub run until it has nothing queued: an idle watcher only fires once the
+/// callback queue (greenlet starts, wake-ups, throws, links) is drained, including
+/// callbacks queued while it was being drained.
+pub fn settle() {
+    gevent_hub::idle().expect("idle() in a greenlet never fails");
+}
+
+/// Resident set size of this process, from /proc/self/statm.
+pub fn rss_bytes() -> usize {
+    let statm = std::fs::read_to_string("/proc/self/statm").expect("read /proc/self/statm");
+    let pages: usize = statm
+        .split_whitespace()
+        .nth(1)
+        .and_then(|f| f.parse().ok())
+        .expect("statm has a resident field");
+    // SAFETY: sysconf has no preconditions.
+    let page = unsafe { libc::sysconf(libc::_SC_PAGESIZE) };
+    pages * usize::try_from(page).unwrap_or(4096)
+}
+
+/// Number of memory mappings of this process (each greenlet stack is one mapping plus
+/// its guard page), from /proc/self/maps.
+pub fn mapping_count() -> usize {
+    std::fs::read_to_string("/proc/self/maps")
+        .expect("read /proc/self/maps")
+        .lines()
+        .count()
+}
+
+/// True when running under valgrind, whose own allocations show up in RSS.
+pub fn under_valgrind() -> bool {
+    std::env::var("LD_PRELOAD").is_ok_and(|p| p.contains("vgpreload"))
+}
