@@ -197,7 +197,7 @@ impl Builder {
     ) -> Result<Greenlet<T>> {
         let g = self.build(f, Location::caller())?;
         let raw = g.state.core.raw.clone();
-        let t = get_hub().get_loop().timer(delay, Duration::ZERO);
+        let t = get_hub().timer_from_now(delay);
         t.start(move |_, _| start(&raw))?;
         t.detach();
         Ok(g)
@@ -648,7 +648,7 @@ pub fn sleep(d: Duration) -> Result<()> {
     }
     let fired = Rc::new(Cell::new(false));
     let f2 = fired.clone();
-    let t = get_hub().get_loop().timer(d, Duration::ZERO);
+    let t = get_hub().timer_from_now(d);
     t.start(move |_, _| {
         f2.set(true);
         wk.wake();

@@ -168,6 +168,14 @@ impl Hub {
         Rc::ptr_eq(&current_rc(), &self.raw)
     }
 
+    /// A one-shot timer for `d` from *now*. libev counts timers from the time of the
+    /// last poll; after a greenlet ran for a while without switching that is in the
+    /// past, and a timeout would fire early by as much. (gevent updates the time too.)
+    pub(crate) fn timer_from_now(&self, d: Duration) -> Timer {
+        self.lp.update_now();
+        self.lp.timer(d, Duration::ZERO)
+    }
+
     pub(crate) fn raw_greenlet(&self) -> Rc<GInner> {
         self.raw.clone()
     }
@@ -390,7 +398,7 @@ impl Wait {
     /// `Ok(false)`).
     pub fn set_timeout(&mut self, d: Duration) -> Result<()> {
         let hub = get_hub();
-        let t = hub.lp.timer(d, Duration::ZERO);
+        let t = hub.timer_from_now(d);
         let w = self.waker();
         t.start(move |_, _| w.wake_with(WAKE_TIMEOUT))?;
         self.timer = Some(t);

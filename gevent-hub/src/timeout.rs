@@ -56,7 +56,7 @@ impl Timeout {
             id
         });
         let target = current_rc();
-        let timer = get_hub().get_loop().timer(d, Duration::ZERO);
+        let timer = get_hub().timer_from_now(d);
         timer.start(move |_, _| throw_into(&target, Box::new(TimeoutExpired { id })))?;
         Ok(Timeout { timer, id })
     }

@@ -1,37 +1,19 @@
 //! Name resolution off the hub, and the `ToSocketAddrs` trait of this module.
 //!
 //! `getaddrinfo` blocks, and a slow resolver would stall every greenlet of the thread.
-//! As gevent's default resolver does, a lookup runs on another OS thread while the
-//! asking greenlet waits (costing no CPU); addresses that are already numeric never
-//! leave the greenlet.
+//! As gevent's default resolver does, a lookup runs on the hub's thread pool
+//! ([`crate::threadpool::default_pool`]) while the asking greenlet waits (costing no
+//! CPU); addresses that are already numeric never leave the greenlet.
 
-use crate::hub::Wait;
 use std::io;
 use std::net::{IpAddr, SocketAddr, SocketAddrV4, SocketAddrV6, ToSocketAddrs as StdToSocketAddrs};
-use std::sync::{Arc, Mutex};
 
-/// Runs the blocking `f` on a helper thread while this greenlet waits for it.
+/// Runs the blocking `f` on the hub's default thread pool while this greenlet waits.
 fn off_hub<T: Send + 'static>(
-    what: &'static str,
+    _what: &'static str,
     f: impl FnOnce() -> T + Send + 'static,
 ) -> io::Result<T> {
-    let w = Wait::new(what).map_err(io::Error::from)?;
-    let slot = Arc::new(Mutex::new(None));
-    let s2 = slot.clone();
-    let waker = w.remote_waker();
-    std::thread::Builder::new()
-        .name("gevent-resolver".into())
-        .spawn(move || {
-            let r = f();
-            *s2.lock().unwrap_or_else(|e| e.into_inner()) = Some(r);
-            waker.wake();
-        })?;
-    loop {
-        if let Some(r) = slot.lock().unwrap_or_else(|e| e.into_inner()).take() {
-            return Ok(r);
-        }
-        w.park().map_err(io::Error::from)?;
-    }
+    crate::threadpool::spawn_blocking(f).map_err(|e| io::Error::other(e.to_string()))
 }
 
 /// Resolves `host` (a name or a numeric address) to IP addresses, off the hub (the
