@@ -303,7 +303,11 @@ fn an_fd_closed_behind_an_active_watcher_is_reported_not_fatal() {
     drop(a); // closes the fd while the watcher is active
     let _dog = watchdog(&lp);
     lp.run().unwrap();
-    assert!(seen.get().contains(Events::ERROR), "callback saw {:?}", seen.get());
+    assert!(
+        seen.get().contains(Events::ERROR),
+        "callback saw {:?}",
+        seen.get()
+    );
     assert!(!w.is_active());
     drop(w);
     drop(b);

@@ -40,5 +40,9 @@ fn reports_a_greenlet_that_blocks_the_thread() {
     assert!(r.blocked_for > Duration::from_millis(20));
     let at = r.spawned_at.as_deref().unwrap_or("");
     assert!(at.contains("tests/monitor.rs:"), "spawned_at = {at:?}");
-    assert_eq!(reports.len(), 1, "one report per blocking episode: {reports:?}");
+    assert_eq!(
+        reports.len(),
+        1,
+        "one report per blocking episode: {reports:?}"
+    );
 }
