@@ -73,9 +73,14 @@ impl From<Error> for JoinError {
 
 type Link = Box<dyn FnOnce(&GreenletInfo)>;
 
-/// The part of a greenlet's state that does not depend on its value type.
+/// The part of a greenlet's state that does not depend on its value type. The running
+/// body holds it strongly (links fire even if every handle was dropped); the value
+/// lives in [`State`], which the body holds weakly.
 struct Core {
     raw: Rc<GInner>,
+    /// `spawn_later`'s start timer, until it fires (a kill drops it, so the loop is not
+    /// kept alive for a greenlet that will never start).
+    start_timer: RefCell<Option<gevent_core::Timer>>,
     finished: Cell<bool>,
     outcome: RefCell<Option<Outcome>>,
     waiters: RefCell<Vec<Waker>>,
@@ -84,7 +89,7 @@ struct Core {
 }
 
 struct State<T> {
-    core: Core,
+    core: Rc<Core>,
     value: RefCell<Option<std::result::Result<T, JoinError>>>,
 }
 
@@ -196,10 +201,18 @@ impl Builder {
         f: impl FnOnce() -> T + 'static,
     ) -> Result<Greenlet<T>> {
         let g = self.build(f, Location::caller())?;
-        let raw = g.state.core.raw.clone();
         let t = get_hub().timer_from_now(delay);
-        t.start(move |_, _| start(&raw))?;
-        t.detach();
+        let core = Rc::downgrade(&g.state.core);
+        t.start(move |_, _| {
+            if let Some(core) = core.upgrade() {
+                let raw = core.raw.clone();
+                // Dropping the timer inside its own callback is allowed (gevent-core's
+                // rule 3); it breaks the core -> timer -> callback cycle.
+                drop(core.start_timer.take());
+                start(&raw);
+            }
+        })?;
+        *g.state.core.start_timer.borrow_mut() = Some(t);
         Ok(g)
     }
 
@@ -209,34 +222,43 @@ impl Builder {
         at: &'static Location<'static>,
     ) -> Result<Greenlet<T>> {
         let hub = crate::hub::try_get_hub()?;
-        // The body holds the state weakly: dropping the handle must not keep the result
-        // (or a cycle) alive, and must not stop the greenlet.
-        let cell: Rc<RefCell<Option<std::rc::Weak<State<T>>>>> = Rc::new(RefCell::new(None));
+        // The body holds the core strongly (so links fire and joiners wake even when
+        // every handle is gone) and the value's state weakly (a dropped handle does not
+        // keep the result alive). Until the body starts, core -> raw -> body -> core is
+        // a cycle that keeps an unstarted greenlet's bookkeeping alive; starting or
+        // killing it takes the body out and breaks it.
+        let cell: Rc<RefCell<Option<(Rc<Core>, std::rc::Weak<State<T>>)>>> =
+            Rc::new(RefCell::new(None));
         let cell2 = cell.clone();
         let body = move |_v: greenlet::Value| -> greenlet::Value {
             let r = catch_unwind(AssertUnwindSafe(f));
-            let st = cell2.borrow().as_ref().and_then(std::rc::Weak::upgrade);
-            match r {
+            let Some((core, st)) = cell2.borrow_mut().take() else {
+                return Box::new(());
+            };
+            let st = st.upgrade();
+            let outcome = match r {
                 Ok(v) => {
-                    if let Some(st) = st {
+                    if let Some(st) = &st {
                         *st.value.borrow_mut() = Some(Ok(v));
-                        st.core.finish(Outcome::Successful);
                     }
+                    Outcome::Successful
                 }
                 Err(p) if p.is::<GreenletExit>() => {
-                    if let Some(st) = st {
+                    if let Some(st) = &st {
                         *st.value.borrow_mut() = Some(Err(JoinError::Killed));
-                        st.core.finish(Outcome::Killed);
                     }
+                    Outcome::Killed
                 }
                 Err(p) => {
-                    if let Some(st) = st {
-                        let msg = greenlet::panic_message(&*p);
+                    let msg = greenlet::panic_message(&*p);
+                    if let Some(st) = &st {
                         *st.value.borrow_mut() = Some(Err(JoinError::Panicked(p)));
-                        st.core.finish(Outcome::Panicked(msg));
                     }
+                    Outcome::Panicked(msg)
                 }
-            }
+            };
+            drop(st);
+            core.finish(outcome);
             Box::new(())
         };
         let raw = greenlet::new_inner(
@@ -246,18 +268,21 @@ impl Builder {
             self.name,
         );
         raw.spawned_at.set(Some(at));
+        raw.managed.set(true);
+        let core = Rc::new(Core {
+            raw,
+            start_timer: RefCell::new(None),
+            finished: Cell::new(false),
+            outcome: RefCell::new(None),
+            waiters: RefCell::new(Vec::new()),
+            links: RefCell::new(Vec::new()),
+            spawned_at: at,
+        });
         let state = Rc::new(State {
-            core: Core {
-                raw,
-                finished: Cell::new(false),
-                outcome: RefCell::new(None),
-                waiters: RefCell::new(Vec::new()),
-                links: RefCell::new(Vec::new()),
-                spawned_at: at,
-            },
+            core: core.clone(),
             value: RefCell::new(None),
         });
-        *cell.borrow_mut() = Some(Rc::downgrade(&state));
+        *cell.borrow_mut() = Some((core, Rc::downgrade(&state)));
         Ok(Greenlet { state })
     }
 }
@@ -441,8 +466,9 @@ fn kill_core(core: &Core) {
     }
     let raw = &core.raw;
     if !raw.is_started() {
-        // Its body never runs; drop it (and what it captured) now.
+        // Its body never runs; drop it (and what it captured) now, and its start timer.
         raw.kill_unstarted();
+        drop(core.start_timer.take());
         core.finish(Outcome::Killed);
         return;
     }

@@ -136,6 +136,9 @@ pub(crate) struct GInner {
     pub(crate) parked: Cell<bool>,
     /// Hub bookkeeping: a throw (kill, timeout) to deliver at the next blocking point.
     pub(crate) pending_throw: Cell<Option<PanicPayload>>,
+    /// Scheduled by the hub (spawned greenlets, the hub itself): its lifetime is the
+    /// hub's business, so dropping a raw handle never kills it.
+    pub(crate) managed: Cell<bool>,
     /// Where it was spawned, for diagnostics (set by the hub's spawn).
     pub(crate) spawned_at: Cell<Option<&'static std::panic::Location<'static>>>,
 }
@@ -212,6 +215,7 @@ pub(crate) fn current_rc() -> Rc<GInner> {
             wait_seq: Cell::new(0),
             parked: Cell::new(false),
             pending_throw: Cell::new(None),
+            managed: Cell::new(true),
             spawned_at: Cell::new(None),
         });
         *c = Some(main.clone());
@@ -263,6 +267,7 @@ pub(crate) fn new_inner(
         wait_seq: Cell::new(0),
         parked: Cell::new(false),
         pending_throw: Cell::new(None),
+        managed: Cell::new(false),
         spawned_at: Cell::new(None),
     })
 }
@@ -548,7 +553,12 @@ impl Drop for RawGreenlet {
         let n = self.inner.handles.get() - 1;
         self.inner.handles.set(n);
         let g = &self.inner;
-        if n == 0 && g.started.get() && !g.dead.get() && !g.is_main && !Rc::ptr_eq(g, &current_rc())
+        if n == 0
+            && g.started.get()
+            && !g.dead.get()
+            && !g.is_main
+            && !g.managed.get()
+            && !Rc::ptr_eq(g, &current_rc())
         {
             // Abandoned mid-way: unwind it so its destructors run, then come back here.
             if std::thread::panicking() {

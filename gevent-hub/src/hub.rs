@@ -126,6 +126,7 @@ impl Hub {
             crate::stack::DEFAULT_STACK_SIZE,
             Some("Hub".to_owned()),
         );
+        raw.managed.set(true);
         // Panics of raw watcher callbacks on the hub are reported, and the hub goes on
         // (gevent's handle_error); greenlets catch their own panics.
         lp.set_error_handler(|p| {

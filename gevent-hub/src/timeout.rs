@@ -33,6 +33,7 @@ thread_local! {
 pub struct Timeout {
     timer: Timer,
     id: u64,
+    target: std::rc::Rc<crate::greenlet::GInner>,
 }
 
 impl fmt::Debug for Timeout {
@@ -57,8 +58,9 @@ impl Timeout {
         });
         let target = current_rc();
         let timer = get_hub().timer_from_now(d);
-        timer.start(move |_, _| throw_into(&target, Box::new(TimeoutExpired { id })))?;
-        Ok(Timeout { timer, id })
+        let t2 = target.clone();
+        timer.start(move |_, _| throw_into(&t2, Box::new(TimeoutExpired { id })))?;
+        Ok(Timeout { timer, id, target })
     }
 
     /// Its id, as carried by [`TimeoutExpired`].
@@ -71,9 +73,15 @@ impl Timeout {
         self.timer.is_active()
     }
 
-    /// Cancels it.
+    /// Cancels it, including an expiry that is waiting for the greenlet's next
+    /// blocking call (it expired while the greenlet was not parked in the hub).
     pub fn cancel(&self) {
         self.timer.stop();
+        if let Some(p) = self.target.pending_throw.take() {
+            if !self.is_expiry(&p) {
+                self.target.pending_throw.set(Some(p));
+            }
+        }
     }
 
     /// True if `payload` is this timeout's expiry.
@@ -99,5 +107,11 @@ pub fn with_timeout<R>(d: Duration, f: impl FnOnce() -> R) -> Result<R> {
         Ok(v) => Ok(v),
         Err(p) if t.is_expiry(&p) => Err(Error::TimedOut),
         Err(p) => resume_unwind(p),
+    }
+}
+
+impl Drop for Timeout {
+    fn drop(&mut self) {
+        self.cancel();
     }
 }

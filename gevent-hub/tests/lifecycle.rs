@@ -1,0 +1,269 @@
+//! A greenlet's life from spawn to join at scale (memory comes back), and how it can
+//! end badly: a panic returned by `join`, a wait nothing can end, a blocking call made
+//! on the hub itself.
+
+mod util;
+
+use gevent_hub::stack::{self, POOL_MAX};
+use gevent_hub::{get_hub, sleep, spawn, Error, Event, Greenlet, JoinError, Outcome};
+use std::cell::RefCell;
+use std::rc::Rc;
+use std::time::Duration;
+use util::{mapping_count, rss_bytes, settle, under_valgrind, Counter};
+
+const GREENLETS_PER_ROUND: usize = 100_000;
+/// Growth of RSS allowed between two identical rounds (allocator slack, lazily
+/// committed pages of pooled stacks).
+const RSS_SLACK: usize = 8 << 20;
+/// Growth of the number of mappings allowed between two identical rounds.
+const MAPPING_SLACK: usize = 64;
+
+/// Spawns and joins `total` greenlets, `batch` alive at a time, each yielding once so
+/// that the whole batch is suspended together.
+fn round(total: usize, batch: usize, done: &Counter) {
+    let mut left = total;
+    while left > 0 {
+        let n = batch.min(left);
+        left -= n;
+        let gs: Vec<Greenlet<()>> = (0..n)
+            .map(|_| {
+                let d = done.clone();
+                spawn(move || {
+                    sleep(Duration::ZERO).unwrap();
+                    d.bump();
+                })
+            })
+            .collect();
+        for g in gs {
+            g.join().unwrap();
+        }
+        let (_, pooled) = stack::stats();
+        assert!(
+            pooled <= POOL_MAX,
+            "the stack pool is bounded: {pooled} > {POOL_MAX}"
+        );
+    }
+}
+
+/// Memory readings to compare between rounds.
+#[derive(Debug, Clone, Copy)]
+struct Reading {
+    mapped: usize,
+    pooled: usize,
+    rss: usize,
+    mappings: usize,
+}
+
+fn reading() -> Reading {
+    let (mapped, pooled) = stack::stats();
+    Reading {
+        mapped,
+        pooled,
+        rss: rss_bytes(),
+        mappings: mapping_count(),
+    }
+}
+
+fn assert_no_growth(before: Reading, after: Reading) {
+    assert!(
+        after.mappings <= before.mappings + MAPPING_SLACK,
+        "mappings pile up: {} before, {} after",
+        before.mappings,
+        after.mappings
+    );
+    // Valgrind's own bookkeeping (freed-block queue, shadow memory) shows up in RSS.
+    if !under_valgrind() {
+        assert!(
+            after.rss <= before.rss + RSS_SLACK,
+            "RSS grew by {} KiB over an identical round",
+            (after.rss.saturating_sub(before.rss)) >> 10
+        );
+    }
+}
+
+#[test]
+fn memory_returns_to_its_baseline_after_100k_greenlets() {
+    // A pool's worth alive at a time: after the first batch every stack is reused.
+    let done = Counter::new();
+    round(GREENLETS_PER_ROUND, POOL_MAX, &done);
+    assert_eq!(done.get(), GREENLETS_PER_ROUND);
+    let first = reading();
+    // The batch's stacks, plus the hub's own.
+    assert!(first.mapped <= POOL_MAX + 1, "stacks mapped: {first:?}");
+
+    round(GREENLETS_PER_ROUND, POOL_MAX, &done);
+    assert_eq!(done.get(), 2 * GREENLETS_PER_ROUND);
+    let second = reading();
+    assert_eq!(
+        second.mapped, first.mapped,
+        "the second round maps no new stack"
+    );
+    assert_eq!(second.pooled, first.pooled);
+    assert_no_growth(first, second);
+
+    // Trimming the pool gives every pooled stack back.
+    stack::trim_pool();
+    assert_eq!(stack::stats().1, 0);
+    assert!(
+        mapping_count() < second.mappings,
+        "trimmed stacks are unmapped"
+    );
+}
+
+#[test]
+fn stacks_beyond_the_pool_are_unmapped_when_their_greenlets_end() {
+    // More alive at once than the pool keeps: the surplus is mapped for each batch
+    // and must be unmapped again when the batch ends.
+    const BATCH: usize = 1_000;
+    let done = Counter::new();
+    round(2 * BATCH, BATCH, &done);
+    let first = reading();
+    assert_eq!(
+        first.pooled, POOL_MAX,
+        "a full pool after batches larger than it"
+    );
+
+    round(8 * BATCH, BATCH, &done);
+    let second = reading();
+    assert_eq!(done.get(), 10 * BATCH);
+    assert_eq!(second.pooled, POOL_MAX);
+    assert!(second.mapped > first.mapped, "the surplus was mapped again");
+    assert_no_growth(first, second);
+}
+
+#[test]
+fn a_panic_is_returned_by_join_and_the_others_complete() {
+    let gs: Vec<Greenlet<u32>> = (0..3u32)
+        .map(|i| {
+            spawn(move || {
+                sleep(Duration::ZERO).unwrap();
+                if i == 1 {
+                    panic!("greenlet {i} failed");
+                }
+                i * 10
+            })
+        })
+        .collect();
+    let mut results = gs.into_iter().map(Greenlet::join);
+    assert_eq!(results.next().unwrap().unwrap(), 0);
+    match results.next().unwrap() {
+        Err(JoinError::Panicked(p)) => {
+            assert_eq!(
+                p.downcast_ref::<String>().map(String::as_str),
+                Some("greenlet 1 failed")
+            );
+        }
+        other => panic!("expected JoinError::Panicked, got {other:?}"),
+    }
+    assert_eq!(results.next().unwrap().unwrap(), 20);
+    assert!(!std::thread::panicking());
+}
+
+#[test]
+fn a_panicked_greenlet_reports_its_outcome_to_links_and_get() {
+    let g = spawn(|| -> u32 { panic!("boom") });
+    let seen = Rc::new(RefCell::new(None));
+    let s = seen.clone();
+    g.link(move |info| *s.borrow_mut() = Some(info.outcome.clone()));
+    match g.get() {
+        Err(JoinError::Panicked(p)) => assert_eq!(gevent_hub::greenlet::panic_message(&*p), "boom"),
+        other => panic!("expected Panicked, got {other:?}"),
+    }
+    settle();
+    assert_eq!(*seen.borrow(), Some(Outcome::Panicked("boom".to_owned())));
+    assert!(g.ready() && !g.successful());
+}
+
+#[test]
+fn join_on_a_greenlet_waiting_for_nothing_reports_would_block_forever() {
+    let ev = Event::new();
+    let finished = Counter::new();
+    let (e, f) = (ev.clone(), finished.clone());
+    let g = spawn(move || {
+        e.wait().unwrap();
+        f.bump();
+    });
+    match g.join() {
+        Err(JoinError::Wait(Error::WouldBlockForever(what))) => {
+            assert!(what.contains("join"), "the error names the wait: {what}");
+        }
+        other => panic!("expected WouldBlockForever, got {other:?}"),
+    }
+    // The hub recovers: setting the event lets the stranded greenlet finish.
+    ev.set();
+    settle();
+    assert_eq!(finished.get(), 1);
+}
+
+#[test]
+fn event_wait_in_main_with_nothing_to_wake_it_reports_would_block_forever() {
+    match Event::new().wait() {
+        Err(Error::WouldBlockForever(what)) => assert!(what.contains("Event"), "{what}"),
+        other => panic!("expected WouldBlockForever, got {other:?}"),
+    }
+}
+
+#[test]
+fn blocking_in_a_raw_watcher_callback_is_refused() {
+    let hub = get_hub();
+    // What each blocking call returned, by name.
+    type Results = Rc<RefCell<Vec<(&'static str, Result<(), Error>)>>>;
+    let results: Results = Rc::default();
+    let done = Event::new();
+    let (r, d) = (results.clone(), done.clone());
+    let timer = hub.get_loop().timer(Duration::ZERO, Duration::ZERO);
+    timer
+        .start(move |_, _| {
+            let mut r = r.borrow_mut();
+            r.push(("sleep", sleep(Duration::from_millis(1))));
+            r.push(("sleep(0)", sleep(Duration::ZERO)));
+            r.push(("Event::wait", Event::new().wait()));
+            r.push(("idle", gevent_hub::idle()));
+            drop(r);
+            // Setting an Event does not block: allowed in the hub (it switches to the
+            // waiter at once, so the borrow above must be over).
+            d.set();
+        })
+        .unwrap();
+    done.wait().unwrap();
+    let results = results.borrow();
+    assert_eq!(results.len(), 4);
+    for (what, r) in results.iter() {
+        assert!(
+            matches!(r, Err(Error::BlockingInHub(_))),
+            "{what} in a watcher callback: {r:?}"
+        );
+    }
+}
+
+#[test]
+fn blocking_in_a_run_callback_is_refused() {
+    let result = Rc::new(RefCell::new(None));
+    let done = Event::new();
+    let (r, d) = (result.clone(), done.clone());
+    let release = Event::new();
+    let rel = release.clone();
+    let g = spawn(move || rel.wait().unwrap());
+    get_hub().get_loop().run_callback(move || {
+        // g has started and blocks on `release`: joining it would have to wait.
+        *r.borrow_mut() = Some(g.join_timeout(Duration::from_millis(1)));
+        d.set();
+    });
+    done.wait().unwrap();
+    let join = result.borrow_mut().take().expect("the callback ran");
+    assert!(
+        matches!(join, Err(Error::BlockingInHub(_))),
+        "join_timeout in run_callback: {join:?}"
+    );
+    release.set();
+    settle();
+}
+
+#[test]
+fn links_fire_even_when_the_handle_is_dropped() {
+    let fired = Counter::new();
+    let f = fired.clone();
+    spawn(|| sleep(Duration::ZERO).unwrap()).link(move |_| f.bump());
+    settle();
+    assert_eq!(fired.get(), 1);
+}

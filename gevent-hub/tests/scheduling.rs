@@ -1,0 +1,125 @@
+//! Scheduling on the hub: who runs when after `spawn`, `spawn_later` and `sleep(0)`,
+//! and that ready greenlets cannot starve timers.
+
+mod util;
+
+use gevent_hub::{
+    idle, joinall, sleep, spawn, spawn_later, with_timeout, AnyGreenlet, Error, Greenlet,
+};
+use std::cell::Cell;
+use std::rc::Rc;
+use std::time::{Duration, Instant};
+use util::{Log, WATCHDOG_LIMIT};
+
+fn join_all<T>(gs: &[Greenlet<T>]) {
+    let refs: Vec<&dyn AnyGreenlet> = gs.iter().map(|g| g as &dyn AnyGreenlet).collect();
+    assert!(
+        joinall(&refs, None, true).unwrap(),
+        "every greenlet finished"
+    );
+}
+
+#[test]
+fn sleep_zero_interleaves_two_greenlets() {
+    let log = Log::new();
+    let gs: Vec<_> = (1..=2)
+        .map(|i| {
+            let log = log.clone();
+            spawn(move || {
+                log.push(format!("{i}A"));
+                sleep(Duration::ZERO).unwrap();
+                log.push(format!("{i}B"));
+            })
+        })
+        .collect();
+    join_all(&gs);
+    assert_eq!(log.entries(), ["1A", "2A", "1B", "2B"]);
+}
+
+#[test]
+fn greenlets_start_in_spawn_order_once_the_spawner_blocks() {
+    let log = Log::new();
+    let gs: Vec<_> = (0..20)
+        .map(|i| {
+            let log = log.clone();
+            spawn(move || log.push(i.to_string()))
+        })
+        .collect();
+    assert!(
+        log.entries().is_empty(),
+        "spawn only schedules: nothing runs before main blocks"
+    );
+    assert!(gs.iter().all(|g| !g.started()));
+    join_all(&gs);
+    let expected: Vec<String> = (0..20).map(|i| i.to_string()).collect();
+    assert_eq!(log.entries(), expected);
+}
+
+#[test]
+fn spawn_later_starts_after_its_delay_in_delay_order() {
+    let log = Log::new();
+    let (l1, l2, l3) = (log.clone(), log.clone(), log.clone());
+    let late = spawn_later(Duration::from_millis(40), move || l1.push("late"));
+    let early = spawn_later(Duration::from_millis(5), move || l2.push("early"));
+    let now = spawn(move || l3.push("now"));
+    assert!(!late.started() && !early.started());
+
+    late.join().unwrap();
+    assert!(early.ready() && now.ready());
+    assert_eq!(log.entries(), ["now", "early", "late"]);
+}
+
+#[test]
+fn with_timeout_interrupts_a_greenlet_that_only_yields() {
+    // Each sleep(0) queues a callback; if draining callbacks never gave way to the
+    // loop's timers, this would spin until the watchdog.
+    let start = Instant::now();
+    let spins = Rc::new(Cell::new(0u64));
+    let s = spins.clone();
+    let r = with_timeout(Duration::from_millis(10), move || loop {
+        sleep(Duration::ZERO).unwrap();
+        s.set(s.get() + 1);
+        if start.elapsed() > WATCHDOG_LIMIT {
+            return "starved";
+        }
+    });
+    assert!(
+        matches!(r, Err(Error::TimedOut)),
+        "expected TimedOut, got {r:?}"
+    );
+    assert!(spins.get() > 0, "the loop body ran before the timeout");
+}
+
+#[test]
+fn a_busy_yielding_greenlet_does_not_starve_a_sleeper() {
+    let stop = Rc::new(Cell::new(false));
+    let spins = Rc::new(Cell::new(0u64));
+    let (st, sp) = (stop.clone(), spins.clone());
+    let start = Instant::now();
+    let spinner = spawn(move || {
+        while !st.get() && start.elapsed() < WATCHDOG_LIMIT {
+            sleep(Duration::ZERO).unwrap();
+            sp.set(sp.get() + 1);
+        }
+        st.get()
+    });
+    sleep(Duration::from_millis(10)).unwrap();
+    stop.set(true);
+    assert!(spins.get() > 0, "the spinner ran while main slept");
+    assert!(
+        spinner.join().unwrap(),
+        "main's timer fired while the spinner kept yielding"
+    );
+}
+
+#[test]
+fn idle_returns_after_ready_greenlets_have_run() {
+    let log = Log::new();
+    let l = log.clone();
+    let g = spawn(move || l.push("ran"));
+    idle().unwrap();
+    assert!(g.ready(), "idle waits until the queued start has run");
+    assert_eq!(log.entries(), ["ran"]);
+    // With nothing at all to do, idle still returns.
+    idle().unwrap();
+}
