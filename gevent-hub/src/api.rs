@@ -88,6 +88,9 @@ struct Core {
     spawned_at: &'static Location<'static>,
 }
 
+/// What a running body holds of its greenlet: the core strongly, the value weakly.
+type BodyLinks<T> = (Rc<Core>, std::rc::Weak<State<T>>);
+
 struct State<T> {
     core: Rc<Core>,
     value: RefCell<Option<std::result::Result<T, JoinError>>>,
@@ -227,8 +230,7 @@ impl Builder {
         // keep the result alive). Until the body starts, core -> raw -> body -> core is
         // a cycle that keeps an unstarted greenlet's bookkeeping alive; starting or
         // killing it takes the body out and breaks it.
-        let cell: Rc<RefCell<Option<(Rc<Core>, std::rc::Weak<State<T>>)>>> =
-            Rc::new(RefCell::new(None));
+        let cell: Rc<RefCell<Option<BodyLinks<T>>>> = Rc::new(RefCell::new(None));
         let cell2 = cell.clone();
         let body = move |_v: greenlet::Value| -> greenlet::Value {
             let r = catch_unwind(AssertUnwindSafe(f));
