@@ -426,7 +426,9 @@ unsafe extern "C" fn syserr_cb(msg: *const std::ffi::c_char) {
 }
 
 fn take_syserr() -> Option<Error> {
-    SYSERR.with(|s| s.borrow_mut().take())
+    // try_with: a loop may still run while the thread-locals are being destroyed
+    // (a hub shutting down at thread exit).
+    SYSERR.try_with(|s| s.borrow_mut().take()).ok().flatten()
 }
 
 fn install_syserr_cb() {

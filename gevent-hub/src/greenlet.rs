@@ -192,6 +192,15 @@ fn next_id() -> u64 {
     })
 }
 
+/// True while this thread's greenlet machinery can still switch (its thread-locals
+/// have not been destroyed). Also makes sure they exist.
+pub(crate) fn tls_alive() -> bool {
+    CURRENT.try_with(|_| ()).is_ok()
+        && TRANSFER.try_with(|_| ()).is_ok()
+        && DYING.try_with(|_| ()).is_ok()
+        && crate::stack::pool_alive()
+}
+
 /// The running greenlet (creating the main greenlet record on first use).
 pub(crate) fn current_rc() -> Rc<GInner> {
     CURRENT.with(|c| {

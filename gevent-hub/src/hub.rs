@@ -91,6 +91,10 @@ pub fn get_hub() -> Rc<Hub> {
 /// # Errors
 /// The loop could not be created.
 pub fn try_get_hub() -> Result<Rc<Hub>> {
+    // The greenlet machinery's thread-locals must outlive HUB's (a hub being dropped at
+    // thread exit switches greenlets): thread-locals are destroyed in reverse order of
+    // first use, so touch them before HUB.
+    greenlet::tls_alive();
     if let Some(h) = HUB.with(|h| h.borrow().clone()) {
         return Ok(h);
     }
@@ -99,18 +103,47 @@ pub fn try_get_hub() -> Result<Rc<Hub>> {
     Ok(hub)
 }
 
+/// The hub greenlet's body: run the loop; when it runs out of work, tell the main
+/// greenlet. Ends when the hub is being dropped (its thread is exiting).
 fn hub_body(_: greenlet::Value) {
     loop {
-        let Some(lp) = HUB.with(|h| h.borrow().as_ref().map(|h| h.lp.clone())) else {
-            return;
-        };
+        let lp = HUB.try_with(|h| h.borrow().as_ref().map(|h| h.lp.clone()));
+        let Ok(Some(lp)) = lp else { return };
         if let Err(e) = lp.run() {
             eprintln!("gevent: the hub's loop failed: {e}");
         }
         drop(lp);
+        if SHUTTING_DOWN.with(Cell::get) {
+            return;
+        }
         // Out of work: whoever waits in the main greenlet would wait forever.
         let main = greenlet::main_rc();
         let _ = switch_msg(&main, Msg::Hub(WAKE_LOOP_EXIT));
+    }
+}
+
+thread_local! {
+    /// Set while the hub is dropped: the hub greenlet must leave its loop for good.
+    static SHUTTING_DOWN: Cell<bool> = const { Cell::new(false) };
+}
+
+impl Drop for Hub {
+    /// At thread exit the hub greenlet is usually suspended inside `ev_run` (in a
+    /// watcher callback that switched to a greenlet). Resume it with the loop told to
+    /// break, so that its frames return normally and release the loop; otherwise the
+    /// loop (its epoll fd and eventfd) and the hub's stack would leak with the thread.
+    /// Greenlets still parked stay suspended (their stacks are not freed under them).
+    fn drop(&mut self) {
+        if !self.raw.is_started() || self.raw.is_dead() || std::thread::panicking() {
+            return;
+        }
+        if !greenlet::tls_alive() {
+            return;
+        }
+        SHUTTING_DOWN.with(|s| s.set(true));
+        self.lp.break_loop(gevent_core::Break::All);
+        let _ = switch_msg(&self.raw, Msg::Hub(WAKE));
+        SHUTTING_DOWN.with(|s| s.set(false));
     }
 }
 

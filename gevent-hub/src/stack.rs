@@ -81,6 +81,11 @@ thread_local! {
     static ALLOCATED: Cell<usize> = const { Cell::new(0) };
 }
 
+/// True while this thread's stack pool exists (and makes sure it does).
+pub(crate) fn pool_alive() -> bool {
+    POOL.try_with(|_| ()).is_ok()
+}
+
 /// A stack of at least `size` bytes, from the pool when one of that size is there.
 pub(crate) fn take(size: usize) -> std::io::Result<GreenletStack> {
     install_overflow_handler();

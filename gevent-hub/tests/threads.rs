@@ -102,9 +102,6 @@ fn a_thread_that_never_ran_its_hub_destroys_its_loop_on_exit() {
 }
 
 #[test]
-#[ignore = "bug: a hub suspended inside its loop (the usual state after a join or sleep) keeps \
-            its Loop alive on its own stack when the thread exits: the loop (epoll fd, eventfd) \
-            and the hub's stack leak"]
 fn a_thread_that_ran_its_hub_destroys_its_loop_on_exit() {
     assert!(loop_destroyed_at_thread_exit(|| {
         spawn(|| sleep(Duration::ZERO).unwrap()).join().unwrap();
