@@ -1,0 +1,533 @@
+//! `StreamServer`, `DatagramServer` and `signal_handler`: a thousand concurrent
+//! clients echoed byte for byte by one thread, a client that resets while its handler
+//! writes, `stop(grace)` finishing some handlers and killing the rest, the pool bound,
+//! a panicking handler, a UDP echo, and signal handlers that run in greenlets without
+//! keeping the loop alive.
+//!
+//! `server_emfile.rs` (its own process: it lowers the fd limit) covers accept when out
+//! of file descriptors.
+
+use gevent_hub::net::{TcpStream, UdpSocket};
+use gevent_hub::server::{signal_handler, DatagramServer, ServerOptions, StreamServer};
+use gevent_hub::{
+    current_id, idle, joinall, sleep, spawn, with_timeout, AnyGreenlet, Error, Event, Greenlet,
+};
+use std::cell::{Cell, RefCell};
+use std::io::{self, Read, Write};
+use std::net::SocketAddr;
+use std::rc::Rc;
+use std::time::Duration;
+
+/// A lost wake-up fails the test after this long instead of hanging it.
+const WATCHDOG: Duration = Duration::from_secs(10);
+/// Far enough away that it never fires during a test.
+const NEVER: Duration = Duration::from_secs(3600);
+
+/// Runs `f` (in the test's main greenlet) under a watchdog [`with_timeout`].
+fn with_watchdog<R>(limit: Duration, f: impl FnOnce() -> R) -> R {
+    with_timeout(limit, f)
+        .unwrap_or_else(|e| panic!("watchdog: the test did not finish within {limit:?}: {e}"))
+}
+
+/// The slides' echo handler: recv up to 4096 bytes, sendall them back, until EOF.
+fn echo(sock: TcpStream, _peer: SocketAddr) {
+    let mut buf = [0u8; 4096];
+    loop {
+        match (&sock).read(&mut buf) {
+            Ok(0) | Err(_) => return,
+            Ok(n) => {
+                if (&sock).write_all(&buf[..n]).is_err() {
+                    return;
+                }
+            }
+        }
+    }
+}
+
+fn echo_server() -> StreamServer {
+    let server = StreamServer::new("127.0.0.1:0", echo).expect("bind an echo server");
+    server.start().expect("start the server");
+    server
+}
+
+/// One connection, one message, its echo checked.
+fn round_trip(addr: SocketAddr, msg: &[u8]) {
+    let c = TcpStream::connect(addr).expect("connect to the server");
+    (&c).write_all(msg).expect("send");
+    let mut back = vec![0u8; msg.len()];
+    (&c).read_exact(&mut back).expect("receive the echo");
+    assert_eq!(back, msg);
+}
+
+fn refs<T>(gs: &[Greenlet<T>]) -> Vec<&dyn AnyGreenlet> {
+    gs.iter().map(|g| g as &dyn AnyGreenlet).collect()
+}
+
+/// `GEVENT_TEST_SCALE` (a factor in (0, 1], default 1) scales the messages each client
+/// of the many-clients test sends, for slow runs (valgrind). The number of concurrent
+/// connections is never scaled.
+fn test_scale() -> f64 {
+    match std::env::var("GEVENT_TEST_SCALE") {
+        Ok(s) => {
+            let f: f64 = s
+                .parse()
+                .unwrap_or_else(|_| panic!("GEVENT_TEST_SCALE={s:?} is not a number"));
+            assert!(
+                f > 0.0 && f <= 1.0,
+                "GEVENT_TEST_SCALE must be in (0, 1], got {f}"
+            );
+            f
+        }
+        Err(_) => 1.0,
+    }
+}
+
+/// Message `msg` of client `client`: 1 to 1024 bytes, different in length and content
+/// for every (client, message), so a reply routed to the wrong connection or a byte
+/// out of place is caught.
+fn payload(client: usize, msg: usize) -> Vec<u8> {
+    let len = 1 + (client * 7919 + msg * 104_729) % 1024;
+    (0..len)
+        .map(|i| (client.wrapping_mul(31) ^ msg.wrapping_mul(131) ^ i.wrapping_mul(7)) as u8)
+        .collect()
+}
+
+/// Makes sure this process may hold `n` file descriptors (raising the soft limit toward
+/// the hard one if needed), or fails with a message saying so.
+fn ensure_fd_limit(n: u64) {
+    let mut lim = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit writes into the struct we pass.
+    assert_eq!(unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) }, 0);
+    if lim.rlim_cur >= n {
+        return;
+    }
+    assert!(
+        lim.rlim_max >= n,
+        "this test needs {n} file descriptors; the hard limit is {}",
+        lim.rlim_max
+    );
+    lim.rlim_cur = n;
+    // SAFETY: setrlimit reads the struct we pass; raising the soft limit up to the hard
+    // one is always allowed.
+    assert_eq!(unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &lim) }, 0);
+}
+
+#[test]
+fn a_thousand_concurrent_clients_are_echoed_every_byte_by_one_thread() {
+    const CLIENTS: usize = 1000;
+    let messages = ((100.0 * test_scale()).round() as usize).max(1);
+    // Two fds per connection (client and server side), plus the test harness's.
+    ensure_fd_limit(2 * CLIENTS as u64 + 256);
+    with_watchdog(Duration::from_secs(600), || {
+        let server = echo_server();
+        let addr = server.server_addr();
+        // Every client connects before any sends: all 1,000 connections are open at once.
+        let connected = Rc::new(Cell::new(0usize));
+        let all_connected = Event::new();
+        let clients: Vec<Greenlet<Result<usize, String>>> = (0..CLIENTS)
+            .map(|c| {
+                let (connected, all_connected) = (connected.clone(), all_connected.clone());
+                spawn(move || {
+                    let sock = TcpStream::connect(addr).map_err(|e| format!("connect: {e}"))?;
+                    connected.set(connected.get() + 1);
+                    if connected.get() == CLIENTS {
+                        all_connected.set();
+                    }
+                    all_connected.wait().map_err(|e| e.to_string())?;
+                    let mut verified = 0;
+                    let mut back = Vec::new();
+                    for m in 0..messages {
+                        let msg = payload(c, m);
+                        (&sock)
+                            .write_all(&msg)
+                            .map_err(|e| format!("client {c} message {m}: send: {e}"))?;
+                        back.resize(msg.len(), 0);
+                        (&sock)
+                            .read_exact(&mut back)
+                            .map_err(|e| format!("client {c} message {m}: recv: {e}"))?;
+                        if back != msg {
+                            return Err(format!("client {c} message {m}: echo differs"));
+                        }
+                        verified += msg.len();
+                    }
+                    Ok(verified)
+                })
+            })
+            .collect();
+        assert!(joinall(&refs(&clients), None, false).unwrap());
+        assert_eq!(connected.get(), CLIENTS);
+        let expected: usize = (0..CLIENTS)
+            .flat_map(|c| (0..messages).map(move |m| payload(c, m).len()))
+            .sum();
+        let mut verified = 0;
+        for g in clients {
+            verified += g.join().expect("a client greenlet ended normally")?;
+        }
+        assert_eq!(verified, expected, "every byte sent came back");
+        assert_eq!(server.accepted_count(), CLIENTS as u64);
+        // The clients closed their sockets: every handler sees EOF and returns.
+        server.stop(None).unwrap();
+        assert_eq!(server.connection_count(), 0);
+        Ok::<(), String>(())
+    })
+    .unwrap();
+}
+
+#[test]
+fn a_client_resetting_mid_write_fails_its_handler_and_the_server_serves_others() {
+    with_watchdog(WATCHDOG, || {
+        let failed_with: Rc<RefCell<Option<io::Error>>> = Rc::default();
+        let handler_failed = Event::new();
+        let (f, done) = (failed_with.clone(), handler_failed.clone());
+        // 'B': blast data until the write fails; anything else: echo.
+        let server = StreamServer::new("127.0.0.1:0", move |sock, peer| {
+            let mut cmd = [0u8; 1];
+            if (&sock).read_exact(&mut cmd).is_err() {
+                return;
+            }
+            if cmd[0] != b'B' {
+                (&sock).write_all(&cmd).ok();
+                return echo(sock, peer);
+            }
+            let chunk = [0x5a_u8; 64 * 1024];
+            loop {
+                if let Err(e) = (&sock).write_all(&chunk) {
+                    *f.borrow_mut() = Some(e);
+                    done.set();
+                    return;
+                }
+            }
+        })
+        .unwrap();
+        server.start().unwrap();
+        let addr = server.server_addr();
+
+        let c = TcpStream::connect(addr).unwrap();
+        (&c).write_all(b"B").unwrap();
+        // The handler is writing once its first bytes arrive.
+        let mut first = [0u8; 1];
+        (&c).read_exact(&mut first).unwrap();
+        assert_eq!(first, [0x5a]);
+        // SO_LINGER 0 then close: the kernel sends RST instead of FIN.
+        socket2::SockRef::from(&c)
+            .set_linger(Some(Duration::ZERO))
+            .unwrap();
+        drop(c);
+
+        handler_failed.wait().unwrap();
+        let e = failed_with.borrow_mut().take().unwrap();
+        assert!(
+            matches!(
+                e.kind(),
+                io::ErrorKind::BrokenPipe | io::ErrorKind::ConnectionReset
+            ),
+            "the handler's write failed with {e:?}"
+        );
+        // The server goes on: a new client gets its echo.
+        round_trip(addr, b"Eafter the reset");
+        server.stop(Some(WATCHDOG)).unwrap();
+    });
+}
+
+#[test]
+fn stop_lets_handlers_finish_within_grace_and_kills_the_rest() {
+    const QUICK: usize = 3;
+    const SLOW: usize = 3;
+    with_watchdog(WATCHDOG, || {
+        let in_request = Rc::new(Cell::new(0usize));
+        let all_in_request = Event::new();
+        let finish_quick = Event::new();
+        let completed = Rc::new(Cell::new(0usize));
+        let slow_returned = Rc::new(Cell::new(0usize));
+        let slow_dropped = Rc::new(Cell::new(0usize));
+
+        struct BumpOnDrop(Rc<Cell<usize>>);
+        impl Drop for BumpOnDrop {
+            fn drop(&mut self) {
+                self.0.set(self.0.get() + 1);
+            }
+        }
+
+        let (ir, all, go, done, sr, sd) = (
+            in_request.clone(),
+            all_in_request.clone(),
+            finish_quick.clone(),
+            completed.clone(),
+            slow_returned.clone(),
+            slow_dropped.clone(),
+        );
+        let server = StreamServer::new("127.0.0.1:0", move |sock, _| {
+            let mut req = [0u8; 1];
+            (&sock).read_exact(&mut req).unwrap();
+            ir.set(ir.get() + 1);
+            if ir.get() == QUICK + SLOW {
+                all.set();
+            }
+            if req[0] == b'q' {
+                // Finishes as soon as stop has begun: well within the grace period.
+                go.wait().unwrap();
+                (&sock).write_all(b"done").unwrap();
+                done.set(done.get() + 1);
+            } else {
+                let _guard = BumpOnDrop(sd.clone());
+                sleep(NEVER).unwrap();
+                sr.set(sr.get() + 1);
+            }
+        })
+        .unwrap();
+        server.start().unwrap();
+        let addr = server.server_addr();
+
+        let clients: Vec<(u8, TcpStream)> = (0..QUICK + SLOW)
+            .map(|i| {
+                let kind = if i < QUICK { b'q' } else { b's' };
+                let c = TcpStream::connect(addr).unwrap();
+                (&c).write_all(&[kind]).unwrap();
+                (kind, c)
+            })
+            .collect();
+        // Every handler is mid-request.
+        all_in_request.wait().unwrap();
+        assert_eq!(server.connection_count(), QUICK + SLOW);
+
+        finish_quick.set();
+        server.stop(Some(Duration::from_millis(200))).unwrap();
+
+        assert_eq!(completed.get(), QUICK, "the quick handlers completed");
+        assert_eq!(slow_returned.get(), 0, "no slow handler returned normally");
+        assert_eq!(
+            slow_dropped.get(),
+            SLOW,
+            "the slow handlers' destructors ran"
+        );
+        assert_eq!(server.connection_count(), 0);
+        for (kind, c) in clients {
+            let mut got = Vec::new();
+            (&c).read_to_end(&mut got).unwrap();
+            if kind == b'q' {
+                assert_eq!(got, b"done");
+            } else {
+                // The killed handler's stream was dropped while unwinding: EOF.
+                assert_eq!(got, b"");
+            }
+        }
+        // The listener is closed: nobody accepts any more.
+        let e = TcpStream::connect(addr).unwrap_err();
+        assert_eq!(e.kind(), io::ErrorKind::ConnectionRefused);
+    });
+}
+
+#[test]
+fn stop_without_grace_waits_for_every_handler() {
+    with_watchdog(WATCHDOG, || {
+        let started = Rc::new(Cell::new(0usize));
+        let all_started = Event::new();
+        let finished = Rc::new(Cell::new(0usize));
+        let (s, all, f) = (started.clone(), all_started.clone(), finished.clone());
+        let server = StreamServer::new("127.0.0.1:0", move |sock, _| {
+            let mut req = [0u8; 1];
+            (&sock).read_exact(&mut req).unwrap();
+            s.set(s.get() + 1);
+            if s.get() == 3 {
+                all.set();
+            }
+            // Takes a while, cooperatively.
+            sleep(Duration::from_millis(20)).unwrap();
+            f.set(f.get() + 1);
+        })
+        .unwrap();
+        server.start().unwrap();
+        let clients: Vec<TcpStream> = (0..3)
+            .map(|_| {
+                let c = TcpStream::connect(server.server_addr()).unwrap();
+                (&c).write_all(b"x").unwrap();
+                c
+            })
+            .collect();
+        all_started.wait().unwrap();
+        assert_eq!(server.connection_count(), clients.len());
+        server.stop(None).unwrap();
+        assert_eq!(finished.get(), 3);
+    });
+}
+
+#[test]
+fn max_connections_pauses_accepting_while_the_pool_is_full() {
+    with_watchdog(WATCHDOG, || {
+        let release = Event::new();
+        let handled = Rc::new(Cell::new(0usize));
+        let first_handled = Event::new();
+        let (r, h, fh) = (release.clone(), handled.clone(), first_handled.clone());
+        let opts = ServerOptions {
+            max_connections: Some(1),
+            ..ServerOptions::default()
+        };
+        let server = StreamServer::with_options("127.0.0.1:0", opts, move |sock, _| {
+            h.set(h.get() + 1);
+            fh.set();
+            r.wait().unwrap();
+            (&sock).write_all(b"ok").unwrap();
+        })
+        .unwrap();
+        server.start().unwrap();
+        let addr = server.server_addr();
+
+        let first = TcpStream::connect(addr).unwrap();
+        first_handled.wait().unwrap();
+        // The kernel completes the second handshake, but the server does not accept it
+        // while the first handler runs.
+        let second = TcpStream::connect(addr).unwrap();
+        idle().unwrap();
+        assert_eq!(server.accepted_count(), 1);
+        assert_eq!(handled.get(), 1);
+
+        release.set();
+        for mut c in [&first, &second] {
+            let mut got = Vec::new();
+            c.read_to_end(&mut got).unwrap();
+            assert_eq!(got, b"ok");
+        }
+        assert_eq!(server.accepted_count(), 2);
+        server.stop(None).unwrap();
+        assert!(matches!(
+            StreamServer::with_options(
+                "127.0.0.1:0",
+                ServerOptions {
+                    max_connections: Some(0),
+                    ..ServerOptions::default()
+                },
+                echo
+            ),
+            Err(e) if e.kind() == io::ErrorKind::InvalidInput
+        ));
+    });
+}
+
+#[test]
+fn a_panicking_handler_does_not_stop_the_server() {
+    with_watchdog(WATCHDOG, || {
+        let server = StreamServer::new("127.0.0.1:0", |sock, peer| {
+            let mut cmd = [0u8; 1];
+            (&sock).read_exact(&mut cmd).unwrap();
+            if cmd[0] == b'P' {
+                panic!("this handler panics on purpose");
+            }
+            (&sock).write_all(&cmd).unwrap();
+            echo(sock, peer);
+        })
+        .unwrap();
+        server.start().unwrap();
+        let addr = server.server_addr();
+        let c = TcpStream::connect(addr).unwrap();
+        (&c).write_all(b"P").unwrap();
+        let mut got = Vec::new();
+        // The panicking handler's stream is dropped as it unwinds.
+        (&c).read_to_end(&mut got).unwrap();
+        assert_eq!(got, b"");
+        round_trip(addr, b"still serving");
+        server.stop(Some(WATCHDOG)).unwrap();
+    });
+}
+
+#[test]
+fn serve_forever_returns_when_stop_is_called_from_a_greenlet() {
+    with_watchdog(WATCHDOG, || {
+        let server = StreamServer::new("127.0.0.1:0", echo).unwrap();
+        let s2 = server.clone();
+        let client = spawn(move || {
+            round_trip(s2.server_addr(), b"one round trip, then stop");
+            s2.stop(None).unwrap();
+        });
+        server.serve_forever().unwrap();
+        client.join().unwrap();
+        assert_eq!(server.accepted_count(), 1);
+        // Stopped servers do not restart.
+        let e = server.start().unwrap_err();
+        assert_eq!(e.kind(), io::ErrorKind::InvalidInput);
+    });
+}
+
+#[test]
+fn datagram_server_echoes_each_datagram() {
+    with_watchdog(WATCHDOG, || {
+        let server = DatagramServer::new("127.0.0.1:0", |data, peer, sock: &UdpSocket| {
+            sock.send_to(&data, peer).unwrap();
+        })
+        .unwrap();
+        server.start().unwrap();
+        let addr = server.server_addr().unwrap();
+        let client = UdpSocket::bind("127.0.0.1:0").unwrap();
+        let mut buf = [0u8; 2048];
+        for i in 0..20usize {
+            let msg: Vec<u8> = (0..=i * 50).map(|b| (b * 3 + i) as u8).collect();
+            client.send_to(&msg, addr).unwrap();
+            let (n, from) = client.recv_from(&mut buf).unwrap();
+            assert_eq!(from, addr);
+            assert_eq!(&buf[..n], &msg[..]);
+        }
+        server.stop();
+        // Stopped: serve_forever returns at once.
+        server.serve_forever().unwrap();
+    });
+}
+
+#[test]
+fn signal_handler_runs_its_function_in_a_greenlet_without_keeping_the_loop_alive() {
+    let ran = Event::new();
+    let ran_in: Rc<Cell<Option<u64>>> = Rc::default();
+    let could_block = Rc::new(Cell::new(false));
+    let (r, id, cb) = (ran.clone(), ran_in.clone(), could_block.clone());
+    let handler = signal_handler(libc::SIGUSR1, move || {
+        id.set(Some(current_id()));
+        // A greenlet may block; the hub itself may not.
+        cb.set(sleep(Duration::ZERO).is_ok());
+        r.set();
+    })
+    .unwrap();
+
+    // Nothing else is pending: the handler alone does not keep the loop running, so a
+    // wait nobody can end is reported instead of hanging. The watchdog here must not
+    // keep the loop alive either (an unreferenced timer): if the handler wrongly did,
+    // the watchdog ends the wait successfully after a while and the assert fails.
+    let never_set = Event::new();
+    let watchdog = gevent_hub::get_hub()
+        .get_loop()
+        .timer(WATCHDOG, Duration::ZERO);
+    let ns = never_set.clone();
+    watchdog.start(move |_, _| ns.set()).unwrap();
+    watchdog.set_ref(false);
+    let r = never_set.wait();
+    assert!(
+        matches!(r, Err(Error::WouldBlockForever(_))),
+        "a wait with only a signal handler left is reported: {r:?}"
+    );
+    drop(watchdog);
+    assert!(!ran.is_set());
+
+    with_watchdog(WATCHDOG, || {
+        // SAFETY: raise sends the signal to this thread, whose loop watches it.
+        assert_eq!(unsafe { libc::raise(libc::SIGUSR1) }, 0);
+        ran.wait().unwrap();
+        let in_greenlet = ran_in.get().unwrap();
+        assert_ne!(in_greenlet, current_id(), "not in the test's greenlet");
+        assert!(
+            could_block.get(),
+            "the function ran in a greenlet, not in the hub"
+        );
+
+        // Each delivery runs it again.
+        ran.clear();
+        // SAFETY: as above.
+        assert_eq!(unsafe { libc::raise(libc::SIGUSR1) }, 0);
+        ran.wait().unwrap();
+        assert_ne!(
+            ran_in.get().unwrap(),
+            in_greenlet,
+            "a new greenlet each time"
+        );
+    });
+    drop(handler);
+}
