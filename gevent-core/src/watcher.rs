@@ -482,7 +482,9 @@ impl<K: Kind> WatcherRef<K> {
     }
 
     /// Makes the watcher pending as if `events` had happened (`ev_feed_event`); the
-    /// callback runs in the loop's next invoke phase. Works on stopped watchers too.
+    /// callback runs in the loop's next invoke phase. The watcher need not be active,
+    /// but it needs a callback: one never started gets it from
+    /// [`set_callback`](WatcherRef::set_callback), and [`stop`](WatcherRef::stop) drops it.
     pub fn feed(&self, events: Events) {
         if let Some(l) = self.raw_loop() {
             // SAFETY: live loop and watcher; stop/drop clear the pending state (rule 1).
