@@ -2,11 +2,12 @@
 //! in C (`c/micro_core.c`) on the same libev, in one run, reported as ns/op and the
 //! ratio Rust/C.
 //!
-//! Run: `cargo run --release -p gevent-bench --bin micro_core -- [SCALE]`.
+//! Run: `cargo run --release -p gevent-bench --bin micro_core -- [SCALE] [--json FILE]`.
 //! SCALE (default 1.0) multiplies every iteration count; the default run takes a few
 //! seconds. Each measurement is repeated (`RUNS` times, after one warm-up run, C and
 //! Rust alternating) and the best run is reported: the minimum is the least disturbed
-//! by the rest of the machine.
+//! by the rest of the machine. With `--json FILE`, each row is also appended to FILE
+//! as two JSON lines (C and Rust), for the suite's report.
 //!
 //! | row | Rust (gevent-core) | C (libev) |
 //! |---|---|---|
@@ -23,6 +24,7 @@
 //! the safe API only.
 #![deny(unsafe_op_in_unsafe_fn, rust_2018_idioms)]
 
+use gevent_bench::fmt;
 use gevent_core::{Events, Loop};
 use libev_sys as ffi;
 use std::cell::Cell;
@@ -31,14 +33,10 @@ use std::hint::black_box;
 use std::rc::Rc;
 use std::time::{Duration, Instant};
 
-extern "C" {
-    fn c_timer_start_stop_ns(iters: c_long) -> f64;
-    fn c_io_start_stop_ns(iters: c_long) -> f64;
-    fn c_run_callback_ns(iters: c_long, batch: c_long) -> f64;
-    fn c_loop_iteration_ns(iters: c_long) -> f64;
-    fn c_feed_invoke_ns(iters: c_long) -> f64;
-    fn c_feed_run_nowait_ns(iters: c_long) -> f64;
-}
+use gevent_bench::c::{
+    c_feed_invoke_ns, c_feed_run_nowait_ns, c_io_start_stop_ns, c_loop_iteration_ns,
+    c_run_callback_ns, c_timer_start_stop_ns,
+};
 
 /// Timed runs per measurement (after one warm-up); the best is reported.
 const RUNS: usize = 7;
@@ -299,18 +297,33 @@ fn rows() -> Vec<Row> {
 }
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
-    let scale: f64 = match std::env::args().nth(1) {
-        Some(s) => s
-            .parse()
-            .map_err(|e| format!("SCALE must be a number, got {s:?}: {e}"))?,
-        None => 1.0,
-    };
+    let mut scale = 1.0f64;
+    let mut json: Option<String> = None;
+    let mut args = std::env::args().skip(1);
+    while let Some(a) = args.next() {
+        if a == "--json" {
+            json = Some(args.next().ok_or("--json needs a file")?);
+        } else {
+            scale = a
+                .parse()
+                .map_err(|e| format!("SCALE must be a number, got {a:?}: {e}"))?;
+        }
+    }
     if !(scale > 0.0 && scale.is_finite()) {
         return Err(format!("SCALE must be positive, got {scale}").into());
     }
     if cfg!(debug_assertions) {
         eprintln!("warning: a debug build; run with --release for meaningful numbers");
     }
+    let mut out = match &json {
+        Some(path) => Some(
+            std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(path)?,
+        ),
+        None => None,
+    };
 
     let probe = Loop::new()?;
     let (major, minor) = gevent_core::version();
@@ -329,12 +342,22 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         let iters = ((row.iters as f64 * scale) as u64).max(BATCH);
         let (c, rust) = best_pair(&row, iters)?;
         println!(
-            "{:<44} {:>10.1} {:>10.1} {:>8.2}",
+            "{:<44} {:>10} {:>10} {:>8}",
             row.name,
-            c,
-            rust,
-            rust / c
+            fmt::ns(c),
+            fmt::ns(rust),
+            fmt::ratio(rust / c)
         );
+        if let Some(f) = out.as_mut() {
+            use std::io::Write;
+            for (imp, ns) in [("c", c), ("gevent-rs", rust)] {
+                let rec = serde_json::json!({
+                    "kind": "micro", "group": "core", "name": row.name,
+                    "impl": imp, "ns": ns, "iters": iters,
+                });
+                writeln!(f, "{rec}")?;
+            }
+        }
     }
     println!("total time {:.1} s", started.elapsed().as_secs_f64());
     Ok(())
