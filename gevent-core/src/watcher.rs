@@ -71,6 +71,13 @@ pub trait Kind: sealed::Sealed + Sized + 'static {
     fn before_start(_w: &WatcherRef<Self>) -> Result<()> {
         Ok(())
     }
+    /// Validation before [`rearm`](WatcherRef::rearm) (a restart with the same
+    /// callback). Defaults to [`Kind::before_start`]; io watchers skip the fd check
+    /// there, since rearming is the per-wait hot path of every socket.
+    #[doc(hidden)]
+    fn before_rearm(w: &WatcherRef<Self>) -> Result<()> {
+        Self::before_start(w)
+    }
     /// Bookkeeping after the watcher stopped (by `stop`, never by libev itself).
     #[doc(hidden)]
     fn after_stop(_w: &WatcherRef<Self>) {}
@@ -328,7 +335,7 @@ impl<K: Kind> WatcherRef<K> {
             return Err(Error::NoCallback(K::NAME));
         }
         let l = self.raw_loop().ok_or(Error::LoopReleased)?;
-        K::before_start(self)?;
+        K::before_rearm(self)?;
         self.start_raw(l);
         Ok(())
     }
