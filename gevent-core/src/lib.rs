@@ -66,7 +66,7 @@ pub use event_loop::{
     PanicPayload,
 };
 pub use events::Events;
-pub use watcher::{Kind, Watcher, WatcherRef, MAXPRI, MINPRI};
+pub use watcher::{Kind, Watcher, WatcherRef, WeakWatcher, MAXPRI, MINPRI};
 pub use watchers::async_::{Async, AsyncSender};
 pub use watchers::child::Child;
 pub use watchers::io::Io;

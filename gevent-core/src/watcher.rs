@@ -177,6 +177,40 @@ impl<K: Kind> Drop for Watcher<K> {
     }
 }
 
+/// A weak handle to a detached watcher ([`Watcher::detach_weak`]): it can stop the
+/// watcher while the loop still owns it, and does not keep it alive.
+pub struct WeakWatcher<K: Kind> {
+    inner: Weak<WatcherRef<K>>,
+}
+
+impl<K: Kind> WeakWatcher<K> {
+    /// Stops the watcher if it still exists; the loop then lets it go. Returns whether
+    /// it existed.
+    pub fn stop(&self) -> bool {
+        match self.inner.upgrade() {
+            Some(w) => {
+                w.stop();
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// True while the watcher exists (detached and not yet stopped).
+    pub fn is_alive(&self) -> bool {
+        self.inner.strong_count() > 0
+    }
+}
+
+impl<K: Kind> fmt::Debug for WeakWatcher<K> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("WeakWatcher")
+            .field("kind", &K::NAME)
+            .field("alive", &self.is_alive())
+            .finish()
+    }
+}
+
 impl<K: Kind> fmt::Debug for WatcherRef<K> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct(K::NAME)
@@ -229,6 +263,20 @@ impl<K: Kind> Watcher<K> {
     /// stops (a callback calls `stop`, a one-shot timer fires) or the last `Loop`
     /// handle is dropped. This is the explicit opt-in of soundness rule 2.
     pub fn detach(self) {
+        self.detach_weak();
+    }
+
+    /// [`detach`](Watcher::detach), keeping a weak handle that can still stop the
+    /// watcher (or see that it is gone) without keeping it alive.
+    pub fn detach_weak(self) -> WeakWatcher<K> {
+        let weak = WeakWatcher {
+            inner: Rc::downgrade(&self.inner),
+        };
+        self.detach_inner();
+        weak
+    }
+
+    fn detach_inner(self) {
         let this = std::mem::ManuallyDrop::new(self);
         // SAFETY: `this` is never used or dropped again, so the Rc moves out exactly once.
         let inner = unsafe { std::ptr::read(&this.inner) };

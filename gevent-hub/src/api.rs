@@ -73,14 +73,17 @@ impl From<Error> for JoinError {
 
 type Link = Box<dyn FnOnce(&GreenletInfo)>;
 
-/// The part of a greenlet's state that does not depend on its value type. The running
-/// body holds it strongly (links fire even if every handle was dropped); the value
-/// lives in [`State`], which the body holds weakly.
+/// The part of a greenlet's state that does not depend on its value type. Until the
+/// greenlet starts, its scheduled start (a queued callback, or spawn_later's timer)
+/// holds it; once running, the body does: links fire and joiners wake even if every
+/// handle was dropped. The value lives in [`State`], which the body holds weakly.
+/// Nothing on the heap points back at the start, so a greenlet whose start never
+/// happens (its thread exited first) is freed with the loop's queue, not leaked.
 struct Core {
     raw: Rc<GInner>,
-    /// `spawn_later`'s start timer, until it fires (a kill drops it, so the loop is not
-    /// kept alive for a greenlet that will never start).
-    start_timer: RefCell<Option<gevent_core::Timer>>,
+    /// `spawn_later`'s start timer (owned by the loop), so a kill can stop it rather
+    /// than keep the loop alive for a greenlet that will never start.
+    start_timer: RefCell<Option<gevent_core::WeakWatcher<gevent_core::kind::TimerKind>>>,
     finished: Cell<bool>,
     outcome: RefCell<Option<Outcome>>,
     waiters: RefCell<Vec<Waker>>,
@@ -88,8 +91,8 @@ struct Core {
     spawned_at: &'static Location<'static>,
 }
 
-/// What a running body holds of its greenlet: the core strongly, the value weakly.
-type BodyLinks<T> = (Rc<Core>, std::rc::Weak<State<T>>);
+/// What a body holds of its greenlet before it runs: both weakly (see [`Core`]).
+type BodyLinks<T> = (std::rc::Weak<Core>, std::rc::Weak<State<T>>);
 
 struct State<T> {
     core: Rc<Core>,
@@ -188,8 +191,8 @@ impl Builder {
     #[track_caller]
     pub fn spawn<T: 'static>(self, f: impl FnOnce() -> T + 'static) -> Result<Greenlet<T>> {
         let g = self.build(f, Location::caller())?;
-        let raw = g.state.core.raw.clone();
-        get_hub().get_loop().run_callback(move || start(&raw));
+        let core = g.state.core.clone();
+        get_hub().get_loop().run_callback(move || start(&core));
         Ok(g)
     }
 
@@ -205,17 +208,9 @@ impl Builder {
     ) -> Result<Greenlet<T>> {
         let g = self.build(f, Location::caller())?;
         let t = get_hub().timer_from_now(delay);
-        let core = Rc::downgrade(&g.state.core);
-        t.start(move |_, _| {
-            if let Some(core) = core.upgrade() {
-                let raw = core.raw.clone();
-                // Dropping the timer inside its own callback is allowed (gevent-core's
-                // rule 3); it breaks the core -> timer -> callback cycle.
-                drop(core.start_timer.take());
-                start(&raw);
-            }
-        })?;
-        *g.state.core.start_timer.borrow_mut() = Some(t);
+        let core = g.state.core.clone();
+        t.start(move |_, _| start(&core))?;
+        *g.state.core.start_timer.borrow_mut() = Some(t.detach_weak());
         Ok(g)
     }
 
@@ -225,19 +220,17 @@ impl Builder {
         at: &'static Location<'static>,
     ) -> Result<Greenlet<T>> {
         let hub = crate::hub::try_get_hub()?;
-        // The body holds the core strongly (so links fire and joiners wake even when
-        // every handle is gone) and the value's state weakly (a dropped handle does not
-        // keep the result alive). Until the body starts, core -> raw -> body -> core is
-        // a cycle that keeps an unstarted greenlet's bookkeeping alive; starting or
-        // killing it takes the body out and breaks it.
+        // The body reaches its core and its value's state through weak references (see
+        // `Core`); it upgrades the core as it starts, while the start holds it.
         let cell: Rc<RefCell<Option<BodyLinks<T>>>> = Rc::new(RefCell::new(None));
         let cell2 = cell.clone();
         let body = move |_v: greenlet::Value| -> greenlet::Value {
-            let r = catch_unwind(AssertUnwindSafe(f));
-            let Some((core, st)) = cell2.borrow_mut().take() else {
+            let links = cell2.borrow_mut().take();
+            let Some(core) = links.as_ref().and_then(|(c, _)| c.upgrade()) else {
                 return Box::new(());
             };
-            let st = st.upgrade();
+            let r = catch_unwind(AssertUnwindSafe(f));
+            let st = links.and_then(|(_, st)| st.upgrade());
             let outcome = match r {
                 Ok(v) => {
                     if let Some(st) = &st {
@@ -284,7 +277,7 @@ impl Builder {
             core: core.clone(),
             value: RefCell::new(None),
         });
-        *cell.borrow_mut() = Some((core, Rc::downgrade(&state)));
+        *cell.borrow_mut() = Some((Rc::downgrade(&core), Rc::downgrade(&state)));
         Ok(Greenlet { state })
     }
 }
@@ -294,7 +287,9 @@ fn hub_raw(hub: &crate::hub::Hub) -> Rc<GInner> {
 }
 
 /// The scheduled first switch into a greenlet (skipped if it was killed meanwhile).
-fn start(raw: &Rc<GInner>) {
+fn start(core: &Rc<Core>) {
+    drop(core.start_timer.take());
+    let raw = &core.raw;
     if !raw.is_dead() && !raw.is_started() {
         let _ = greenlet::switch_msg(raw, Msg::Hub(WAKE_START));
     }
@@ -470,7 +465,9 @@ fn kill_core(core: &Core) {
     if !raw.is_started() {
         // Its body never runs; drop it (and what it captured) now, and its start timer.
         raw.kill_unstarted();
-        drop(core.start_timer.take());
+        if let Some(t) = core.start_timer.take() {
+            t.stop();
+        }
         core.finish(Outcome::Killed);
         return;
     }

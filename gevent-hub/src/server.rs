@@ -372,7 +372,8 @@ impl DatagramServer {
     /// # Errors
     /// The hub could not spawn.
     pub fn start(&self) -> io::Result<()> {
-        if self.receiver.borrow().is_some() {
+        if self.receiver.borrow().is_some() || self.stopped.is_set() {
+            // Running already, or stopped for good (its socket is closed).
             return Ok(());
         }
         let sock = self.socket.clone();
