@@ -277,3 +277,22 @@ fn unix_datagrams_go_to_paths_and_over_pairs() {
         assert_eq!(e.kind(), io::ErrorKind::TimedOut, "{e:?}");
     });
 }
+
+/// A datagram from an unbound socket has an unnamed sender, as std reports it (not the
+/// receiver's own address).
+#[test]
+fn a_datagram_from_an_unbound_socket_has_an_unnamed_sender() {
+    let dir = std::env::temp_dir().join(format!("gevent-unnamed-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("rx.sock");
+    let _ = std::fs::remove_file(&path);
+    let rx = gevent_hub::net::UnixDatagram::bind(&path).unwrap();
+    let tx = gevent_hub::net::UnixDatagram::unbound().unwrap();
+    tx.send_to(b"hi", &path).unwrap();
+    let mut buf = [0u8; 8];
+    let (n, from) = rx.recv_from(&mut buf).unwrap();
+    assert_eq!(&buf[..n], b"hi");
+    assert!(from.is_unnamed(), "sender reported as {from:?}");
+    drop(rx);
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -36,6 +36,12 @@ fn addr_of(a: &SockAddr) -> io::Result<SocketAddr> {
     }
 }
 
+/// An unnamed address, as std reports an unbound peer. std has no constructor for
+/// one; the local address of an unbound socket is one.
+fn unnamed_addr() -> io::Result<SocketAddr> {
+    std::os::unix::net::UnixDatagram::unbound()?.local_addr()
+}
+
 macro_rules! unix_common {
     ($t:ident, $std:ty) => {
         impl $t {
@@ -316,12 +322,7 @@ impl UnixDatagram {
     /// `recvfrom` errors.
     pub fn recv_from(&self, buf: &mut [u8]) -> io::Result<(usize, SocketAddr)> {
         let (n, a) = self.sock.io_op(true, None, |s| s.recv_from(uninit(buf)))?;
-        let addr = addr_of(&a).or_else(|_| {
-            // Unnamed sender: std reports it as an unnamed address.
-            std_view(self.sock.fd(), |v: &std::os::unix::net::UnixDatagram| {
-                v.local_addr()
-            })
-        })?;
+        let addr = addr_of(&a).or_else(|_| unnamed_addr())?;
         Ok((n, addr))
     }
 
