@@ -667,7 +667,7 @@ pub fn sleep(d: Duration) -> Result<()> {
     if d.is_zero() {
         // A yield: queue our own wake-up behind everything already queued. Nothing
         // else holds a waker of this wait, so the first wake-up is ours.
-        get_hub().get_loop().run_callback(move || wk.wake());
+        crate::hub::with_hub(|h| h.get_loop().run_callback(move || wk.wake()));
         w.park()?;
         return Ok(());
     }

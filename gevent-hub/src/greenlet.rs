@@ -115,7 +115,9 @@ type Body = Box<dyn FnOnce(Value) -> Value>;
 /// The state of one greenlet.
 pub(crate) struct GInner {
     id: u64,
-    name: Box<str>,
+    /// Set when given; otherwise made (`Greenlet-<id>`) the first time it is asked for,
+    /// so an unnamed spawn does not pay for formatting it.
+    name: std::cell::OnceCell<Box<str>>,
     /// Where to resume it; `Some` exactly while it is suspended.
     ctx: Cell<Option<Context>>,
     /// `None` for the main greenlet and before the first switch.
@@ -148,7 +150,8 @@ impl GInner {
         self.id
     }
     pub(crate) fn name(&self) -> &str {
-        &self.name
+        self.name
+            .get_or_init(|| format!("Greenlet-{}", self.id).into_boxed_str())
     }
     pub(crate) fn is_dead(&self) -> bool {
         self.dead.get()
@@ -169,14 +172,18 @@ impl GInner {
             guard_lo,
             guard_hi,
             id: self.id,
-            name: (self.name.as_ptr(), self.name.len()),
+            // Unnamed: the overflow report prints `Greenlet-<id>` itself.
+            name: self
+                .name
+                .get()
+                .map_or((std::ptr::null(), 0), |n| (n.as_ptr(), n.len())),
         }
     }
 }
 
 thread_local! {
     static CURRENT: RefCell<Option<Rc<GInner>>> = const { RefCell::new(None) };
-    static TRANSFER: RefCell<Option<Msg>> = const { RefCell::new(None) };
+    static TRANSFER: Cell<Option<Msg>> = const { Cell::new(None) };
     static DYING: RefCell<Option<Rc<GInner>>> = const { RefCell::new(None) };
     static NEXT_ID: Cell<u64> = const { Cell::new(1) };
 }
@@ -210,7 +217,7 @@ pub(crate) fn current_rc() -> Rc<GInner> {
         }
         let main = Rc::new(GInner {
             id: next_id(),
-            name: "main".into(),
+            name: std::cell::OnceCell::from(Box::<str>::from("main")),
             ctx: Cell::new(None),
             stack: RefCell::new(None),
             guard: Cell::new((0, 0)),
@@ -232,6 +239,15 @@ pub(crate) fn current_rc() -> Rc<GInner> {
     })
 }
 
+/// The running greenlet's address, without touching its reference count.
+pub(crate) fn current_ptr() -> *const GInner {
+    let p = CURRENT.with(|c| c.borrow().as_ref().map(Rc::as_ptr));
+    match p {
+        Some(p) => p,
+        None => Rc::as_ptr(&current_rc()),
+    }
+}
+
 /// The main greenlet of this thread: the root of every parent chain.
 pub(crate) fn main_rc() -> Rc<GInner> {
     let mut g = current_rc();
@@ -244,11 +260,11 @@ pub(crate) fn main_rc() -> Rc<GInner> {
     }
 }
 
-fn set_current(g: Rc<GInner>) {
+/// Makes `g` the running greenlet; returns the one that was (moved out, not cloned).
+fn set_current(g: Rc<GInner>) -> Option<Rc<GInner>> {
     stack::set_running(g.running_info());
     crate::monitor::on_switch(&g);
-    let old = CURRENT.with(|c| c.borrow_mut().replace(g));
-    drop(old);
+    CURRENT.with(|c| c.borrow_mut().replace(g))
 }
 
 pub(crate) fn new_inner(
@@ -261,8 +277,9 @@ pub(crate) fn new_inner(
     Rc::new(GInner {
         id,
         name: name
-            .unwrap_or_else(|| format!("Greenlet-{id}"))
-            .into_boxed_str(),
+            .map(String::into_boxed_str)
+            .map(std::cell::OnceCell::from)
+            .unwrap_or_default(),
         ctx: Cell::new(None),
         stack: RefCell::new(None),
         guard: Cell::new((0, 0)),
@@ -317,8 +334,8 @@ pub(crate) fn switch_msg(target: &Rc<GInner>, msg: Msg) -> Result<Msg, SwitchErr
     if std::thread::panicking() {
         return Err(SwitchError::Unwinding);
     }
-    let cur = current_rc();
-    if Rc::ptr_eq(&cur, target) {
+    let cur_ptr = current_ptr();
+    if std::ptr::eq(cur_ptr, Rc::as_ptr(target)) {
         return Ok(msg);
     }
     if target.dead.get() {
@@ -329,22 +346,22 @@ pub(crate) fn switch_msg(target: &Rc<GInner>, msg: Msg) -> Result<Msg, SwitchErr
     } else {
         start_context(target)?
     };
-    TRANSFER.with(|t| *t.borrow_mut() = Some(msg));
-    set_current(target.clone());
+    TRANSFER.with(|t| t.set(Some(msg)));
+    // CURRENT's reference to us moves into `cur`, which keeps us alive while suspended
+    // (the resumed side writes our context through the pointer).
+    let cur = set_current(target.clone());
     // SAFETY: ctx is the target's saved context (or a fresh one on its own stack); the
     // resumed side stores our context through the pointer before anything else.
-    let t = unsafe { ctx.resume(Rc::as_ptr(&cur) as usize) };
+    let t = unsafe { ctx.resume(cur_ptr as usize) };
     on_resume(t);
     drop(cur);
-    Ok(TRANSFER
-        .with(|t| t.borrow_mut().take())
-        .unwrap_or(Msg::Hub(0)))
+    Ok(TRANSFER.with(Cell::take).unwrap_or(Msg::Hub(0)))
 }
 
 extern "C" fn entry(t: Transfer) -> ! {
     on_resume(t);
     let me = current_rc();
-    let msg = TRANSFER.with(|t| t.borrow_mut().take());
+    let msg = TRANSFER.with(Cell::take);
     let body = me.body.take();
     let result = match (msg, body) {
         (Some(Msg::Throw(p)), _) => Err(p),
@@ -385,9 +402,12 @@ fn finish(me: Rc<GInner>, result: Result<Value, PanicPayload>) -> ! {
         );
         std::process::abort();
     };
-    TRANSFER.with(|t| *t.borrow_mut() = Some(Msg::Finished(result)));
-    set_current(parent);
+    TRANSFER.with(|t| t.set(Some(Msg::Finished(result))));
+    // CURRENT's reference to this greenlet comes back here; DYING keeps another until
+    // the receiver has reclaimed the stack.
+    let old = set_current(parent);
     DYING.with(|d| *d.borrow_mut() = Some(me));
+    drop(old);
     // SAFETY: every Rc this frame held has been moved out; the receiver reclaims our
     // stack (it finds us in DYING) once we are off it.
     unsafe {
@@ -527,7 +547,7 @@ impl RawGreenlet {
 
     /// The name (`Greenlet-<id>` unless given).
     pub fn name(&self) -> &str {
-        &self.inner.name
+        self.inner.name()
     }
 
     /// True if both handles name the same greenlet.
@@ -584,7 +604,7 @@ impl fmt::Debug for RawGreenlet {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("RawGreenlet")
             .field("id", &self.inner.id)
-            .field("name", &self.inner.name)
+            .field("name", &self.inner.name())
             .field("started", &self.inner.started.get())
             .field("dead", &self.inner.dead.get())
             .finish()

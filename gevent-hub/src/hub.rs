@@ -76,6 +76,26 @@ impl fmt::Debug for Hub {
 
 thread_local! {
     static HUB: RefCell<Option<Rc<Hub>>> = const { RefCell::new(None) };
+    /// The greenlet thread-locals were touched before HUB (see `try_get_hub`).
+    static TLS_ORDERED: Cell<bool> = const { Cell::new(false) };
+    /// The hub HUB holds, for the switch path (no reference-count traffic); null until
+    /// it exists and once it is being dropped.
+    static HUB_PTR: Cell<*const Hub> = const { Cell::new(std::ptr::null()) };
+}
+
+/// Runs `f` with this thread's hub (creating it if needed) without cloning its handle:
+/// the wait/wake path calls this several times per switch.
+///
+/// # Panics
+/// As [`get_hub`], if the hub cannot be created.
+pub(crate) fn with_hub<R>(f: impl FnOnce(&Hub) -> R) -> R {
+    let p = HUB_PTR.with(Cell::get);
+    if p.is_null() {
+        return f(&get_hub());
+    }
+    // SAFETY: HUB holds an Rc to this hub until the thread-local is destroyed, and
+    // Hub::drop clears HUB_PTR before anything of the hub goes; `f` cannot drop HUB.
+    f(unsafe { &*p })
 }
 
 /// The hub of this thread, created on first use with a new event loop.
@@ -93,13 +113,17 @@ pub fn get_hub() -> Rc<Hub> {
 pub fn try_get_hub() -> Result<Rc<Hub>> {
     // The greenlet machinery's thread-locals must outlive HUB's (a hub being dropped at
     // thread exit switches greenlets): thread-locals are destroyed in reverse order of
-    // first use, so touch them before HUB.
-    greenlet::tls_alive();
+    // first use, so touch them before HUB is touched for the first time.
+    if !TLS_ORDERED.with(Cell::get) {
+        greenlet::tls_alive();
+        TLS_ORDERED.with(|t| t.set(true));
+    }
     if let Some(h) = HUB.with(|h| h.borrow().clone()) {
         return Ok(h);
     }
     let hub = Rc::new(Hub::new(Loop::new()?)?);
     HUB.with(|h| *h.borrow_mut() = Some(hub.clone()));
+    HUB_PTR.with(|p| p.set(Rc::as_ptr(&hub)));
     Ok(hub)
 }
 
@@ -134,6 +158,7 @@ impl Drop for Hub {
     /// loop (its epoll fd and eventfd) and the hub's stack would leak with the thread.
     /// Greenlets still parked stay suspended (their stacks are not freed under them).
     fn drop(&mut self) {
+        let _ = HUB_PTR.try_with(|p| p.set(std::ptr::null()));
         if !self.raw.is_started() || self.raw.is_dead() || std::thread::panicking() {
             return;
         }
@@ -199,7 +224,7 @@ impl Hub {
     }
 
     pub(crate) fn is_current(&self) -> bool {
-        Rc::ptr_eq(&current_rc(), &self.raw)
+        std::ptr::eq(greenlet::current_ptr(), Rc::as_ptr(&self.raw))
     }
 
     /// A one-shot timer for `d` from *now*. libev counts timers from the time of the
@@ -321,18 +346,16 @@ impl Waker {
         if !self.is_valid() {
             return;
         }
-        let hub = get_hub();
-        if hub.is_current() {
-            // No `Rc<Hub>` may stay on a stack that is suspended by the switch: the hub
-            // greenlet can stay suspended here for good, and would keep the hub alive
-            // after its thread ended.
-            drop(hub);
+        // No `Rc<Hub>` may stay on a stack that is suspended by the switch: the hub
+        // greenlet can stay suspended here for good, and would keep the hub alive after
+        // its thread ended.
+        if with_hub(Hub::is_current) {
             if self.g.parked.get() {
                 let _ = switch_msg(&self.g, Msg::Hub(code));
             }
         } else {
             let w = self.clone();
-            hub.lp.run_callback(move || w.wake_with(code));
+            with_hub(|hub| hub.lp.run_callback(move || w.wake_with(code)));
         }
     }
 }
@@ -386,8 +409,10 @@ impl Wait {
     /// # Errors
     /// [`Error::BlockingInHub`] in the hub; [`Error::Unwinding`] during a panic.
     pub fn new(what: &'static str) -> Result<Wait> {
-        let hub = try_get_hub()?;
-        if hub.is_current() {
+        if HUB_PTR.with(Cell::get).is_null() {
+            try_get_hub()?;
+        }
+        if with_hub(Hub::is_current) {
             return Err(Error::BlockingInHub(what));
         }
         if std::thread::panicking() {
@@ -454,7 +479,7 @@ impl Wait {
         if self.timer.as_ref().is_some_and(|t| !t.is_active()) {
             return Ok(false);
         }
-        let hub_greenlet = get_hub().raw.clone();
+        let hub_greenlet = with_hub(|h| h.raw.clone());
         self.g.parked.set(true);
         let r = switch_msg(&hub_greenlet, Msg::Hub(0));
         drop(hub_greenlet);

@@ -70,6 +70,7 @@ thread_local! {
 }
 
 /// Called on every greenlet switch; costs one relaxed load unless a monitor runs.
+#[inline]
 pub(crate) fn on_switch(g: &GInner) {
     if !ACTIVE.load(Ordering::Relaxed) {
         return;

@@ -235,11 +235,6 @@ extern "C" fn overflow_handler(
                         }
                     }
                 };
-                put(b"\ngevent: greenlet '");
-                if !r.name.0.is_null() {
-                    put(std::slice::from_raw_parts(r.name.0, r.name.1.min(120)));
-                }
-                put(b"' (id ");
                 let mut digits = [0u8; 20];
                 let mut i = digits.len();
                 let mut id = r.id;
@@ -251,6 +246,14 @@ extern "C" fn overflow_handler(
                         break;
                     }
                 }
+                put(b"\ngevent: greenlet '");
+                if r.name.0.is_null() {
+                    put(b"Greenlet-");
+                    put(&digits[i..]);
+                } else {
+                    put(std::slice::from_raw_parts(r.name.0, r.name.1.min(120)));
+                }
+                put(b"' (id ");
                 put(&digits[i..]);
                 put(b") has overflowed its stack; spawn it with a larger stack_size\n");
                 libc::write(2, buf.as_ptr().cast(), n);
