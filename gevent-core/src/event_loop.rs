@@ -576,8 +576,8 @@ impl Loop {
                 Error::LoopCreate
             });
         }
-        // SAFETY: all-zero is a valid initial state for these POD watcher structs;
-        // they are initialised with ev_*_init below, after the Rc fixed their address.
+        // The internal watchers start zeroed and are initialised with ev_*_init below,
+        // after the Rc has fixed their address.
         let inner = Rc::new(LoopInner {
             raw,
             is_default,
@@ -589,8 +589,8 @@ impl Loop {
             callbacks: RefCell::new(VecDeque::new()),
             callbacks_ref: Cell::new(false),
             callback_budget: Cell::new(Duration::from_millis(5)),
-            prepare: UnsafeCell::new(unsafe { std::mem::zeroed() }),
-            timer0: UnsafeCell::new(unsafe { std::mem::zeroed() }),
+            prepare: UnsafeCell::new(crate::watcher::zeroed()),
+            timer0: UnsafeCell::new(crate::watcher::zeroed()),
             detached: RefCell::new(Vec::new()),
             children: Cell::new(0),
         });

@@ -23,12 +23,15 @@
 //! - after `run_nowait` nothing is pending, its result says whether any watcher is
 //!   still active, and a dropped watcher's callback never runs again.
 
+mod util;
+
 use gevent_core::kind::{CheckKind, IdleKind, IoKind, TimerKind};
 use gevent_core::{Check, Events, Idle, Io, Loop, Timer, WatcherRef};
 use std::cell::{Cell, RefCell};
 use std::fmt::Write as _;
 use std::rc::Rc;
 use std::time::Duration;
+use util::ReadablePipe;
 
 const SEQUENCES: u64 = 200;
 const OPS_PER_SEQUENCE: usize = 50;
@@ -185,36 +188,6 @@ struct Slot {
     active: bool,
     has_cb: bool,
     fed: bool,
-}
-
-/// A pipe whose read end stays readable (one byte written, never read).
-struct ReadablePipe {
-    r: i32,
-    w: i32,
-}
-
-impl ReadablePipe {
-    fn new() -> ReadablePipe {
-        let mut fds = [0; 2];
-        // SAFETY: `fds` has room for the two descriptors pipe2 writes.
-        assert_eq!(unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) }, 0);
-        // SAFETY: writes one byte from a live buffer to the pipe just made.
-        assert_eq!(unsafe { libc::write(fds[1], b"x".as_ptr().cast(), 1) }, 1);
-        ReadablePipe {
-            r: fds[0],
-            w: fds[1],
-        }
-    }
-}
-
-impl Drop for ReadablePipe {
-    fn drop(&mut self) {
-        // SAFETY: both descriptors are owned by this struct and closed once.
-        unsafe {
-            libc::close(self.r);
-            libc::close(self.w);
-        }
-    }
 }
 
 /// Real events seen per kind over all sequences: shows the sequences exercised them.

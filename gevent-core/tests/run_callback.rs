@@ -3,79 +3,16 @@
 //! alive until drained, can be cancelled, never starve timers or I/O, and a panicking
 //! one is handled like a panicking watcher callback.
 
-use gevent_core::{Break, Callback, Events, Loop, Timer};
+mod util;
+
+use gevent_core::{Callback, Events, Loop};
 use std::cell::{Cell, RefCell};
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::rc::Rc;
 use std::time::Duration;
+use util::{breaking_watchdog as watchdog, panic_text, DropCount, ReadablePipe};
 
 const ZERO: Duration = Duration::ZERO;
-
-/// A 10 s timer that breaks the loop if the awaited event never comes; it does not keep
-/// the loop alive. Returns whether it fired.
-fn watchdog(lp: &Loop) -> (Timer, Rc<Cell<bool>>) {
-    let fired = Rc::new(Cell::new(false));
-    let t = lp.timer(Duration::from_secs(10), ZERO);
-    t.set_ref(false);
-    let f = fired.clone();
-    t.start(move |w, _| {
-        f.set(true);
-        if let Some(lp) = w.get_loop() {
-            lp.break_loop(Break::All);
-        }
-    })
-    .unwrap();
-    (t, fired)
-}
-
-/// Counts its own drops: moved into a closure, it tells when the closure was freed.
-struct DropCount(Rc<Cell<u32>>);
-
-impl Drop for DropCount {
-    fn drop(&mut self) {
-        self.0.set(self.0.get() + 1);
-    }
-}
-
-fn panic_text(p: &(dyn std::any::Any + Send)) -> String {
-    if let Some(s) = p.downcast_ref::<&str>() {
-        (*s).to_owned()
-    } else if let Some(s) = p.downcast_ref::<String>() {
-        s.clone()
-    } else {
-        "<non-string payload>".to_owned()
-    }
-}
-
-/// A pipe whose read end stays readable (one byte written, never read). Closed on drop.
-struct ReadablePipe {
-    r: i32,
-    w: i32,
-}
-
-impl ReadablePipe {
-    fn new() -> ReadablePipe {
-        let mut fds = [0; 2];
-        // SAFETY: `fds` has room for the two descriptors pipe2 writes.
-        assert_eq!(unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) }, 0);
-        // SAFETY: writes one byte from a live buffer to the pipe just made.
-        assert_eq!(unsafe { libc::write(fds[1], b"x".as_ptr().cast(), 1) }, 1);
-        ReadablePipe {
-            r: fds[0],
-            w: fds[1],
-        }
-    }
-}
-
-impl Drop for ReadablePipe {
-    fn drop(&mut self) {
-        // SAFETY: both descriptors are owned by this struct and closed once.
-        unsafe {
-            libc::close(self.r);
-            libc::close(self.w);
-        }
-    }
-}
 
 type Log = Rc<RefCell<Vec<String>>>;
 

@@ -8,23 +8,17 @@
 //! `Loop` and watchers being `!Send` is pinned by `compile_fail` doc tests in the
 //! sources (`Loop` and `Watcher`); only the `Send + Sync` side is checked here.
 
+mod util;
+
 use gevent_core::kind::TimerKind;
-use gevent_core::{Break, Events, Loop, Timer, WatcherRef};
+use gevent_core::{Events, Loop, Timer, WatcherRef};
 use std::cell::{Cell, RefCell};
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::rc::Rc;
 use std::time::Duration;
+use util::{breaking_watchdog as watchdog, panic_text, DropCount, ReadablePipe};
 
 const ZERO: Duration = Duration::ZERO;
-
-/// Counts its own drops: moved into a closure, it tells when the closure was freed.
-struct DropCount(Rc<Cell<u32>>);
-
-impl Drop for DropCount {
-    fn drop(&mut self) {
-        self.0.set(self.0.get() + 1);
-    }
-}
 
 fn counter() -> Rc<Cell<u32>> {
     Rc::new(Cell::new(0))
@@ -32,64 +26,6 @@ fn counter() -> Rc<Cell<u32>> {
 
 fn bump(c: &Cell<u32>) {
     c.set(c.get() + 1);
-}
-
-/// A 10 s timer that does not keep the loop alive and, if it ever fires, breaks every
-/// nested `run` and records that it did: a bug then fails the test instead of hanging it.
-fn watchdog(lp: &Loop) -> (Timer, Rc<Cell<bool>>) {
-    let fired = Rc::new(Cell::new(false));
-    let t = lp.timer(Duration::from_secs(10), ZERO);
-    t.set_ref(false);
-    let f = fired.clone();
-    t.start(move |w, _| {
-        f.set(true);
-        if let Some(lp) = w.get_loop() {
-            lp.break_loop(Break::All);
-        }
-    })
-    .unwrap();
-    (t, fired)
-}
-
-/// The text of a panic payload made by `panic!("literal")` or `panic!("{}", x)`.
-fn panic_text(p: &(dyn std::any::Any + Send)) -> String {
-    if let Some(s) = p.downcast_ref::<&str>() {
-        (*s).to_owned()
-    } else if let Some(s) = p.downcast_ref::<String>() {
-        s.clone()
-    } else {
-        "<non-string payload>".to_owned()
-    }
-}
-
-/// A pipe whose read end is readable (one byte written, never read). Closed on drop.
-struct ReadablePipe {
-    r: i32,
-    w: i32,
-}
-
-impl ReadablePipe {
-    fn new() -> ReadablePipe {
-        let mut fds = [0; 2];
-        // SAFETY: `fds` has room for the two descriptors pipe2 writes.
-        assert_eq!(unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) }, 0);
-        // SAFETY: writes one byte from a live buffer to the pipe just made.
-        assert_eq!(unsafe { libc::write(fds[1], b"x".as_ptr().cast(), 1) }, 1);
-        ReadablePipe {
-            r: fds[0],
-            w: fds[1],
-        }
-    }
-}
-
-impl Drop for ReadablePipe {
-    fn drop(&mut self) {
-        // SAFETY: both descriptors are owned by this struct and closed once.
-        unsafe {
-            libc::close(self.r);
-            libc::close(self.w);
-        }
-    }
 }
 
 // ---- Rule 3: a callback may stop, restart, re-arm, replace or drop its own watcher ----

@@ -61,6 +61,7 @@ fn header_accessors_match_c() {
             assert_eq!(ev_is_pending(&w), libev_sys_probe_ev_is_pending(p));
             assert_eq!(ev_priority(&w), libev_sys_probe_ev_priority(p));
         }
+        // SAFETY: `w` is a valid watcher.
         assert_eq!(unsafe { ev_is_active(&w) }, active);
     }
 }
@@ -190,6 +191,7 @@ fn async_pending_matches_c() {
                 libev_sys_probe_ev_async_pending(&mut w)
             )
         };
+        // SAFETY: `w` is a valid watcher.
         assert_eq!(unsafe { ev_async_pending(&w) }, sent);
     }
 }

@@ -124,3 +124,71 @@ impl Drop for TempDir {
         let _ = std::fs::remove_dir_all(&self.path);
     }
 }
+
+/// A 10 s timer that does not keep the loop alive and, if it ever fires, breaks every
+/// nested `run` and records that it did, for tests that want to assert on a hang
+/// rather than panic inside `run` (compare [`watchdog`]).
+pub fn breaking_watchdog(lp: &Loop) -> (Timer, std::rc::Rc<std::cell::Cell<bool>>) {
+    let fired = std::rc::Rc::new(std::cell::Cell::new(false));
+    let t = lp.timer(WATCHDOG_LIMIT, Duration::ZERO);
+    t.set_ref(false);
+    let f = fired.clone();
+    t.start(move |w, _| {
+        f.set(true);
+        if let Some(lp) = w.get_loop() {
+            lp.break_loop(gevent_core::Break::All);
+        }
+    })
+    .expect("start the watchdog timer");
+    (t, fired)
+}
+
+/// Counts its own drops: moved into a closure, it tells when the closure was freed.
+pub struct DropCount(pub std::rc::Rc<std::cell::Cell<u32>>);
+
+impl Drop for DropCount {
+    fn drop(&mut self) {
+        self.0.set(self.0.get() + 1);
+    }
+}
+
+/// The text of a panic payload made by `panic!("literal")` or `panic!("{}", x)`.
+pub fn panic_text(p: &(dyn std::any::Any + Send)) -> String {
+    if let Some(s) = p.downcast_ref::<&str>() {
+        (*s).to_owned()
+    } else if let Some(s) = p.downcast_ref::<String>() {
+        s.clone()
+    } else {
+        "<non-string payload>".to_owned()
+    }
+}
+
+/// A pipe whose read end stays readable (one byte written, never read). Closed on drop.
+pub struct ReadablePipe {
+    pub r: i32,
+    pub w: i32,
+}
+
+impl ReadablePipe {
+    pub fn new() -> ReadablePipe {
+        let mut fds = [0; 2];
+        // SAFETY: `fds` has room for the two descriptors pipe2 writes.
+        assert_eq!(unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) }, 0);
+        // SAFETY: writes one byte from a live buffer to the pipe just made.
+        assert_eq!(unsafe { libc::write(fds[1], b"x".as_ptr().cast(), 1) }, 1);
+        ReadablePipe {
+            r: fds[0],
+            w: fds[1],
+        }
+    }
+}
+
+impl Drop for ReadablePipe {
+    fn drop(&mut self) {
+        // SAFETY: both descriptors are owned by this struct and closed once.
+        unsafe {
+            libc::close(self.r);
+            libc::close(self.w);
+        }
+    }
+}
