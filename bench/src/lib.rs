@@ -243,3 +243,39 @@ pub mod fmt {
         format!("{x:.2}")
     }
 }
+
+/// The command line of the micro-benchmark binaries: `[SCALE] [--json FILE]`. Returns
+/// the iteration scale and, with `--json`, the results file opened for appending.
+///
+/// # Errors
+/// A malformed or non-positive scale, `--json` without a file, or the file not opening.
+pub fn micro_args() -> Result<(f64, Option<std::fs::File>), Box<dyn std::error::Error>> {
+    let mut scale = 1.0f64;
+    let mut json: Option<String> = None;
+    let mut args = std::env::args().skip(1);
+    while let Some(a) = args.next() {
+        if a == "--json" {
+            json = Some(args.next().ok_or("--json needs a file")?);
+        } else {
+            scale = a
+                .parse()
+                .map_err(|e| format!("SCALE must be a number, got {a:?}: {e}"))?;
+        }
+    }
+    if !(scale > 0.0 && scale.is_finite()) {
+        return Err(format!("SCALE must be positive, got {scale}").into());
+    }
+    if cfg!(debug_assertions) {
+        eprintln!("warning: a debug build; run with --release for meaningful numbers");
+    }
+    let out = match &json {
+        Some(path) => Some(
+            std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(path)?,
+        ),
+        None => None,
+    };
+    Ok((scale, out))
+}

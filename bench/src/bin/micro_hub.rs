@@ -264,33 +264,7 @@ fn rows() -> Vec<Row> {
 }
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
-    let mut scale = 1.0f64;
-    let mut json: Option<String> = None;
-    let mut args = std::env::args().skip(1);
-    while let Some(a) = args.next() {
-        if a == "--json" {
-            json = Some(args.next().ok_or("--json needs a file")?);
-        } else {
-            scale = a
-                .parse()
-                .map_err(|e| format!("SCALE must be a number, got {a:?}: {e}"))?;
-        }
-    }
-    if !(scale > 0.0 && scale.is_finite()) {
-        return Err(format!("SCALE must be positive, got {scale}").into());
-    }
-    if cfg!(debug_assertions) {
-        eprintln!("warning: a debug build; run with --release for meaningful numbers");
-    }
-    let mut out = match &json {
-        Some(path) => Some(
-            std::fs::OpenOptions::new()
-                .create(true)
-                .append(true)
-                .open(path)?,
-        ),
-        None => None,
-    };
+    let (scale, mut out) = gevent_bench::micro_args()?;
     println!("gevent-rs hub micro-benchmarks, best of {RUNS} runs, ns/op");
     println!("{:<40} {:>10}", "operation", "ns/op");
     let started = Instant::now();
