@@ -738,8 +738,9 @@ impl Loop {
         unsafe { ffi::ev_unref(self.inner.raw) }
     }
 
-    /// Checks libev's internal data structures (`ev_verify`); libev aborts on a
-    /// corrupted loop, which can only happen through raw FFI misuse.
+    /// libev's `ev_verify`. Its checks are `assert`s, and libev is built here with
+    /// `NDEBUG` (see `libev-sys/csrc/ev_config.h`), so in this build it walks the
+    /// loop's structures and checks nothing; it is kept for ports of C code.
     pub fn verify(&self) {
         // SAFETY: live loop.
         unsafe { ffi::ev_verify(self.inner.raw) }
