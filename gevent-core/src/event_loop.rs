@@ -230,6 +230,8 @@ pub(crate) struct LoopInner {
     pub(crate) detached: RefCell<Vec<Rc<dyn Detached>>>,
     /// Active child watchers: libev's SIGCHLD reaping runs only while this is > 0.
     pub(crate) children: Cell<usize>,
+    /// Set by [`Loop::quiesce`]: no callback of this loop runs any more.
+    pub(crate) quiesced: Cell<bool>,
 }
 
 impl LoopInner {
@@ -281,6 +283,11 @@ impl LoopInner {
             f: Cell::new(Some(f)),
             pending: Cell::new(true),
         });
+        if self.quiesced.get() {
+            // Nothing runs on a quiesced loop: dropped unrun (the handle says so).
+            slot.cancel();
+            return Callback { slot };
+        }
         self.callbacks.borrow_mut().push_back(slot.clone());
         if !self.callbacks_ref.replace(true) {
             // SAFETY: live loop. The queue keeps the loop alive until drained.
@@ -289,10 +296,28 @@ impl LoopInner {
         Callback { slot }
     }
 
+    /// Drops every queued callback unrun (and the queue's reference on the loop).
+    fn discard_callbacks(&self) {
+        let queued = std::mem::take(&mut *self.callbacks.borrow_mut());
+        for cb in queued {
+            cb.cancel();
+        }
+        // SAFETY: live loop; timer0 lives inside self.
+        unsafe { ffi::ev_timer_stop(self.raw, self.timer0.get()) };
+        if self.callbacks_ref.replace(false) {
+            // SAFETY: live loop; pairs with the ev_ref taken when the queue filled.
+            unsafe { ffi::ev_unref(self.raw) };
+        }
+    }
+
     /// Body of the internal prepare watcher.
     fn drain_callbacks(&self) {
         if !self.callbacks_ref.get() {
             return; // nothing was queued: the common case of a busy loop costs nothing
+        }
+        if self.quiesced.get() {
+            self.discard_callbacks();
+            return;
         }
         let deadline = Instant::now() + self.callback_budget.get();
         let mut ran = 0u32;
@@ -342,14 +367,7 @@ impl LoopInner {
         drop(release);
         // Free the closures themselves, not just the queue's references: a `Callback`
         // handle would otherwise keep a closure that can never run alive (and pending).
-        let queued = std::mem::take(&mut *self.callbacks.borrow_mut());
-        for cb in queued {
-            cb.cancel();
-        }
-        if self.callbacks_ref.replace(false) {
-            // SAFETY: live loop.
-            unsafe { ffi::ev_unref(self.raw) };
-        }
+        self.discard_callbacks();
     }
 }
 
@@ -593,6 +611,7 @@ impl Loop {
             timer0: UnsafeCell::new(crate::watcher::zeroed()),
             detached: RefCell::new(Vec::new()),
             children: Cell::new(0),
+            quiesced: Cell::new(false),
         });
         // SAFETY: `inner` lives in an Rc (stable address) for as long as the loop;
         // LoopInner::drop destroys the loop before the memory goes.
@@ -623,6 +642,9 @@ impl Loop {
     fn enter_run(&self, flags: c_int) -> Result<bool> {
         if self.inner.releasing.get() {
             return Err(Error::LoopReleased);
+        }
+        if self.inner.quiesced.get() {
+            return Ok(false);
         }
         let prev = RUNNING.with(|r| r.replace(self.inner.raw));
         // SAFETY: live loop on its own thread; callbacks never unwind into C (every
@@ -792,6 +814,23 @@ impl Loop {
         self.inner.bump_handler_epoch();
         let old = self.inner.error_handler.take();
         drop(old);
+    }
+
+    /// Stops the loop for good, for a program or thread that is ending: callbacks
+    /// queued with [`run_callback`](Loop::run_callback) are dropped unrun, and so are
+    /// later ones; no watcher callback runs any more (events that come up are
+    /// dropped); a `run` in progress returns at the end of its current iteration and
+    /// later ones return at once. Watchers can still be stopped and dropped, and the
+    /// loop is destroyed as usual when its last handle and watcher are gone.
+    pub fn quiesce(&self) {
+        self.inner.quiesced.set(true);
+        self.inner.discard_callbacks();
+        self.break_loop(Break::All);
+    }
+
+    /// True once [`quiesce`](Loop::quiesce) was called.
+    pub fn is_quiesced(&self) -> bool {
+        self.inner.quiesced.get()
     }
 
     /// Queues `f` to run at the loop's next prepare phase, before it next blocks

@@ -579,7 +579,15 @@ unsafe extern "C" fn trampoline<K: Kind>(l: *mut ffi::ev_loop, w: *mut K::Raw, r
         Rc::from_raw(p)
     };
     this.after_libev_stop(l);
-    let taken = this.cb.borrow_mut().take();
+    // A quiesced loop runs no callback, but cleanup watchers still fire as it is
+    // destroyed: they are how a program hooks that moment.
+    // SAFETY: the loop is alive while it runs callbacks (its userdata is a LoopInner).
+    let quiesced = !K::WEAK_LOOP && unsafe { LoopInner::from_raw(l) }.quiesced.get();
+    let taken = if quiesced {
+        None
+    } else {
+        this.cb.borrow_mut().take()
+    };
     if let Some(mut cb) = taken {
         let epoch = this.cb_epoch.get();
         // Restored afterwards: a nested run may call this watcher's replacement callback.

@@ -309,3 +309,52 @@ fn queued_callbacks_are_freed_with_the_last_loop_handle() {
     assert!(!cb.pending());
     assert!(!cb.cancel());
 }
+
+#[test]
+fn a_quiesced_loop_runs_no_callback_and_returns_from_run() {
+    let lp = Loop::new().unwrap();
+    let ran: Log = Rc::default();
+    let drops = Rc::new(Cell::new(0u32));
+    let (l1, d1) = (ran.clone(), DropCount(drops.clone()));
+    let queued = lp.run_callback(move || {
+        let _d = d1;
+        log_to(&l1, "queued callback");
+    });
+    // A callback that quiesces the loop from inside a run, while a timer is pending.
+    let t = lp.timer(ZERO, Duration::from_millis(1));
+    let l2 = ran.clone();
+    t.start(move |_, _| log_to(&l2, "timer")).unwrap();
+    let lp2 = lp.clone();
+    let l3 = ran.clone();
+    let io = ReadablePipe::new();
+    let w = lp.io(io.r, Events::READ).unwrap();
+    w.start(move |_, _| {
+        log_to(&l3, "io");
+        lp2.quiesce();
+    })
+    .unwrap();
+    lp.quiesce();
+    assert!(lp.is_quiesced());
+    assert!(!queued.pending(), "queued callbacks are dropped unrun");
+    assert_eq!(drops.get(), 1, "and their closures freed");
+    // Queued afterwards: dropped at once.
+    let l4 = ran.clone();
+    let late = lp.run_callback(move || log_to(&l4, "late callback"));
+    assert!(!late.pending());
+    // `run` returns at once though active watchers remain.
+    lp.run().unwrap();
+    assert!(lp.run_once().is_ok());
+    assert!(ran.borrow().is_empty(), "nothing ran: {:?}", ran.borrow());
+    // Watchers still stop and drop normally; cleanup watchers still fire at destroy.
+    let cleaned = Rc::new(Cell::new(false));
+    let c = lp.cleanup();
+    let c2 = cleaned.clone();
+    c.start(move |_, _| c2.set(true)).unwrap();
+    c.detach();
+    t.stop();
+    drop((t, w, lp));
+    assert!(
+        cleaned.get(),
+        "the cleanup watcher fired as the loop was destroyed"
+    );
+}
