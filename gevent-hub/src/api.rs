@@ -7,8 +7,12 @@
 
 use crate::error::{Error, Result};
 use crate::greenlet::{self, GInner, GreenletExit, Msg, PanicPayload};
-use crate::hub::{get_hub, throw_into, wait_until, Wait, Waker, WAKE_START};
+use crate::hub::{
+    deadline_after, get_hub, hub_if_any, throw_into, wait_until, Member, SinkOwner, Wait, Waker,
+    WAKE_START,
+};
 use crate::stack::DEFAULT_STACK_SIZE;
+use crate::sync::WaitList;
 use std::cell::{Cell, RefCell};
 use std::fmt;
 use std::panic::{catch_unwind, AssertUnwindSafe, Location};
@@ -47,6 +51,8 @@ pub enum JoinError {
     Killed,
     /// Waiting itself failed (would block forever, called in the hub, …).
     Wait(Error),
+    /// The greenlet never ran: it could not be started (no stack could be mapped).
+    Spawn(Error),
 }
 
 impl fmt::Display for JoinError {
@@ -59,6 +65,7 @@ impl fmt::Display for JoinError {
             ),
             JoinError::Killed => f.write_str("the greenlet was killed"),
             JoinError::Wait(e) => write!(f, "{e}"),
+            JoinError::Spawn(e) => write!(f, "the greenlet could not start: {e}"),
         }
     }
 }
@@ -86,9 +93,11 @@ struct Core {
     start_timer: RefCell<Option<gevent_core::WeakWatcher<gevent_core::kind::TimerKind>>>,
     finished: Cell<bool>,
     outcome: RefCell<Option<Outcome>>,
-    waiters: RefCell<Vec<Waker>>,
+    waiters: WaitList,
     links: RefCell<Vec<Link>>,
     spawned_at: &'static Location<'static>,
+    /// Its slot in the hub's list of greenlets to end at thread exit, until it ends.
+    enrolled: Cell<Option<usize>>,
 }
 
 /// What a body holds of its greenlet before it runs: both weakly (see [`Core`]).
@@ -108,32 +117,63 @@ impl Core {
         }
     }
 
-    /// Marks the greenlet finished, wakes joiners and queues the links.
+    /// Marks the greenlet finished, wakes joiners and queues the links, each as its own
+    /// hub callback: one that panics is reported like any hub callback and the others
+    /// still run. (At thread exit nothing is queued: the links are dropped unrun.)
     fn finish(&self, outcome: Outcome) {
         if self.finished.replace(true) {
             return;
         }
         *self.outcome.borrow_mut() = Some(outcome);
-        for w in self.waiters.take() {
-            w.wake();
-        }
+        self.unenroll();
+        self.waiters.wake_all();
         let links = self.links.take();
-        if !links.is_empty() {
-            let info = self.info();
-            get_hub().get_loop().run_callback(move || {
-                for l in links {
-                    l(&info);
-                }
-            });
+        if links.is_empty() {
+            return;
+        }
+        let info = Rc::new(self.info());
+        hub_if_any(|hub| {
+            if hub.is_exiting() {
+                return;
+            }
+            for l in links {
+                let info = info.clone();
+                hub.get_loop().run_callback(move || l(&info));
+            }
+        });
+    }
+
+    fn unenroll(&self) {
+        if let Some(slot) = self.enrolled.take() {
+            hub_if_any(|hub| hub.forget(slot));
         }
     }
 
     fn subscribe(&self, w: Waker) {
-        let mut ws = self.waiters.borrow_mut();
-        if ws.len() >= 16 {
-            ws.retain(Waker::is_valid);
+        self.waiters.push(w);
+    }
+}
+
+impl Member for Core {
+    fn end_at_exit(&self) {
+        if self.finished.get() {
+            return;
         }
-        ws.push(w);
+        if self.raw.is_started() {
+            crate::hub::end_greenlet_at_exit(&self.raw);
+        } else {
+            self.raw.kill_unstarted();
+            if let Some(t) = self.start_timer.take() {
+                t.stop();
+            }
+            self.finish(Outcome::Killed);
+        }
+    }
+}
+
+impl Drop for Core {
+    fn drop(&mut self) {
+        self.unenroll();
     }
 }
 
@@ -184,13 +224,17 @@ impl Builder {
         self
     }
 
-    /// Spawns `f` on this thread's hub; it starts at the hub's next callback phase.
+    /// Spawns `f` on this thread's hub; it starts at the hub's next callback phase. Its
+    /// stack is mapped now, so a greenlet that could not run is reported here.
     ///
     /// # Errors
-    /// The hub could not be created.
+    /// [`Error::Spawn`] if no stack of the asked size can be mapped (an impossible
+    /// `stack_size`, or the process's memory-mapping limit reached); the hub could not
+    /// be created; [`Error::ThreadExiting`] while the thread ends.
     #[track_caller]
     pub fn spawn<T: 'static>(self, f: impl FnOnce() -> T + 'static) -> Result<Greenlet<T>> {
         let g = self.build(f, Location::caller())?;
+        g.reserve_stack()?;
         let core = g.state.core.clone();
         get_hub().get_loop().run_callback(move || start(&core));
         Ok(g)
@@ -199,7 +243,7 @@ impl Builder {
     /// Spawns `f` to start after `delay`.
     ///
     /// # Errors
-    /// The hub could not be created.
+    /// As [`Builder::spawn`].
     #[track_caller]
     pub fn spawn_later<T: 'static>(
         self,
@@ -207,6 +251,7 @@ impl Builder {
         f: impl FnOnce() -> T + 'static,
     ) -> Result<Greenlet<T>> {
         let g = self.build(f, Location::caller())?;
+        g.reserve_stack()?;
         let t = get_hub().timer_from_now(delay);
         let core = g.state.core.clone();
         t.start(move |_, _| start(&core))?;
@@ -220,6 +265,9 @@ impl Builder {
         at: &'static Location<'static>,
     ) -> Result<Greenlet<T>> {
         let hub = crate::hub::try_get_hub()?;
+        if hub.is_exiting() {
+            return Err(Error::ThreadExiting);
+        }
         // The body reaches its core and its value's state through weak references (see
         // `Core`); it upgrades the core as it starts, while the start holds it.
         let cell: Rc<RefCell<Option<BodyLinks<T>>>> = Rc::new(RefCell::new(None));
@@ -258,7 +306,7 @@ impl Builder {
         };
         let raw = greenlet::new_inner(
             Box::new(body),
-            Some(hub_raw(&hub)),
+            Some(hub.raw_greenlet()),
             self.stack_size.unwrap_or(DEFAULT_STACK_SIZE),
             self.name,
         );
@@ -269,10 +317,13 @@ impl Builder {
             start_timer: RefCell::new(None),
             finished: Cell::new(false),
             outcome: RefCell::new(None),
-            waiters: RefCell::new(Vec::new()),
+            waiters: WaitList::default(),
             links: RefCell::new(Vec::new()),
             spawned_at: at,
+            enrolled: Cell::new(None),
         });
+        let weak: std::rc::Weak<dyn Member> = Rc::downgrade(&core) as _;
+        core.enrolled.set(Some(hub.enroll(weak)));
         let state = Rc::new(State {
             core: core.clone(),
             value: RefCell::new(None),
@@ -280,10 +331,6 @@ impl Builder {
         *cell.borrow_mut() = Some((Rc::downgrade(&core), Rc::downgrade(&state)));
         Ok(Greenlet { state })
     }
-}
-
-fn hub_raw(hub: &crate::hub::Hub) -> Rc<GInner> {
-    hub.raw_greenlet()
 }
 
 /// The scheduled first switch into a greenlet (skipped if it was killed meanwhile).
@@ -297,29 +344,82 @@ fn start(core: &Rc<Core>) {
 
 /// Spawns `f` as a new greenlet on this thread's hub (gevent's `spawn`).
 ///
-/// # Panics
-/// If this thread's hub cannot be created (libev cannot make a loop).
-#[track_caller]
-pub fn spawn<T: 'static>(f: impl FnOnce() -> T + 'static) -> Greenlet<T> {
-    Builder::new()
-        .spawn(f)
-        .unwrap_or_else(|e| panic!("gevent: spawn failed: {e}"))
-}
-
-/// Spawns `f` to start after `delay` (gevent's `spawn_later`).
+/// If it cannot be started (no stack can be mapped: the process reached its
+/// memory-mapping limit), the greenlet returned has already ended: [`Greenlet::join`]
+/// says why ([`JoinError::Spawn`]) and its links run with
+/// [`Outcome::Panicked`] carrying that message. Use [`Builder::spawn`] to get the
+/// error from the spawn itself.
 ///
 /// # Panics
-/// If this thread's hub cannot be created.
+/// If this thread's hub cannot be created (libev cannot make a loop), or the thread is
+/// ending.
+#[track_caller]
+pub fn spawn<T: 'static>(f: impl FnOnce() -> T + 'static) -> Greenlet<T> {
+    spawn_or_fail(Builder::new(), None, f)
+}
+
+/// Spawns `f` to start after `delay` (gevent's `spawn_later`). A greenlet that cannot
+/// be started is reported as by [`spawn`].
+///
+/// # Panics
+/// As [`spawn`].
 #[track_caller]
 pub fn spawn_later<T: 'static>(delay: Duration, f: impl FnOnce() -> T + 'static) -> Greenlet<T> {
-    Builder::new()
-        .spawn_later(delay, f)
-        .unwrap_or_else(|e| panic!("gevent: spawn failed: {e}"))
+    spawn_or_fail(Builder::new(), Some(delay), f)
+}
+
+#[track_caller]
+fn spawn_or_fail<T: 'static>(
+    b: Builder,
+    delay: Option<Duration>,
+    f: impl FnOnce() -> T + 'static,
+) -> Greenlet<T> {
+    let g = b
+        .build(f, Location::caller())
+        .unwrap_or_else(|e| panic!("gevent: spawn failed: {e}"));
+    if let Err(e) = g.reserve_stack() {
+        g.fail_to_start(e);
+        return g;
+    }
+    let core = g.state.core.clone();
+    match delay {
+        None => {
+            get_hub().get_loop().run_callback(move || start(&core));
+        }
+        Some(d) => {
+            let t = get_hub().timer_from_now(d);
+            if let Err(e) = t.start(move |_, _| start(&core)) {
+                g.fail_to_start(e.into());
+                return g;
+            }
+            *g.state.core.start_timer.borrow_mut() = Some(t.detach_weak());
+        }
+    }
+    g
 }
 
 impl<T> Greenlet<T> {
     fn core(&self) -> &Core {
         &self.state.core
+    }
+
+    /// Maps its stack now; on failure it never runs.
+    fn reserve_stack(&self) -> Result<()> {
+        let r = self.core().raw.reserve_stack().map_err(Error::Spawn);
+        if r.is_err() {
+            self.core().raw.kill_unstarted();
+            self.core().unenroll();
+        }
+        r
+    }
+
+    /// Ends it unstarted because of `e`: joiners get [`JoinError::Spawn`], links run.
+    fn fail_to_start(&self, e: Error) {
+        let core = self.core();
+        core.raw.kill_unstarted();
+        let msg = format!("the greenlet could not start: {e}");
+        *self.state.value.borrow_mut() = Some(Err(JoinError::Spawn(e)));
+        core.finish(Outcome::Panicked(msg));
     }
 
     /// Its per-thread unique id.
@@ -450,7 +550,11 @@ impl<T> Greenlet<T> {
         let core = self.core();
         if core.finished.get() {
             let info = core.info();
-            get_hub().get_loop().run_callback(move || f(&info));
+            hub_if_any(|hub| {
+                if !hub.is_exiting() {
+                    hub.get_loop().run_callback(move || f(&info));
+                }
+            });
         } else {
             core.links.borrow_mut().push(Box::new(f));
         }
@@ -482,6 +586,11 @@ pub trait AnyGreenlet: Waitable {
     fn outcome(&self) -> Option<Outcome>;
     /// Its name.
     fn name(&self) -> &str;
+    /// Its greenlet id, if it is a greenlet of the hub (`None` for a stand-in), so
+    /// that [`killall`] can tell whether it is the caller.
+    fn id(&self) -> Option<u64> {
+        None
+    }
 }
 
 impl<T> AnyGreenlet for Greenlet<T> {
@@ -493,6 +602,9 @@ impl<T> AnyGreenlet for Greenlet<T> {
     }
     fn name(&self) -> &str {
         Greenlet::name(self)
+    }
+    fn id(&self) -> Option<u64> {
+        Some(Greenlet::id(self))
     }
 }
 
@@ -513,9 +625,60 @@ impl<T> Waitable for Greenlet<T> {
     }
 }
 
+/// Subscribes a sink to every object of `objects` that is not ready yet, once; returns
+/// the sink and which objects were ready from the start.
+fn subscribe_all<O: Waitable + ?Sized>(objects: &[&O]) -> (SinkOwner, Vec<bool>) {
+    let sink = SinkOwner::new();
+    let ready: Vec<bool> = objects.iter().map(|o| o.is_ready()).collect();
+    for (i, o) in objects.iter().enumerate() {
+        if !ready[i] {
+            o.subscribe(sink.waker(i));
+        }
+    }
+    (sink, ready)
+}
+
+/// Waits until `done(&ready)` holds, where `ready[i]` is set once object `i` was ready
+/// or notified (each object subscribed to once, each notification O(1)); `on_ready` is
+/// told each index as it becomes ready and may end the wait early with an error.
+/// Returns whether `done` held before `timeout`.
+fn wait_for_many<O: Waitable + ?Sized>(
+    what: &'static str,
+    objects: &[&O],
+    timeout: Option<Duration>,
+    mut done: impl FnMut(usize) -> bool,
+    mut on_ready: impl FnMut(usize) -> Result<()>,
+) -> Result<(bool, Vec<bool>)> {
+    let deadline = timeout.and_then(deadline_after);
+    let (sink, mut ready) = subscribe_all(objects);
+    let mut count = 0;
+    for (i, r) in ready.iter().enumerate() {
+        if *r {
+            count += 1;
+            on_ready(i)?;
+        }
+    }
+    loop {
+        if done(count) {
+            return Ok((true, ready));
+        }
+        if !sink.wait(what, deadline)? {
+            return Ok((false, ready));
+        }
+        for i in sink.take() {
+            if !ready[i] {
+                ready[i] = true;
+                count += 1;
+                on_ready(i)?;
+            }
+        }
+    }
+}
+
 /// Waits for all `greenlets` to finish (up to `timeout`); returns whether they all did.
 /// With `raise_error`, returns at the first one that panicked, with
-/// [`Error::GreenletFailed`].
+/// [`Error::GreenletFailed`]. Each greenlet is subscribed to once, however many hub
+/// turns the wait takes.
 ///
 /// # Errors
 /// Wait errors, or the first failure with `raise_error`.
@@ -524,33 +687,29 @@ pub fn joinall(
     timeout: Option<Duration>,
     raise_error: bool,
 ) -> Result<bool> {
-    let failed = || {
-        greenlets.iter().find_map(|g| match g.outcome() {
-            Some(Outcome::Panicked(m)) => Some(Error::GreenletFailed(format!("{}: {m}", g.name()))),
-            _ => None,
-        })
-    };
-    let all = || greenlets.iter().all(|g| g.is_ready());
-    let done = wait_until(
-        "greenlets to finish (joinall)",
-        timeout,
-        || all() || (raise_error && failed().is_some()),
-        |w| {
-            for g in greenlets.iter().filter(|g| !g.is_ready()) {
-                g.subscribe(w.clone());
+    let failed = |i: usize| -> Result<()> {
+        let g = greenlets[i];
+        match g.outcome() {
+            Some(Outcome::Panicked(m)) if raise_error => {
+                Err(Error::GreenletFailed(format!("{}: {m}", g.name())))
             }
-        },
-    )?;
-    if raise_error {
-        if let Some(e) = failed() {
-            return Err(e);
+            _ => Ok(()),
         }
-    }
-    Ok(done && all())
+    };
+    let n = greenlets.len();
+    let (all, _) = wait_for_many(
+        "greenlets to finish (joinall)",
+        greenlets,
+        timeout,
+        |count| count == n,
+        failed,
+    )?;
+    Ok(all)
 }
 
 /// Kills all `greenlets` and, unless `block` is false, waits up to `timeout` for them
-/// to finish; returns whether they all did.
+/// to finish; returns whether they all did. A caller that is among them is killed last,
+/// at its next blocking point (with `block`, that is this wait).
 ///
 /// # Errors
 /// Wait errors.
@@ -559,7 +718,16 @@ pub fn killall(
     block: bool,
     timeout: Option<Duration>,
 ) -> Result<bool> {
+    let me = current_id();
+    let mut mine = None;
     for g in greenlets {
+        if g.id() == Some(me) {
+            mine = Some(*g);
+        } else {
+            g.kill_nowait();
+        }
+    }
+    if let Some(g) = mine {
         g.kill_nowait();
     }
     if !block {
@@ -569,7 +737,9 @@ pub fn killall(
 }
 
 /// Waits until `count` of `objects` (all of them if `None`) are ready, or `timeout`
-/// passes; returns the indexes of the ready ones, in order.
+/// passes; returns the indexes of the ready ones, in order. An object that became ready
+/// while this greenlet waited counts even if it is no longer (an [`Event`](crate::Event)
+/// set and cleared again).
 ///
 /// # Errors
 /// Wait errors.
@@ -579,27 +749,34 @@ pub fn wait(
     count: Option<usize>,
 ) -> Result<Vec<usize>> {
     let want = count.unwrap_or(objects.len()).min(objects.len());
-    let ready = || objects.iter().filter(|o| o.is_ready()).count() >= want;
-    wait_until("objects to become ready (wait)", timeout, ready, |w| {
-        for o in objects.iter().filter(|o| !o.is_ready()) {
-            o.subscribe(w.clone());
-        }
-    })?;
-    Ok(objects
+    let (_, ready) = wait_for_many(
+        "objects to become ready (wait)",
+        objects,
+        timeout,
+        |n| n >= want,
+        |_| Ok(()),
+    )?;
+    Ok(ready
         .iter()
         .enumerate()
-        .filter(|(_, o)| o.is_ready())
+        .filter(|(i, r)| **r || objects[*i].is_ready())
         .map(|(i, _)| i)
         .collect())
 }
 
 /// Yields the indexes of `objects` as they become ready (gevent's `iwait`); ends when
-/// all have, or when `timeout` (for the whole iteration) passes.
+/// all have, or when `timeout` (for the whole iteration) passes. Objects already ready
+/// come first, in order; the others in the order they became ready. Each object is
+/// subscribed to once for the whole iteration, so the loop body may block on other
+/// things between items without losing any.
 pub fn iwait<'a>(objects: &'a [&'a dyn Waitable], timeout: Option<Duration>) -> Iwait<'a> {
     Iwait {
         objects,
         seen: vec![false; objects.len()],
-        deadline: timeout.map(|d| std::time::Instant::now() + d),
+        left: objects.len(),
+        deadline: timeout.map(deadline_after),
+        sink: None,
+        queue: std::collections::VecDeque::new(),
     }
 }
 
@@ -607,50 +784,62 @@ pub fn iwait<'a>(objects: &'a [&'a dyn Waitable], timeout: Option<Duration>) -> 
 pub struct Iwait<'a> {
     objects: &'a [&'a dyn Waitable],
     seen: Vec<bool>,
-    deadline: Option<std::time::Instant>,
+    /// Objects not yielded yet.
+    left: usize,
+    /// `Some(None)`: a timeout too long for the clock (no deadline).
+    deadline: Option<Option<std::time::Instant>>,
+    /// Subscribed on the first `next`.
+    sink: Option<SinkOwner>,
+    /// Ready, not yielded yet, in order.
+    queue: std::collections::VecDeque<usize>,
 }
 
 impl fmt::Debug for Iwait<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Iwait").field("seen", &self.seen).finish()
+        f.debug_struct("Iwait").field("left", &self.left).finish()
     }
 }
 
 impl Iterator for Iwait<'_> {
     type Item = Result<usize>;
     fn next(&mut self) -> Option<Result<usize>> {
-        let next_ready = |seen: &[bool]| {
-            (0..self.objects.len()).find(|&i| !seen[i] && self.objects[i].is_ready())
-        };
-        if self.seen.iter().all(|&s| s) {
+        if self.left == 0 {
+            self.sink = None;
             return None;
         }
-        let timeout = self
-            .deadline
-            .map(|d| d.saturating_duration_since(std::time::Instant::now()));
-        let seen = &self.seen;
-        let r = wait_until(
-            "objects to become ready (iwait)",
-            timeout,
-            || next_ready(seen).is_some(),
-            |w| {
-                for (i, o) in self.objects.iter().enumerate() {
-                    if !seen[i] {
-                        o.subscribe(w.clone());
-                    }
+        if self.sink.is_none() {
+            let (sink, ready) = subscribe_all(self.objects);
+            self.queue.extend(
+                ready
+                    .iter()
+                    .enumerate()
+                    .filter(|(_, r)| **r)
+                    .map(|(i, _)| i),
+            );
+            self.sink = Some(sink);
+        }
+        let sink = self.sink.as_ref()?;
+        loop {
+            self.queue.extend(sink.take());
+            while let Some(i) = self.queue.pop_front() {
+                if !self.seen[i] {
+                    self.seen[i] = true;
+                    self.left -= 1;
+                    return Some(Ok(i));
                 }
-            },
-        );
-        match r {
-            Ok(true) => {
-                let i = next_ready(&self.seen)?;
-                self.seen[i] = true;
-                Some(Ok(i))
             }
-            Ok(false) => None,
-            Err(e) => {
-                self.seen.iter_mut().for_each(|s| *s = true);
-                Some(Err(e))
+            match sink.wait("objects to become ready (iwait)", self.deadline.flatten()) {
+                Ok(true) => {}
+                Ok(false) => {
+                    self.left = 0;
+                    self.sink = None;
+                    return None;
+                }
+                Err(e) => {
+                    self.left = 0;
+                    self.sink = None;
+                    return Some(Err(e));
+                }
             }
         }
     }
@@ -667,7 +856,7 @@ pub fn sleep(d: Duration) -> Result<()> {
     if d.is_zero() {
         // A yield: queue our own wake-up behind everything already queued. Nothing
         // else holds a waker of this wait, so the first wake-up is ours.
-        crate::hub::with_hub(|h| h.get_loop().run_callback(move || wk.wake()));
+        hub_if_any(|h| h.get_loop().run_callback(move || wk.wake()));
         w.park()?;
         return Ok(());
     }

@@ -26,6 +26,11 @@ pub enum Error {
     Spawn(io::Error),
     /// A greenlet waited for (`joinall` with `raise_error`) panicked: its name and message.
     GreenletFailed(String),
+    /// Something other than what the greenlet waits for switched into it while it
+    /// waited (gevent's `InvalidSwitchError`): says what arrived.
+    InvalidSwitch(String),
+    /// The thread is ending: its hub no longer runs, so nothing could end the wait.
+    ThreadExiting,
 }
 
 impl fmt::Display for Error {
@@ -44,6 +49,13 @@ impl fmt::Display for Error {
             Error::Loop(e) => write!(f, "event loop error: {e}"),
             Error::Spawn(e) => write!(f, "cannot start a greenlet: {e}"),
             Error::GreenletFailed(m) => write!(f, "greenlet failed: {m}"),
+            Error::ThreadExiting => f.write_str(
+                "this thread is ending: its hub was torn down and runs nothing any more"
+            ),
+            Error::InvalidSwitch(what) => write!(
+                f,
+                "invalid switch into a waiting greenlet: {what} arrived instead of a wake-up from what it waits for"
+            ),
         }
     }
 }
@@ -70,9 +82,11 @@ impl From<Error> for io::Error {
             Error::TimedOut => io::ErrorKind::TimedOut,
             Error::WouldBlockForever(_) => io::ErrorKind::Deadlock,
             Error::Loop(_) | Error::Spawn(_) => io::ErrorKind::Other,
-            Error::BlockingInHub(_) | Error::Unwinding | Error::GreenletFailed(_) => {
-                io::ErrorKind::Other
-            }
+            Error::BlockingInHub(_)
+            | Error::Unwinding
+            | Error::GreenletFailed(_)
+            | Error::InvalidSwitch(_)
+            | Error::ThreadExiting => io::ErrorKind::Other,
         };
         io::Error::new(kind, e)
     }

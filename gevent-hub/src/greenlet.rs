@@ -44,6 +44,7 @@ use context::{Context, Transfer};
 use std::any::Any;
 use std::cell::{Cell, RefCell};
 use std::fmt;
+use std::mem::ManuallyDrop;
 use std::panic::{catch_unwind, resume_unwind, AssertUnwindSafe};
 use std::rc::Rc;
 
@@ -80,6 +81,8 @@ pub enum SwitchError {
     Panicked(PanicPayload),
     /// No stack could be mapped for the greenlet.
     NoStack(std::io::Error),
+    /// The thread's greenlets were torn down (it is ending).
+    ThreadExited,
 }
 
 impl fmt::Display for SwitchError {
@@ -91,6 +94,9 @@ impl fmt::Display for SwitchError {
             SwitchError::Dead => f.write_str("cannot switch to a greenlet that has finished"),
             SwitchError::Panicked(p) => write!(f, "the greenlet panicked: {}", panic_message(p)),
             SwitchError::NoStack(e) => write!(f, "cannot allocate a greenlet stack: {e}"),
+            SwitchError::ThreadExited => f.write_str(
+                "cannot switch greenlets: this thread's greenlets were torn down as it ended",
+            ),
         }
     }
 }
@@ -159,11 +165,28 @@ impl GInner {
     pub(crate) fn is_started(&self) -> bool {
         self.started.get()
     }
-    /// Ends a greenlet that never started: its body is dropped unrun.
+    /// Maps its stack now rather than at its first switch, so that a stack that cannot
+    /// be had is reported by whoever made the greenlet. Does nothing once it has one.
+    pub(crate) fn reserve_stack(&self) -> std::io::Result<()> {
+        let mut slot = self.stack.borrow_mut();
+        if slot.is_none() && !self.started.get() {
+            *slot = Some(stack::take(self.stack_size)?);
+        }
+        Ok(())
+    }
+    /// Its parent, to change (the hub re-parents greenlets it ends at thread exit).
+    pub(crate) fn parent_mut(&self) -> std::cell::RefMut<'_, Option<Rc<GInner>>> {
+        self.parent.borrow_mut()
+    }
+    /// Ends a greenlet that never started: its body is dropped unrun, a stack mapped
+    /// for it goes back.
     pub(crate) fn kill_unstarted(&self) {
         if !self.started.get() {
             self.dead.set(true);
             drop(self.body.take());
+            if let Some(s) = self.stack.borrow_mut().take() {
+                stack::give_back(s);
+            }
         }
     }
     fn running_info(&self) -> RunningInfo {
@@ -181,11 +204,93 @@ impl GInner {
     }
 }
 
+// ## Thread exit
+//
+// None of this module's thread-locals has a destructor (`ManuallyDrop`, or plain `Copy`
+// cells), so each of them stays usable until the thread is gone, whatever order std
+// destroys thread-locals in (it leaves that unspecified). The one destructor is
+// `EXIT_GUARD`'s: it runs the exit hooks of the layers above (the hub unwinds its
+// greenlets and releases its loop there), then frees this layer's own state, in that
+// order. After it, the thread's greenlet machinery is `Exited`: switches are refused.
 thread_local! {
-    static CURRENT: RefCell<Option<Rc<GInner>>> = const { RefCell::new(None) };
-    static TRANSFER: Cell<Option<Msg>> = const { Cell::new(None) };
-    static DYING: RefCell<Option<Rc<GInner>>> = const { RefCell::new(None) };
+    static CURRENT: ManuallyDrop<RefCell<Option<Rc<GInner>>>> =
+        const { ManuallyDrop::new(RefCell::new(None)) };
+    static TRANSFER: ManuallyDrop<Cell<Option<Msg>>> = const { ManuallyDrop::new(Cell::new(None)) };
+    static DYING: ManuallyDrop<RefCell<Option<Rc<GInner>>>> =
+        const { ManuallyDrop::new(RefCell::new(None)) };
     static NEXT_ID: Cell<u64> = const { Cell::new(1) };
+    static PHASE: Cell<Phase> = const { Cell::new(Phase::Running) };
+    static EXIT_HOOKS: ManuallyDrop<RefCell<Vec<ExitHook>>> =
+        const { ManuallyDrop::new(RefCell::new(Vec::new())) };
+    static EXIT_GUARD: ExitGuard = const { ExitGuard };
+}
+
+type ExitHook = Box<dyn FnOnce()>;
+
+/// Where this thread's greenlet machinery is in its life.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Phase {
+    Running,
+    /// The thread is ending: the exit hooks run (switching still works).
+    Exiting,
+    /// Torn down: no switch is possible any more.
+    Exited,
+}
+
+/// Its destructor is the thread's teardown (see "Thread exit" above).
+struct ExitGuard;
+
+impl Drop for ExitGuard {
+    fn drop(&mut self) {
+        thread_exit();
+    }
+}
+
+/// Registers `hook` to run when this thread ends, before the greenlet machinery is torn
+/// down (hooks run newest first). Returns `false`, dropping `hook`, if the thread is
+/// already ending.
+pub(crate) fn at_thread_exit(hook: impl FnOnce() + 'static) -> bool {
+    if PHASE.with(Cell::get) != Phase::Running {
+        return false;
+    }
+    // Touching the guard registers its destructor (once per thread).
+    EXIT_GUARD.with(|_| ());
+    EXIT_HOOKS.with(|h| h.borrow_mut().push(Box::new(hook)));
+    true
+}
+
+/// True once this thread has begun to end (its exit hooks run, or have run).
+pub(crate) fn thread_exiting() -> bool {
+    PHASE.with(Cell::get) != Phase::Running
+}
+
+fn thread_exit() {
+    PHASE.with(|p| p.set(Phase::Exiting));
+    // The hooks switch greenlets: that needs the thread's own stack to be the one
+    // running (`main`). If the thread ends from inside another greenlet
+    // (`process::exit` there), leave everything as it is: the process is ending.
+    let on_main = CURRENT.with(|c| c.borrow().as_ref().is_none_or(|g| g.is_main));
+    if on_main {
+        while let Some(hook) = EXIT_HOOKS.with(|h| h.borrow_mut().pop()) {
+            // A panic must not leave a thread-local destructor: std would abort.
+            if let Err(p) = catch_unwind(AssertUnwindSafe(hook)) {
+                eprintln!(
+                    "gevent: thread teardown: an exit hook panicked: {}",
+                    panic_message(&*p)
+                );
+            }
+        }
+        if let Some(d) = DYING.with(|d| d.borrow_mut().take()) {
+            if let Some(s) = d.stack.borrow_mut().take() {
+                drop(s);
+            }
+        }
+        drop(TRANSFER.with(|t| t.take()));
+        let main = CURRENT.with(|c| c.borrow_mut().take());
+        drop(main);
+        stack::release_thread_pool();
+    }
+    PHASE.with(|p| p.set(Phase::Exited));
 }
 
 /// `Transfer::data` of a greenlet's last switch (real pointers are aligned).
@@ -197,15 +302,6 @@ fn next_id() -> u64 {
         n.set(id + 1);
         id
     })
-}
-
-/// True while this thread's greenlet machinery can still switch (its thread-locals
-/// have not been destroyed). Also makes sure they exist.
-pub(crate) fn tls_alive() -> bool {
-    CURRENT.try_with(|_| ()).is_ok()
-        && TRANSFER.try_with(|_| ()).is_ok()
-        && DYING.try_with(|_| ()).is_ok()
-        && crate::stack::pool_alive()
 }
 
 /// The running greenlet (creating the main greenlet record on first use).
@@ -234,7 +330,11 @@ pub(crate) fn current_rc() -> Rc<GInner> {
             managed: Cell::new(true),
             spawned_at: Cell::new(None),
         });
-        *c = Some(main.clone());
+        // Once torn down, the thread gets no new record: this one is only an answer.
+        if PHASE.with(Cell::get) != Phase::Exited {
+            EXIT_GUARD.with(|_| ());
+            *c = Some(main.clone());
+        }
         main
     })
 }
@@ -318,12 +418,16 @@ fn on_resume(t: Transfer) {
 }
 
 fn start_context(target: &Rc<GInner>) -> Result<Context, SwitchError> {
-    let s = stack::take(target.stack_size).map_err(SwitchError::NoStack)?;
+    target.reserve_stack().map_err(SwitchError::NoStack)?;
+    let slot = target.stack.borrow();
+    let Some(s) = slot.as_ref() else {
+        return Err(SwitchError::NoStack(std::io::Error::other("no stack")));
+    };
     // SAFETY: the stack is fresh (or pooled and unused) and stays owned by the greenlet
     // until the receiver of its final switch gives it back.
     let ctx = unsafe { Context::new(s.stack(), entry) };
     target.guard.set(s.guard());
-    *target.stack.borrow_mut() = Some(s);
+    drop(slot);
     target.started.set(true);
     Ok(ctx)
 }
@@ -333,6 +437,9 @@ fn start_context(target: &Rc<GInner>) -> Result<Context, SwitchError> {
 pub(crate) fn switch_msg(target: &Rc<GInner>, msg: Msg) -> Result<Msg, SwitchError> {
     if std::thread::panicking() {
         return Err(SwitchError::Unwinding);
+    }
+    if PHASE.with(Cell::get) == Phase::Exited {
+        return Err(SwitchError::ThreadExited);
     }
     let cur_ptr = current_ptr();
     if std::ptr::eq(cur_ptr, Rc::as_ptr(target)) {
@@ -355,13 +462,13 @@ pub(crate) fn switch_msg(target: &Rc<GInner>, msg: Msg) -> Result<Msg, SwitchErr
     let t = unsafe { ctx.resume(cur_ptr as usize) };
     on_resume(t);
     drop(cur);
-    Ok(TRANSFER.with(Cell::take).unwrap_or(Msg::Hub(0)))
+    Ok(TRANSFER.with(|t| t.take()).unwrap_or(Msg::Hub(0)))
 }
 
 extern "C" fn entry(t: Transfer) -> ! {
     on_resume(t);
     let me = current_rc();
-    let msg = TRANSFER.with(Cell::take);
+    let msg = TRANSFER.with(|t| t.take());
     let body = me.body.take();
     let result = match (msg, body) {
         (Some(Msg::Throw(p)), _) => Err(p),

@@ -22,28 +22,52 @@
 //! setter would be suspended with nobody to resume it), so it is queued with
 //! `run_callback` too. Every wait carries a sequence number: a wake-up that arrives
 //! after its wait ended (a late timer, an event set twice) finds the number changed
-//! and does nothing.
+//! and does nothing. A parked greenlet resumed by anything but its wake-ups, its
+//! timeout or a kill (a raw `switch` into it) gets [`Error::InvalidSwitch`].
 //!
 //! When the loop runs out of work while greenlets still wait, `run` returns; the hub
 //! then wakes the main greenlet with "this operation would block forever" (gevent's
 //! `LoopExit`) instead of sleeping forever.
+//!
+//! ## Waiting for many things
+//! A [`Waker`] is either a greenlet's (it resumes that greenlet's current wait) or a
+//! *sink*'s: it records which object became ready in a list owned by whoever waits
+//! for many objects at once (`joinall`, `wait`, `iwait`), and resumes whoever waits on
+//! the sink right now. Each object is subscribed to once for the whole wait, and each
+//! notification costs O(1), however many hub turns the wait spans.
+//!
+//! ## Thread exit
+//! When a thread that has a hub ends, its hub is torn down from the greenlet layer's
+//! exit hook, before anything of the greenlet machinery goes, in this order: the hub
+//! stops scheduling (wake-ups, links and spawns are dropped, and a wait started now
+//! fails with [`Error::ThreadExiting`]); every greenlet spawned on it that has not
+//! finished is ended — an unstarted one drops its body unrun, a started one gets
+//! [`GreenletExit`](crate::GreenletExit) raised where it is suspended, so its
+//! destructors run and release its sockets and timers; the loop is quiesced (no
+//! queued callback and no watcher callback runs any more) and the hub greenlet is
+//! resumed once, so that its `ev_run` frames return; then the hub and its loop are
+//! dropped, which closes the loop's file descriptors. Nothing queued runs during the
+//! thread's teardown.
 
 use crate::error::{Error, Result};
-use crate::greenlet::{self, current_rc, switch_msg, GInner, Msg, PanicPayload};
+use crate::greenlet::{self, current_rc, switch_msg, GInner, GreenletExit, Msg, PanicPayload};
 use gevent_core::{Async, AsyncSender, Loop, Timer};
 use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
 use std::fmt;
+use std::mem::ManuallyDrop;
 use std::panic::resume_unwind;
-use std::rc::Rc;
+use std::rc::{Rc, Weak};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 /// Wake-up codes carried by `Msg::Hub`.
 pub(crate) const WAKE: usize = 1;
 pub(crate) const WAKE_TIMEOUT: usize = 2;
 pub(crate) const WAKE_LOOP_EXIT: usize = 3;
 pub(crate) const WAKE_START: usize = 4;
+/// What a parking greenlet sends the hub (the hub ignores it).
+const PARKED: usize = 0;
 
 /// What other threads can send to a hub.
 enum RemoteOp {
@@ -56,6 +80,19 @@ struct Remote {
     sender: AsyncSender,
 }
 
+/// Something the hub must end when its thread exits: a greenlet spawned on it.
+pub(crate) trait Member {
+    /// Ends it: drops an unstarted body, unwinds a started greenlet.
+    fn end_at_exit(&self);
+}
+
+/// The hub's unfinished greenlets, for thread exit: a slab, O(1) in and out.
+#[derive(Default)]
+struct Members {
+    slots: Vec<Option<Weak<dyn Member>>>,
+    free: Vec<usize>,
+}
+
 /// The per-thread hub.
 pub struct Hub {
     lp: Loop,
@@ -66,6 +103,9 @@ pub struct Hub {
     /// Local wakers registered for remote wake-ups, by id.
     remote_waiters: RefCell<HashMap<u64, Waker>>,
     next_remote: Cell<u64>,
+    /// Set once its thread has begun to end: nothing is scheduled any more.
+    exiting: Cell<bool>,
+    members: RefCell<Members>,
 }
 
 impl fmt::Debug for Hub {
@@ -75,64 +115,68 @@ impl fmt::Debug for Hub {
 }
 
 thread_local! {
-    static HUB: RefCell<Option<Rc<Hub>>> = const { RefCell::new(None) };
-    /// The greenlet thread-locals were touched before HUB (see `try_get_hub`).
-    static TLS_ORDERED: Cell<bool> = const { Cell::new(false) };
+    // No destructor: the hub is torn down by its exit hook (see "Thread exit").
+    static HUB: ManuallyDrop<RefCell<Option<Rc<Hub>>>> =
+        const { ManuallyDrop::new(RefCell::new(None)) };
     /// The hub HUB holds, for the switch path (no reference-count traffic); null until
-    /// it exists and once it is being dropped.
+    /// it exists and once it is gone.
     static HUB_PTR: Cell<*const Hub> = const { Cell::new(std::ptr::null()) };
+    /// Set while the hub is torn down: the hub greenlet must leave its loop for good.
+    static SHUTTING_DOWN: Cell<bool> = const { Cell::new(false) };
 }
 
-/// Runs `f` with this thread's hub (creating it if needed) without cloning its handle:
-/// the wait/wake path calls this several times per switch.
-///
-/// # Panics
-/// As [`get_hub`], if the hub cannot be created.
-pub(crate) fn with_hub<R>(f: impl FnOnce(&Hub) -> R) -> R {
+/// Runs `f` with this thread's hub, if it has one, without cloning its handle: the
+/// wait/wake path calls this several times per switch.
+pub(crate) fn hub_if_any<R>(f: impl FnOnce(&Hub) -> R) -> Option<R> {
     let p = HUB_PTR.with(Cell::get);
     if p.is_null() {
-        return f(&get_hub());
+        return None;
     }
-    // SAFETY: HUB holds an Rc to this hub until the thread-local is destroyed, and
-    // Hub::drop clears HUB_PTR before anything of the hub goes; `f` cannot drop HUB.
-    f(unsafe { &*p })
+    // SAFETY: HUB holds an Rc to this hub for as long as HUB_PTR is non-null: the
+    // teardown clears HUB_PTR before it lets go of HUB's Rc; `f` cannot drop HUB.
+    Some(f(unsafe { &*p }))
 }
 
 /// The hub of this thread, created on first use with a new event loop.
 ///
 /// # Panics
-/// If libev cannot create a loop (e.g. out of file descriptors) on first use.
+/// If libev cannot create a loop (e.g. out of file descriptors) on first use, or the
+/// thread is ending (its hub was torn down).
 pub fn get_hub() -> Rc<Hub> {
-    try_get_hub().unwrap_or_else(|e| panic!("gevent: cannot create this thread's hub: {e}"))
+    try_get_hub().unwrap_or_else(|e| panic!("gevent: cannot get this thread's hub: {e}"))
 }
 
 /// [`get_hub`] without the panic.
 ///
 /// # Errors
-/// The loop could not be created.
+/// The loop could not be created; [`Error::ThreadExiting`] once the thread has begun
+/// to end without a hub.
 pub fn try_get_hub() -> Result<Rc<Hub>> {
-    // The greenlet machinery's thread-locals must outlive HUB's (a hub being dropped at
-    // thread exit switches greenlets): thread-locals are destroyed in reverse order of
-    // first use, so touch them before HUB is touched for the first time.
-    if !TLS_ORDERED.with(Cell::get) {
-        greenlet::tls_alive();
-        TLS_ORDERED.with(|t| t.set(true));
-    }
     if let Some(h) = HUB.with(|h| h.borrow().clone()) {
         return Ok(h);
     }
+    if greenlet::thread_exiting() {
+        return Err(Error::ThreadExiting);
+    }
     let hub = Rc::new(Hub::new(Loop::new()?)?);
+    if !greenlet::at_thread_exit(teardown) {
+        return Err(Error::ThreadExiting);
+    }
     HUB.with(|h| *h.borrow_mut() = Some(hub.clone()));
     HUB_PTR.with(|p| p.set(Rc::as_ptr(&hub)));
     Ok(hub)
 }
 
 /// The hub greenlet's body: run the loop; when it runs out of work, tell the main
-/// greenlet. Ends when the hub is being dropped (its thread is exiting).
+/// greenlet. Ends when the hub is torn down (its thread is exiting).
 fn hub_body(_: greenlet::Value) {
     loop {
-        let lp = HUB.try_with(|h| h.borrow().as_ref().map(|h| h.lp.clone()));
-        let Ok(Some(lp)) = lp else { return };
+        if SHUTTING_DOWN.with(Cell::get) {
+            return;
+        }
+        let Some(lp) = hub_if_any(|h| h.lp.clone()) else {
+            return;
+        };
         if let Err(e) = lp.run() {
             eprintln!("gevent: the hub's loop failed: {e}");
         }
@@ -146,29 +190,60 @@ fn hub_body(_: greenlet::Value) {
     }
 }
 
-thread_local! {
-    /// Set while the hub is dropped: the hub greenlet must leave its loop for good.
-    static SHUTTING_DOWN: Cell<bool> = const { Cell::new(false) };
+/// The hub's part of thread exit (see "Thread exit" in the module docs). Runs on the
+/// main greenlet, from the greenlet layer's exit hook.
+fn teardown() {
+    let Some(hub) = HUB.with(|h| h.borrow().clone()) else {
+        return;
+    };
+    hub.exiting.set(true);
+    // End every greenlet that has not finished, each once (no new one can be spawned
+    // now). Ending one may end others (its destructors may kill them): those are
+    // skipped when their turn comes.
+    let members = {
+        let mut m = hub.members.borrow_mut();
+        m.free.clear();
+        std::mem::take(&mut m.slots)
+    };
+    for member in members.into_iter().flatten() {
+        if let Some(member) = member.upgrade() {
+            member.end_at_exit();
+        }
+    }
+    // No callback runs any more; let the hub greenlet's frames inside ev_run return.
+    hub.lp.quiesce();
+    if hub.raw.is_started() && !hub.raw.is_dead() {
+        SHUTTING_DOWN.with(|s| s.set(true));
+        *hub.raw.parent_mut() = Some(current_rc());
+        let _ = switch_msg(&hub.raw, Msg::Hub(WAKE));
+        SHUTTING_DOWN.with(|s| s.set(false));
+    }
+    HUB_PTR.with(|p| p.set(std::ptr::null()));
+    let held = HUB.with(|h| h.borrow_mut().take());
+    drop(held);
+    drop(hub);
 }
 
-impl Drop for Hub {
-    /// At thread exit the hub greenlet is usually suspended inside `ev_run` (in a
-    /// watcher callback that switched to a greenlet). Resume it with the loop told to
-    /// break, so that its frames return normally and release the loop; otherwise the
-    /// loop (its epoll fd and eventfd) and the hub's stack would leak with the thread.
-    /// Greenlets still parked stay suspended (their stacks are not freed under them).
-    fn drop(&mut self) {
-        let _ = HUB_PTR.try_with(|p| p.set(std::ptr::null()));
-        if !self.raw.is_started() || self.raw.is_dead() || std::thread::panicking() {
-            return;
+impl Members {
+    fn insert(&mut self, m: Weak<dyn Member>) -> usize {
+        match self.free.pop() {
+            Some(i) => {
+                self.slots[i] = Some(m);
+                i
+            }
+            None => {
+                self.slots.push(Some(m));
+                self.slots.len() - 1
+            }
         }
-        if !greenlet::tls_alive() {
-            return;
+    }
+
+    fn remove(&mut self, i: usize) {
+        if let Some(slot) = self.slots.get_mut(i) {
+            if slot.take().is_some() {
+                self.free.push(i);
+            }
         }
-        SHUTTING_DOWN.with(|s| s.set(true));
-        self.lp.break_loop(gevent_core::Break::All);
-        let _ = switch_msg(&self.raw, Msg::Hub(WAKE));
-        SHUTTING_DOWN.with(|s| s.set(false));
     }
 }
 
@@ -208,6 +283,8 @@ impl Hub {
             _async: a,
             remote_waiters: RefCell::new(HashMap::new()),
             next_remote: Cell::new(1),
+            exiting: Cell::new(false),
+            members: RefCell::new(Members::default()),
         })
     }
 
@@ -227,6 +304,11 @@ impl Hub {
         std::ptr::eq(greenlet::current_ptr(), Rc::as_ptr(&self.raw))
     }
 
+    /// True once the hub's thread has begun to end: nothing is scheduled any more.
+    pub(crate) fn is_exiting(&self) -> bool {
+        self.exiting.get()
+    }
+
     /// A one-shot timer for `d` from *now*. libev counts timers from the time of the
     /// last poll; after a greenlet ran for a while without switching that is in the
     /// past, and a timeout would fire early by as much. (gevent updates the time too.)
@@ -238,21 +320,30 @@ impl Hub {
     pub(crate) fn raw_greenlet(&self) -> Rc<GInner> {
         self.raw.clone()
     }
+
+    /// Records a greenlet to end at thread exit; returns its slot for [`Hub::forget`].
+    pub(crate) fn enroll(&self, m: Weak<dyn Member>) -> usize {
+        self.members.borrow_mut().insert(m)
+    }
+
+    /// The greenlet in `slot` has finished (or is gone).
+    pub(crate) fn forget(&self, slot: usize) {
+        self.members.borrow_mut().remove(slot);
+    }
 }
 
 fn drain_remote(remote: &Remote) {
     let ops = std::mem::take(&mut *remote.queue.lock().unwrap_or_else(|e| e.into_inner()));
-    let hub = get_hub();
     for op in ops {
         match op {
             RemoteOp::Wake(id) => {
-                let w = hub.remote_waiters.borrow_mut().remove(&id);
+                let w = hub_if_any(|h| h.remote_waiters.borrow_mut().remove(&id)).flatten();
                 if let Some(w) = w {
                     w.wake();
                 }
             }
             RemoteOp::Call(f) => {
-                hub.lp.run_callback(f);
+                hub_if_any(|h| h.lp.run_callback(f));
             }
         }
     }
@@ -313,77 +404,226 @@ impl RemoteWaker {
     }
 }
 
-/// A wake-up for one particular wait of one greenlet. Cheap to clone; stale ones do
-/// nothing.
+/// A wake-up for one particular wait of one greenlet, or a notification for a sink
+/// (see the module docs). Cheap to clone; stale ones do nothing.
 #[derive(Clone)]
-pub struct Waker {
-    g: Rc<GInner>,
-    seq: u64,
+pub struct Waker(WakerKind);
+
+#[derive(Clone)]
+enum WakerKind {
+    Greenlet { g: Rc<GInner>, seq: u64 },
+    Sink { sink: Rc<Sink>, tag: usize },
 }
 
 impl fmt::Debug for Waker {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Waker")
-            .field("greenlet", &self.g.id())
-            .field("valid", &self.is_valid())
-            .finish()
+        match &self.0 {
+            WakerKind::Greenlet { g, .. } => f
+                .debug_struct("Waker")
+                .field("greenlet", &g.id())
+                .field("valid", &self.is_valid())
+                .finish(),
+            WakerKind::Sink { tag, .. } => f
+                .debug_struct("Waker")
+                .field("tag", tag)
+                .field("valid", &self.is_valid())
+                .finish(),
+        }
     }
 }
 
 impl Waker {
     /// True while the wait it belongs to is still going on.
     pub fn is_valid(&self) -> bool {
-        self.g.wait_seq.get() == self.seq && !self.g.is_dead()
+        match &self.0 {
+            WakerKind::Greenlet { g, seq } => g.wait_seq.get() == *seq && !g.is_dead(),
+            WakerKind::Sink { sink, .. } => !sink.closed.get(),
+        }
     }
 
     /// Resumes the waiting greenlet: at once when called in the hub, else at the hub's
     /// next callback phase.
     pub fn wake(&self) {
-        self.wake_with(WAKE);
+        match &self.0 {
+            WakerKind::Greenlet { g, seq } => resume(g, *seq, WAKE),
+            WakerKind::Sink { sink, tag } => sink.notify(*tag),
+        }
     }
 
-    pub(crate) fn wake_with(&self, code: usize) {
-        if !self.is_valid() {
-            return;
-        }
-        // No `Rc<Hub>` may stay on a stack that is suspended by the switch: the hub
-        // greenlet can stay suspended here for good, and would keep the hub alive after
-        // its thread ended.
-        if with_hub(Hub::is_current) {
-            if self.g.parked.get() {
-                let _ = switch_msg(&self.g, Msg::Hub(code));
-            }
-        } else {
-            let w = self.clone();
-            with_hub(|hub| hub.lp.run_callback(move || w.wake_with(code)));
+    /// Ends the wait with `code` ([`WAKE_TIMEOUT`] from a wait's own timer).
+    fn wake_with(&self, code: usize) {
+        match &self.0 {
+            WakerKind::Greenlet { g, seq } => resume(g, *seq, code),
+            WakerKind::Sink { sink, tag } => sink.notify(*tag),
         }
     }
 }
 
+/// Resumes `g`'s wait `seq` with `code`, if that wait is still on.
+fn resume(g: &Rc<GInner>, seq: u64, code: usize) {
+    if g.wait_seq.get() != seq || g.is_dead() {
+        return;
+    }
+    // No `Rc<Hub>` may stay on a stack that is suspended by the switch: the hub
+    // greenlet can stay suspended here for good, and would keep the hub alive after
+    // its thread ended.
+    let Some((in_hub, exiting)) = hub_if_any(|h| (h.is_current(), h.exiting.get())) else {
+        return;
+    };
+    if exiting {
+        return;
+    }
+    if in_hub {
+        if g.parked.get() {
+            let _ = switch_msg(g, Msg::Hub(code));
+        }
+    } else {
+        let g = g.clone();
+        hub_if_any(|hub| hub.lp.run_callback(move || resume(&g, seq, code)));
+    }
+}
+
+/// Where notifications for a wait on many objects gather: the tags of the objects
+/// that became ready, in order, and the wait (if any) to resume when one arrives.
+pub(crate) struct Sink {
+    fired: RefCell<Vec<usize>>,
+    waiter: RefCell<Option<Waker>>,
+    /// Its owner is done: its wakers are stale.
+    closed: Cell<bool>,
+}
+
+impl Sink {
+    fn notify(&self, tag: usize) {
+        if self.closed.get() {
+            return;
+        }
+        self.fired.borrow_mut().push(tag);
+        let w = self.waiter.borrow().clone();
+        if let Some(w) = w {
+            w.wake();
+        }
+    }
+}
+
+/// The owner of a [`Sink`]: closes it when dropped, so wakers left behind in objects'
+/// wait lists become stale.
+pub(crate) struct SinkOwner(Rc<Sink>);
+
+impl SinkOwner {
+    /// A new, empty sink.
+    pub(crate) fn new() -> SinkOwner {
+        SinkOwner(Rc::new(Sink {
+            fired: RefCell::new(Vec::new()),
+            waiter: RefCell::new(None),
+            closed: Cell::new(false),
+        }))
+    }
+
+    /// A waker that notes `tag` in this sink.
+    pub(crate) fn waker(&self, tag: usize) -> Waker {
+        Waker(WakerKind::Sink {
+            sink: self.0.clone(),
+            tag,
+        })
+    }
+
+    /// The tags noted since the last call, in the order they came.
+    pub(crate) fn take(&self) -> Vec<usize> {
+        std::mem::take(&mut *self.0.fired.borrow_mut())
+    }
+
+    /// Parks until a tag is noted (returns `Ok(true)` at once if one is) or `deadline`
+    /// passes (`Ok(false)`).
+    ///
+    /// # Errors
+    /// As [`Wait::park`].
+    pub(crate) fn wait(&self, what: &'static str, deadline: Option<Instant>) -> Result<bool> {
+        if !self.0.fired.borrow().is_empty() {
+            return Ok(true);
+        }
+        let mut w = Wait::new(what)?;
+        if let Some(d) = deadline {
+            let left = d.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return Ok(false);
+            }
+            w.set_timeout(left)?;
+        }
+        *self.0.waiter.borrow_mut() = Some(w.waker());
+        let r = loop {
+            let r = w.park();
+            if !self.0.fired.borrow().is_empty() {
+                break Ok(true);
+            }
+            match r {
+                // A wake-up left over from an earlier notification: keep waiting.
+                Ok(true) => continue,
+                other => break other,
+            }
+        };
+        self.0.waiter.borrow_mut().take();
+        r
+    }
+}
+
+impl Drop for SinkOwner {
+    fn drop(&mut self) {
+        self.0.closed.set(true);
+        self.0.waiter.borrow_mut().take();
+    }
+}
+
+/// `now + d`, or `None` (no deadline) when that is beyond what `Instant` can hold.
+pub(crate) fn deadline_after(d: Duration) -> Option<Instant> {
+    Instant::now().checked_add(d)
+}
+
 /// Raises `payload` in greenlet `g` at its blocking point (kill, timeout). If it is not
-/// parked in the hub right now, the payload waits for its next blocking call.
+/// parked in the hub right now, the payload waits for its next blocking call. The
+/// running greenlet is not interrupted on the spot: as in gevent, its kill is scheduled
+/// and lands at its next blocking point (after what is already queued).
 pub(crate) fn throw_into(g: &Rc<GInner>, payload: PanicPayload) {
     if g.is_dead() {
         return;
     }
-    let hub = get_hub();
-    if Rc::ptr_eq(g, &current_rc()) {
-        resume_unwind(payload);
+    let Some((in_hub, exiting)) = hub_if_any(|h| (h.is_current(), h.exiting.get())) else {
+        g.pending_throw.set(Some(payload));
+        return;
+    };
+    if exiting {
+        // The thread's teardown ends every greenlet itself.
+        g.pending_throw.set(Some(payload));
+        return;
     }
-    if g.parked.get() && hub.is_current() {
-        drop(hub); // see Waker::wake_with
+    let is_current = std::ptr::eq(greenlet::current_ptr(), Rc::as_ptr(g));
+    if g.parked.get() && in_hub {
         let _ = switch_msg(g, Msg::Throw(payload));
-    } else if g.parked.get() {
+    } else if g.parked.get() || is_current {
         let g2 = g.clone();
         let cell = Cell::new(Some(payload));
-        hub.lp.run_callback(move || {
-            if let Some(p) = cell.take() {
-                throw_into(&g2, p);
-            }
+        hub_if_any(|hub| {
+            hub.lp.run_callback(move || {
+                if let Some(p) = cell.take() {
+                    throw_into(&g2, p);
+                }
+            })
         });
     } else {
         g.pending_throw.set(Some(payload));
     }
+}
+
+/// Ends a greenlet of this hub at thread exit: raises [`GreenletExit`] where it is
+/// suspended and returns once it has finished (or switched back here).
+pub(crate) fn end_greenlet_at_exit(g: &Rc<GInner>) {
+    if !g.is_started() || g.is_dead() || std::ptr::eq(greenlet::current_ptr(), Rc::as_ptr(g)) {
+        return;
+    }
+    g.pending_throw.take();
+    // When it finishes it comes back here, not to the hub greenlet (which is suspended
+    // inside the loop and must stay so until the loop is quiesced).
+    *g.parent_mut() = Some(current_rc());
+    let _ = switch_msg(g, Msg::Throw(Box::new(GreenletExit)));
 }
 
 /// One logical wait of the current greenlet. Wakers made from it are valid until it is
@@ -407,13 +647,16 @@ impl Wait {
     /// Begins a wait for `what` (named in errors).
     ///
     /// # Errors
-    /// [`Error::BlockingInHub`] in the hub; [`Error::Unwinding`] during a panic.
+    /// [`Error::BlockingInHub`] in the hub; [`Error::Unwinding`] during a panic;
+    /// [`Error::ThreadExiting`] once the thread has begun to end.
     pub fn new(what: &'static str) -> Result<Wait> {
         if HUB_PTR.with(Cell::get).is_null() {
             try_get_hub()?;
         }
-        if with_hub(Hub::is_current) {
-            return Err(Error::BlockingInHub(what));
+        match hub_if_any(|h| (h.is_current(), h.exiting.get())) {
+            None | Some((_, true)) => return Err(Error::ThreadExiting),
+            Some((true, _)) => return Err(Error::BlockingInHub(what)),
+            Some((false, false)) => {}
         }
         if std::thread::panicking() {
             return Err(Error::Unwinding);
@@ -430,12 +673,21 @@ impl Wait {
         })
     }
 
+    /// [`Wait::new`] ending with a timeout after `timeout`, if given.
+    pub(crate) fn timed(what: &'static str, timeout: Option<Duration>) -> Result<Wait> {
+        let mut w = Wait::new(what)?;
+        if let Some(d) = timeout {
+            w.set_timeout(d)?;
+        }
+        Ok(w)
+    }
+
     /// A waker for this wait.
     pub fn waker(&self) -> Waker {
-        Waker {
+        Waker(WakerKind::Greenlet {
             g: self.g.clone(),
             seq: self.seq,
-        }
+        })
     }
 
     /// A waker for other threads. The hub's loop is kept alive until it is used or the
@@ -454,8 +706,14 @@ impl Wait {
     }
 
     /// Ends the wait with a timeout after `d` ([`park`](Wait::park) then returns
-    /// `Ok(false)`).
+    /// `Ok(false)`). A `d` too large for the clock means no timeout.
+    ///
+    /// # Errors
+    /// The hub's loop refused the timer.
     pub fn set_timeout(&mut self, d: Duration) -> Result<()> {
+        if deadline_after(d).is_none() {
+            return Ok(());
+        }
         let hub = get_hub();
         let t = hub.timer_from_now(d);
         let w = self.waker();
@@ -468,7 +726,9 @@ impl Wait {
     /// greenlet. Returns `Ok(true)` when woken, `Ok(false)` on timeout.
     ///
     /// # Errors
-    /// [`Error::WouldBlockForever`] when the loop ran out of work.
+    /// [`Error::WouldBlockForever`] when the loop ran out of work;
+    /// [`Error::InvalidSwitch`] when something else switched into this greenlet;
+    /// [`Error::ThreadExiting`] once the thread has begun to end.
     ///
     /// # Panics
     /// A kill or a [`Timeout`](crate::Timeout) unwinds from here with its payload.
@@ -479,19 +739,40 @@ impl Wait {
         if self.timer.as_ref().is_some_and(|t| !t.is_active()) {
             return Ok(false);
         }
-        let hub_greenlet = with_hub(|h| h.raw.clone());
+        let Some((hub_greenlet, exiting)) = hub_if_any(|h| (h.raw.clone(), h.exiting.get())) else {
+            return Err(Error::ThreadExiting);
+        };
+        if exiting {
+            return Err(Error::ThreadExiting);
+        }
         self.g.parked.set(true);
-        let r = switch_msg(&hub_greenlet, Msg::Hub(0));
+        let r = switch_msg(&hub_greenlet, Msg::Hub(PARKED));
         drop(hub_greenlet);
         self.g.parked.set(false);
         match r {
             Ok(Msg::Throw(p)) => resume_unwind(p),
+            Ok(Msg::Hub(WAKE)) => Ok(true),
             Ok(Msg::Hub(WAKE_TIMEOUT)) => Ok(false),
             Ok(Msg::Hub(WAKE_LOOP_EXIT)) => Err(Error::WouldBlockForever(self.what.to_owned())),
-            Ok(_) => Ok(true),
+            Ok(other) => Err(Error::InvalidSwitch(format!(
+                "{} (while waiting for {})",
+                describe(&other),
+                self.what
+            ))),
             Err(greenlet::SwitchError::Unwinding) => Err(Error::Unwinding),
+            Err(greenlet::SwitchError::ThreadExited) => Err(Error::ThreadExiting),
             Err(e) => Err(Error::Spawn(std::io::Error::other(e.to_string()))),
         }
+    }
+}
+
+/// What a message that is not a wake-up is, for [`Error::InvalidSwitch`].
+fn describe(m: &Msg) -> String {
+    match m {
+        Msg::Value(_) => "a switch with a value".to_owned(),
+        Msg::Finished(_) => "a child greenlet's return".to_owned(),
+        Msg::Hub(code) => format!("hub code {code}"),
+        Msg::Throw(_) => "a throw".to_owned(),
     }
 }
 
@@ -503,19 +784,20 @@ impl Drop for Wait {
         }
         let ids = std::mem::take(self.remote_ids.get_mut());
         if !ids.is_empty() {
-            if let Ok(hub) = try_get_hub() {
+            hub_if_any(|hub| {
                 for id in ids {
                     // Each remote waker took one reference on the loop.
                     hub.remote_waiters.borrow_mut().remove(&id);
                     hub.lp.unref();
                 }
-            }
+            });
         }
     }
 }
 
-/// Waits until `ready()` holds, registering wakers with `subscribe` before each park.
-/// Returns `Ok(false)` if `timeout` expired first.
+/// Waits until `ready()` holds, registering a waker with `subscribe` first and again
+/// after each wake-up (a wake-up consumes the subscription). Returns `Ok(false)` if
+/// `timeout` expired first.
 pub(crate) fn wait_until(
     what: &'static str,
     timeout: Option<Duration>,
@@ -525,10 +807,7 @@ pub(crate) fn wait_until(
     if ready() {
         return Ok(true);
     }
-    let mut w = Wait::new(what)?;
-    if let Some(d) = timeout {
-        w.set_timeout(d)?;
-    }
+    let w = Wait::timed(what, timeout)?;
     loop {
         subscribe(w.waker());
         if !w.park()? {
@@ -538,4 +817,22 @@ pub(crate) fn wait_until(
             return Ok(true);
         }
     }
+}
+
+/// Waits for a notification: returns `Ok(true)` at once if `ready()` holds, else
+/// subscribes once and returns `Ok(true)` when woken (whether or not `ready()` still
+/// holds: it became ready while this greenlet waited, as gevent's `Event.wait` says),
+/// `Ok(false)` on timeout.
+pub(crate) fn wait_notified(
+    what: &'static str,
+    timeout: Option<Duration>,
+    ready: impl Fn() -> bool,
+    subscribe: impl FnOnce(Waker),
+) -> Result<bool> {
+    if ready() {
+        return Ok(true);
+    }
+    let w = Wait::timed(what, timeout)?;
+    subscribe(w.waker());
+    w.park()
 }

@@ -125,7 +125,10 @@ impl GroupInner {
     fn kill_nowait(&self) {
         // A copy: a kill of an unstarted member ends it (and may run code) at once.
         let members: Vec<_> = self.members.borrow().values().cloned().collect();
-        for g in &members {
+        // A member killing its own group is killed last (at its next blocking point).
+        let me = crate::api::current_id();
+        let (mine, others): (Vec<_>, Vec<_>) = members.iter().partition(|g| g.id() == Some(me));
+        for g in others.into_iter().chain(mine) {
             g.kill_nowait();
         }
     }

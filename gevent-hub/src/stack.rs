@@ -77,13 +77,16 @@ fn page_size() -> usize {
 }
 
 thread_local! {
-    static POOL: RefCell<Vec<GreenletStack>> = const { RefCell::new(Vec::new()) };
+    // No destructor: the greenlet layer's thread teardown frees it last, explicitly
+    // (`release_thread_pool`), so it never depends on thread-local destruction order.
+    static POOL: std::mem::ManuallyDrop<RefCell<Vec<GreenletStack>>> =
+        const { std::mem::ManuallyDrop::new(RefCell::new(Vec::new())) };
     static ALLOCATED: Cell<usize> = const { Cell::new(0) };
 }
 
-/// True while this thread's stack pool exists (and makes sure it does).
-pub(crate) fn pool_alive() -> bool {
-    POOL.try_with(|_| ()).is_ok()
+/// Frees this thread's pooled stacks: the last step of its teardown.
+pub(crate) fn release_thread_pool() {
+    drop(POOL.with(|p| std::mem::take(&mut *p.borrow_mut())));
 }
 
 /// A stack of at least `size` bytes, from the pool when one of that size is there.

@@ -5,7 +5,7 @@
 mod util;
 
 use gevent_hub::{
-    killall, sleep, spawn, spawn_later, AnyGreenlet, Event, Greenlet, JoinError, Outcome,
+    joinall, killall, sleep, spawn, spawn_later, AnyGreenlet, Event, Greenlet, JoinError, Outcome,
 };
 use std::cell::{Cell, RefCell};
 use std::rc::Rc;
@@ -228,11 +228,18 @@ fn a_greenlet_can_kill_a_sibling_and_itself() {
     assert_eq!(killer.join().unwrap(), Some(Outcome::Killed));
     assert_eq!(drops.get(), 1);
 
-    // A greenlet reaching its own handle (through a slot) and killing itself unwinds
-    // on the spot, as a kill at its next blocking point would.
+    // A greenlet reaching its own handle (through a slot) and killing itself goes on
+    // running until its next blocking point, as in gevent (the kill is scheduled), and
+    // unwinds there.
     let slot: Rc<RefCell<Option<Greenlet<()>>>> = Rc::default();
-    let after = Rc::new(Cell::new(false));
-    let (s, a, guard) = (slot.clone(), after.clone(), drops.drop_guard());
+    let after_kill = Rc::new(Cell::new(false));
+    let after_block = Rc::new(Cell::new(false));
+    let (s, a, b, guard) = (
+        slot.clone(),
+        after_kill.clone(),
+        after_block.clone(),
+        drops.drop_guard(),
+    );
     let g = spawn(move || {
         let _guard = guard;
         s.borrow()
@@ -240,13 +247,124 @@ fn a_greenlet_can_kill_a_sibling_and_itself() {
             .expect("the handle is in the slot")
             .kill_nowait();
         a.set(true);
+        sleep(NEVER).unwrap();
+        b.set(true);
     });
     *slot.borrow_mut() = Some(g);
     settle();
     let g = slot.borrow_mut().take().unwrap();
     assert_eq!(g.outcome(), Some(Outcome::Killed));
-    assert!(!after.get(), "kill_nowait on itself does not return");
+    assert!(after_kill.get(), "kill_nowait on itself returns");
+    assert!(!after_block.get(), "it died at its next blocking point");
     assert_eq!(drops.get(), 2);
+
+    // One that kills itself and returns without blocking again ends normally.
+    let slot: Rc<RefCell<Option<Greenlet<u32>>>> = Rc::default();
+    let s = slot.clone();
+    let g = spawn(move || {
+        s.borrow().as_ref().expect("in the slot").kill_nowait();
+        7
+    });
+    *slot.borrow_mut() = Some(g);
+    settle();
+    let g = slot.borrow_mut().take().unwrap();
+    assert_eq!(g.join().unwrap(), 7);
+}
+
+/// `n` greenlets asleep, each logging its name when its destructors run; and a slot
+/// through which they can reach all their handles.
+type Handles = Rc<RefCell<Vec<Greenlet<()>>>>;
+
+struct LogOnDrop(Rc<RefCell<Vec<String>>>, String);
+impl Drop for LogOnDrop {
+    fn drop(&mut self) {
+        self.0.borrow_mut().push(self.1.clone());
+    }
+}
+
+#[test]
+fn killall_called_by_one_of_its_targets_kills_the_others_then_the_caller() {
+    let log: Rc<RefCell<Vec<String>>> = Rc::default();
+    let handles: Handles = Rc::default();
+    let go = Event::new();
+    let mut gs = Vec::new();
+    for name in ["a", "b", "c", "d"] {
+        let (l, h, go) = (log.clone(), handles.clone(), go.clone());
+        gs.push(spawn(move || {
+            let _on_drop = LogOnDrop(l.clone(), name.to_owned());
+            if name == "b" {
+                go.wait().unwrap();
+                let hs = h.borrow();
+                let refs: Vec<&dyn AnyGreenlet> = hs.iter().map(|g| g as _).collect();
+                let r = killall(&refs, true, None);
+                l.borrow_mut().push(format!("killall returned {r:?}"));
+            }
+            sleep(NEVER).unwrap();
+        }));
+    }
+    *handles.borrow_mut() = gs;
+    sleep(Duration::ZERO).unwrap();
+    go.set();
+    let all_done = {
+        let hs = handles.borrow();
+        let refs: Vec<&dyn AnyGreenlet> = hs.iter().map(|g| g as _).collect();
+        joinall(&refs, Some(util::WATCHDOG_LIMIT), false).unwrap()
+    };
+    assert!(all_done, "every target died");
+    let hs = handles.borrow_mut().drain(..).collect::<Vec<_>>();
+    for g in &hs {
+        assert_eq!(g.outcome(), Some(Outcome::Killed), "{}", g.name());
+    }
+    let log = log.borrow().clone();
+    assert_eq!(
+        log.last().map(String::as_str),
+        Some("b"),
+        "the caller dies after the others: {log:?}"
+    );
+    let mut others: Vec<_> = log[..3].to_vec();
+    others.sort();
+    assert_eq!(others, ["a", "c", "d"], "{log:?}");
+    assert_eq!(
+        log.len(),
+        4,
+        "killall never returned to the caller: {log:?}"
+    );
+}
+
+#[test]
+fn group_kill_called_by_a_member_kills_the_others_then_the_caller() {
+    use gevent_hub::pool::Group;
+    let log: Rc<RefCell<Vec<String>>> = Rc::default();
+    let group = Group::new();
+    let go = Event::new();
+    let mut gs = Vec::new();
+    for name in ["a", "b", "c"] {
+        let (l, grp, go) = (log.clone(), group.clone(), go.clone());
+        gs.push(group.spawn(move || {
+            let _on_drop = LogOnDrop(l.clone(), name.to_owned());
+            if name == "b" {
+                go.wait().unwrap();
+                let _ = grp.kill(None);
+                l.borrow_mut().push("kill returned".to_owned());
+            }
+            sleep(NEVER).unwrap();
+        }));
+    }
+    sleep(Duration::ZERO).unwrap();
+    go.set();
+    assert!(with_watchdog(|| group.join(None).unwrap()));
+    for g in &gs {
+        assert_eq!(g.outcome(), Some(Outcome::Killed), "{}", g.name());
+    }
+    let log = log.borrow().clone();
+    assert_eq!(log.len(), 3, "{log:?}");
+    assert_eq!(log[2], "b", "the caller dies last: {log:?}");
+}
+
+/// Runs `f` under a watchdog: a greenlet that is never killed fails the test instead of
+/// hanging it.
+fn with_watchdog<R>(f: impl FnOnce() -> R) -> R {
+    gevent_hub::with_timeout(util::WATCHDOG_LIMIT, f).expect("the watchdog fired")
 }
 
 #[test]

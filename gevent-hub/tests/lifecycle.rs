@@ -267,3 +267,44 @@ fn links_fire_even_when_the_handle_is_dropped() {
     settle();
     assert_eq!(fired.get(), 1);
 }
+
+#[test]
+fn a_panicking_link_does_not_stop_the_links_after_it() {
+    let ran = Counter::new();
+    let g = spawn(|| ());
+    let r = ran.clone();
+    g.link(|_| panic!("expected: a failing link"));
+    g.link(move |_| r.bump());
+    g.join().unwrap();
+    settle();
+    assert_eq!(ran.get(), 1, "the link after the panicking one ran");
+
+    // Links added to a greenlet that has finished already run the same way.
+    let g = spawn(|| ());
+    settle();
+    assert!(g.ready());
+    let r = ran.clone();
+    g.link(|_| panic!("expected: a failing link"));
+    g.link(move |_| r.bump());
+    settle();
+    assert_eq!(ran.get(), 2);
+
+    // And the hub goes on: greenlets still run.
+    assert_eq!(spawn(|| 5).join().unwrap(), 5);
+}
+
+#[test]
+fn a_pool_member_behind_a_panicking_link_frees_its_slot() {
+    use gevent_hub::pool::Pool;
+    let pool = Pool::new(1).unwrap();
+    let g = Rc::new(spawn(|| ()));
+    // This link runs before the pool's own, which frees the slot.
+    g.link(|_| panic!("expected: a failing link"));
+    pool.add(&g).unwrap();
+    settle();
+    assert_eq!(pool.free_count(), 1, "the member left the pool");
+    assert!(pool.is_empty());
+    let next = pool.spawn(|| 9).unwrap();
+    settle();
+    assert!(next.ready());
+}

@@ -288,10 +288,7 @@ pub fn wait_write(fd: RawFd, timeout: Option<Duration>) -> io::Result<()> {
 }
 
 fn wait_fd(fd: RawFd, events: Events, timeout: Option<Duration>) -> io::Result<()> {
-    let mut w = Wait::new("a file descriptor").map_err(io::Error::from)?;
-    if let Some(d) = timeout {
-        w.set_timeout(d).map_err(io::Error::from)?;
-    }
+    let w = Wait::timed("a file descriptor", timeout).map_err(io::Error::from)?;
     let io = get_hub()
         .get_loop()
         .io(fd, events)

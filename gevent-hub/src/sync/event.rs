@@ -2,29 +2,53 @@
 
 use crate::api::Waitable;
 use crate::error::{Error, Result};
-use crate::hub::{wait_until, Waker};
+use crate::hub::{wait_notified, Waker};
 use std::cell::{Cell, RefCell};
 use std::fmt;
 use std::rc::Rc;
 use std::time::Duration;
 
 /// Waiters of one object; woken all at once.
+///
+/// Waits that end early (timed out, killed) leave stale wakers behind; they are swept
+/// out when the list has doubled since the last sweep, so a push costs O(1) amortised
+/// however many greenlets wait.
 #[derive(Default)]
-pub(crate) struct WaitList(RefCell<Vec<Waker>>);
+pub(crate) struct WaitList {
+    wakers: RefCell<Vec<Waker>>,
+    /// The length at which the next push sweeps out stale wakers.
+    sweep_at: Cell<usize>,
+    /// Wakers looked at by sweeps so far.
+    #[cfg(test)]
+    swept: Cell<usize>,
+}
+
+/// The smallest list that is ever swept.
+const SWEEP_MIN: usize = 16;
 
 impl WaitList {
     pub(crate) fn push(&self, w: Waker) {
-        let mut ws = self.0.borrow_mut();
-        if ws.len() >= 16 {
-            // Waits that ended (timed out, were killed) leave stale wakers behind.
+        let mut ws = self.wakers.borrow_mut();
+        if ws.len() >= self.sweep_at.get().max(SWEEP_MIN) {
+            #[cfg(test)]
+            self.swept.set(self.swept.get() + ws.len());
             ws.retain(Waker::is_valid);
+            self.sweep_at.set(2 * ws.len());
         }
         ws.push(w);
     }
+
     pub(crate) fn wake_all(&self) {
-        for w in self.0.take() {
+        let ws = std::mem::take(&mut *self.wakers.borrow_mut());
+        self.sweep_at.set(0);
+        for w in ws {
             w.wake();
         }
+    }
+
+    #[cfg(test)]
+    fn len(&self) -> usize {
+        self.wakers.borrow().len()
     }
 }
 
@@ -72,7 +96,8 @@ impl Event {
         self.inner.flag.set(false);
     }
 
-    /// Waits until the flag is set.
+    /// Waits until the flag is set. A waiter returns once it was set while it waited,
+    /// even if it has been cleared again since (gevent's `Event.wait`).
     ///
     /// # Errors
     /// [`Error::WouldBlockForever`] if nothing is left that could set it;
@@ -81,7 +106,8 @@ impl Event {
         self.wait_inner(None).map(|_| ())
     }
 
-    /// Waits up to `timeout`; returns whether the flag is set.
+    /// Waits up to `timeout`; returns whether the flag was set (at the call, or while
+    /// waiting: `true` even if it was cleared again since), `false` on timeout.
     ///
     /// # Errors
     /// As [`wait`](Event::wait).
@@ -91,7 +117,7 @@ impl Event {
 
     fn wait_inner(&self, timeout: Option<Duration>) -> Result<bool> {
         let i = &self.inner;
-        wait_until(
+        wait_notified(
             "an Event to be set",
             timeout,
             || i.flag.get(),
@@ -201,7 +227,7 @@ impl<T, E> AsyncResult<T, E> {
     /// As [`Event::wait`].
     pub fn wait(&self, timeout: Option<Duration>) -> Result<bool> {
         let i = &self.inner;
-        wait_until(
+        wait_notified(
             "an AsyncResult to be set",
             timeout,
             || i.value.borrow().is_some(),
@@ -241,5 +267,34 @@ impl<T, E> Waitable for AsyncResult<T, E> {
     }
     fn subscribe(&self, w: Waker) {
         self.inner.waiters.push(w)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::hub::{SinkOwner, Wait};
+
+    /// Pushing n wakers costs O(n) in all, whether they stay valid (a sink's) or go
+    /// stale (ended waits'): the sweeps look at fewer than 4n wakers.
+    #[test]
+    fn pushes_are_amortised_constant() {
+        let n = 100_000;
+        let valid = WaitList::default();
+        let sink = SinkOwner::new();
+        for i in 0..n {
+            valid.push(sink.waker(i));
+        }
+        assert_eq!(valid.len(), n, "valid wakers are kept");
+        assert!(valid.swept.get() < 4 * n, "swept {}", valid.swept.get());
+
+        let stale = WaitList::default();
+        for _ in 0..n {
+            // Each new wait of this greenlet ends the one before: its waker goes stale.
+            let w = Wait::new("a test wait").unwrap();
+            stale.push(w.waker());
+        }
+        assert!(stale.len() < 2 * SWEEP_MIN, "stale wakers are swept out");
+        assert!(stale.swept.get() < 4 * n, "swept {}", stale.swept.get());
     }
 }

@@ -116,15 +116,10 @@ pub(crate) fn park_in_line<V: Default>(
     served: fn(&V) -> bool,
     undo: impl FnOnce(V),
 ) -> (Result<bool>, V) {
-    let mut wait = match Wait::new(what) {
+    let wait = match Wait::timed(what, timeout) {
         Ok(w) => w,
         Err(e) => return (Err(e), state),
     };
-    if let Some(d) = timeout {
-        if let Err(e) = wait.set_timeout(d) {
-            return (Err(e), state);
-        }
-    }
     let waiter = Rc::new(Waiter {
         waker: wait.waker(),
         state: RefCell::new(state),
