@@ -29,7 +29,7 @@
 //! port with [`ServerOptions::reuse_port`] (`SO_REUSEPORT`): the kernel spreads the
 //! connections over the threads' listeners (see `examples/echo_server.rs --threads`).
 
-use crate::api::{joinall, killall, sleep, spawn, AnyGreenlet, Greenlet, Outcome};
+use crate::api::{current_id, joinall, killall, sleep, spawn, AnyGreenlet, Greenlet, Outcome};
 use crate::error::Error;
 use crate::hub::get_hub;
 use crate::net::{TcpListener, TcpStream, ToSocketAddrs, UdpSocket, DEFAULT_BACKLOG};
@@ -54,7 +54,14 @@ pub struct ServerOptions {
     /// At most this many connections are handled at once; accepting pauses while full
     /// (gevent's `spawn=Pool(n)`). `None`: no bound.
     pub max_connections: Option<usize>,
+    /// How long [`StreamServer::stop`] waits for handlers it killed to end (default
+    /// [`DEFAULT_KILL_TIMEOUT`], as gevent's `pool.kill(timeout=1)`); a handler still
+    /// running then is reported as having resisted.
+    pub kill_timeout: Duration,
 }
+
+/// The default [`ServerOptions::kill_timeout`]: 1 s, as in gevent.
+pub const DEFAULT_KILL_TIMEOUT: Duration = Duration::from_secs(1);
 
 impl Default for ServerOptions {
     fn default() -> ServerOptions {
@@ -62,8 +69,33 @@ impl Default for ServerOptions {
             backlog: DEFAULT_BACKLOG,
             reuse_port: false,
             max_connections: None,
+            kill_timeout: DEFAULT_KILL_TIMEOUT,
         }
     }
+}
+
+/// What [`StreamServer::stop`] did with the handlers that were running.
+#[derive(Debug, Clone, Default)]
+#[non_exhaustive]
+pub struct StopReport {
+    /// Handlers that ended on their own within the grace period.
+    pub finished: usize,
+    /// Handlers killed after the grace period that ended within the kill timeout.
+    pub killed: usize,
+    /// Handlers still running after the kill timeout: they caught the kill and went on
+    /// (they keep their connections until they end).
+    pub resisted: Vec<ResistingHandler>,
+}
+
+/// A handler that did not end when [`StreamServer::stop`] killed it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ResistingHandler {
+    /// Its greenlet's id.
+    pub greenlet_id: u64,
+    /// Its greenlet's name.
+    pub greenlet_name: String,
+    /// The client it serves.
+    pub peer: SocketAddr,
 }
 
 type Handler = Rc<dyn Fn(TcpStream, SocketAddr)>;
@@ -73,7 +105,9 @@ struct ServerInner {
     addr: SocketAddr,
     handler: Handler,
     max: Option<usize>,
-    handlers: RefCell<HashMap<u64, Greenlet<()>>>,
+    kill_timeout: Duration,
+    /// Running handlers by greenlet id, with their clients' addresses.
+    handlers: RefCell<HashMap<u64, (SocketAddr, Greenlet<()>)>>,
     acceptor: RefCell<Option<Greenlet<()>>>,
     slot_free: Event,
     stopping: Cell<bool>,
@@ -156,7 +190,7 @@ impl StreamServer {
             s.listen(opts.backlog)?;
             Ok(TcpListener::from_socket(s))
         })?;
-        StreamServer::from_listener(listener, opts.max_connections, handler)
+        StreamServer::build(listener, opts.max_connections, opts.kill_timeout, handler)
     }
 
     /// Serves connections accepted from an existing listener.
@@ -166,6 +200,15 @@ impl StreamServer {
     pub fn from_listener(
         listener: TcpListener,
         max_connections: Option<usize>,
+        handler: impl Fn(TcpStream, SocketAddr) + 'static,
+    ) -> io::Result<StreamServer> {
+        StreamServer::build(listener, max_connections, DEFAULT_KILL_TIMEOUT, handler)
+    }
+
+    fn build(
+        listener: TcpListener,
+        max_connections: Option<usize>,
+        kill_timeout: Duration,
         handler: impl Fn(TcpStream, SocketAddr) + 'static,
     ) -> io::Result<StreamServer> {
         if max_connections == Some(0) {
@@ -181,6 +224,7 @@ impl StreamServer {
                 addr,
                 handler: Rc::new(handler),
                 max: max_connections,
+                kill_timeout,
                 handlers: RefCell::new(HashMap::new()),
                 acceptor: RefCell::new(None),
                 slot_free: Event::new(),
@@ -238,11 +282,18 @@ impl StreamServer {
     }
 
     /// Stops accepting, gives running handlers up to `grace` to finish (`None`: wait
-    /// for them all), then kills the rest.
+    /// for them all), then kills the rest and waits up to the kill timeout
+    /// ([`ServerOptions::kill_timeout`]) for them to end; returns what happened, naming
+    /// the handlers that caught the kill and went on (they are also reported on
+    /// stderr). [`serve_forever`](StreamServer::serve_forever) returns once this does.
+    ///
+    /// Called from one of the server's own handlers, it deals with the others the same
+    /// way, then schedules the caller's own kill, as gevent does: the caller goes on
+    /// until its next blocking point and is killed there.
     ///
     /// # Errors
     /// The hub's errors (e.g. called in the hub).
-    pub fn stop(&self, grace: Option<Duration>) -> io::Result<()> {
+    pub fn stop(&self, grace: Option<Duration>) -> io::Result<StopReport> {
         let inner = &self.inner;
         if !inner.stopping.replace(true) {
             inner.listener.close();
@@ -250,25 +301,55 @@ impl StreamServer {
                 a.kill_nowait();
             }
         }
-        let running: Vec<Greenlet<()>> = inner
+        let me = current_id();
+        let mut running: Vec<(u64, SocketAddr, Greenlet<()>)> = inner
             .handlers
             .borrow_mut()
             .drain()
-            .map(|(_, g)| g)
+            .map(|(id, (peer, g))| (id, peer, g))
             .collect();
-        let refs: Vec<&dyn AnyGreenlet> = running.iter().map(|g| g as &dyn AnyGreenlet).collect();
-        let done = match grace {
-            Some(d) if !refs.is_empty() => {
-                joinall(&refs, Some(d), false).map_err(io::Error::from)?
+        running.sort_by_key(|(id, _, _)| *id);
+        // A handler cannot wait for itself to end.
+        let mine = running
+            .iter()
+            .position(|(id, _, _)| *id == me)
+            .map(|i| running.remove(i));
+        let total = running.len();
+        let mut report = StopReport::default();
+        if total > 0 {
+            let refs: Vec<&dyn AnyGreenlet> = running.iter().map(|(_, _, g)| g as _).collect();
+            joinall(&refs, grace, false).map_err(io::Error::from)?;
+            report.finished = refs.iter().filter(|g| g.is_ready()).count();
+            if report.finished < total {
+                killall(&refs, true, Some(inner.kill_timeout)).map_err(io::Error::from)?;
             }
-            _ if refs.is_empty() => true,
-            _ => joinall(&refs, None, false).map_err(io::Error::from)?,
-        };
-        if !done {
-            killall(&refs, true, None).map_err(io::Error::from)?;
+        }
+        let mut still = inner.handlers.borrow_mut();
+        for (id, peer, g) in running {
+            if !g.ready() {
+                report.resisted.push(ResistingHandler {
+                    greenlet_id: id,
+                    greenlet_name: g.name().to_owned(),
+                    peer,
+                });
+                // Still running: still counted until it ends (its link removes it).
+                still.insert(id, (peer, g));
+            }
+        }
+        report.killed = total - report.finished - report.resisted.len();
+        if let Some((id, peer, g)) = mine {
+            g.kill_nowait();
+            still.insert(id, (peer, g));
+        }
+        drop(still);
+        for r in &report.resisted {
+            eprintln!(
+                "gevent: StreamServer({}) stop: handler '{}' (id {}) for {} did not end within {:?} of being killed",
+                inner.addr, r.greenlet_name, r.greenlet_id, r.peer, inner.kill_timeout
+            );
         }
         inner.stopped.set();
-        Ok(())
+        Ok(report)
     }
 }
 
@@ -304,7 +385,7 @@ fn accept_loop(inner: &Rc<ServerInner>) {
                         inner.slot_free.set();
                     }
                 });
-                inner.handlers.borrow_mut().insert(id, g);
+                inner.handlers.borrow_mut().insert(id, (peer, g));
             }
             Err(_) if inner.stopping.get() || inner.listener.take_error().is_err() => return,
             Err(e) if is_transient(&e) => {}

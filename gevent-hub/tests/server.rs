@@ -531,3 +531,116 @@ fn signal_handler_runs_its_function_in_a_greenlet_without_keeping_the_loop_alive
     });
     drop(handler);
 }
+
+#[test]
+fn stop_called_from_a_handler_stops_the_server_and_closes_the_other_connections() {
+    with_watchdog(WATCHDOG, || {
+        let slot: Rc<RefCell<Option<StreamServer>>> = Rc::default();
+        let idle_in = Rc::new(Cell::new(0usize));
+        let idle_ready = Event::new();
+        let after_stop = Rc::new(Cell::new(false));
+        let after_next_block = Rc::new(Cell::new(false));
+        let (s, n, ready, a, b) = (
+            slot.clone(),
+            idle_in.clone(),
+            idle_ready.clone(),
+            after_stop.clone(),
+            after_next_block.clone(),
+        );
+        let server = StreamServer::new("127.0.0.1:0", move |sock, _| {
+            let mut req = [0u8; 1];
+            (&sock).read_exact(&mut req).unwrap();
+            if req[0] == b'i' {
+                n.set(n.get() + 1);
+                if n.get() == 2 {
+                    ready.set();
+                }
+                sleep(NEVER).unwrap();
+                return;
+            }
+            let server = s.borrow().clone().expect("the server is in the slot");
+            let report = server.stop(Some(Duration::ZERO)).unwrap();
+            assert!(report.resisted.is_empty(), "{report:?}");
+            a.set(true);
+            (&sock).write_all(b"bye").unwrap();
+            // Its own kill was scheduled: it dies at this blocking point.
+            let _ = (&sock).read(&mut req);
+            b.set(true);
+        })
+        .unwrap();
+        *slot.borrow_mut() = Some(server.clone());
+        let addr = server.server_addr();
+        let runner = {
+            let server = server.clone();
+            spawn(move || server.serve_forever())
+        };
+        let idle_clients: Vec<TcpStream> = (0..2)
+            .map(|_| {
+                let c = TcpStream::connect(addr).unwrap();
+                (&c).write_all(b"i").unwrap();
+                c
+            })
+            .collect();
+        idle_ready.wait().unwrap();
+        let stopper = TcpStream::connect(addr).unwrap();
+        (&stopper).write_all(b"s").unwrap();
+
+        runner.join().unwrap().unwrap();
+        for c in idle_clients {
+            let mut got = Vec::new();
+            (&c).read_to_end(&mut got).unwrap();
+            assert_eq!(got, b"", "the idle handlers were killed: EOF");
+        }
+        let mut got = Vec::new();
+        (&stopper).read_to_end(&mut got).unwrap();
+        assert_eq!(got, b"bye", "the stopping handler went on after stop");
+        assert!(after_stop.get());
+        assert!(
+            !after_next_block.get(),
+            "then died at its next blocking point"
+        );
+        idle().unwrap();
+        assert_eq!(server.connection_count(), 0);
+        slot.borrow_mut().take();
+    });
+}
+
+#[test]
+fn stop_returns_and_names_a_handler_that_swallows_the_kill() {
+    with_watchdog(WATCHDOG, || {
+        let in_request = Event::new();
+        let release = Event::new();
+        let swallowed = Rc::new(Cell::new(0usize));
+        let (ir, rel, sw) = (in_request.clone(), release.clone(), swallowed.clone());
+        let opts = ServerOptions {
+            kill_timeout: Duration::from_millis(20),
+            ..ServerOptions::default()
+        };
+        let server = StreamServer::with_options("127.0.0.1:0", opts, move |sock, _| {
+            let mut req = [0u8; 1];
+            (&sock).read_exact(&mut req).unwrap();
+            ir.set();
+            let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| sleep(NEVER)));
+            assert!(r.is_err(), "only a kill ends that sleep");
+            sw.set(sw.get() + 1);
+            // Blocks again, as if the kill had not happened.
+            rel.wait().unwrap();
+        })
+        .unwrap();
+        server.start().unwrap();
+        let c = TcpStream::connect(server.server_addr()).unwrap();
+        let local = c.local_addr().unwrap();
+        (&c).write_all(b"x").unwrap();
+        in_request.wait().unwrap();
+
+        let report = server.stop(Some(Duration::ZERO)).unwrap();
+        assert_eq!(swallowed.get(), 1, "it was killed once and swallowed it");
+        assert_eq!(report.resisted.len(), 1, "{report:?}");
+        assert_eq!(report.resisted[0].peer, local, "{report:?}");
+        assert!(!report.resisted[0].greenlet_name.is_empty());
+
+        release.set();
+        idle().unwrap();
+        assert_eq!(server.connection_count(), 0);
+    });
+}
