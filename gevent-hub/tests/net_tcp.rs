@@ -500,3 +500,90 @@ fn wait_read_waits_for_a_foreign_pipe_to_become_readable() {
         wait_write(wr.as_raw_fd(), Some(WATCHDOG)).unwrap();
     });
 }
+
+/// True if `fd` names an open file descriptor right now.
+fn fd_is_open(fd: i32) -> bool {
+    // SAFETY: F_GETFD only reads the descriptor flags.
+    unsafe { libc::fcntl(fd, libc::F_GETFD) != -1 }
+}
+
+/// The (device, inode) of the file `fd` refers to.
+fn file_id(fd: i32) -> (u64, u64) {
+    // SAFETY: fstat fills the zeroed struct for an open fd.
+    let mut st: libc::stat = unsafe { std::mem::zeroed() };
+    // SAFETY: as above.
+    assert_eq!(unsafe { libc::fstat(fd, &mut st) }, 0, "fstat {fd}");
+    (st.st_dev, st.st_ino)
+}
+
+#[test]
+fn a_borrowed_fd_stays_valid_while_its_socket_is_closed_through_another_handle() {
+    use std::os::fd::AsFd;
+    let (c, s) = tcp_pair();
+    let other = c.try_clone().unwrap();
+    let borrowed = c.as_fd();
+    let fd = borrowed.as_raw_fd();
+    other.close();
+    // The peer sees the connection closed...
+    let mut buf = [0u8; 1];
+    assert_eq!(with_watchdog(|| (&s).read(&mut buf).unwrap()), 0);
+    // ...but the number the borrow names is still reserved: a file opened now gets
+    // another one, and the borrowed fd does not alias it.
+    let f = std::fs::File::open("/dev/null").unwrap();
+    assert_ne!(f.as_raw_fd(), fd, "the borrowed fd's number was reused");
+    assert!(
+        fd_is_open(fd),
+        "a borrowed fd must stay open for its lifetime"
+    );
+    assert_ne!(file_id(fd), file_id(f.as_raw_fd()));
+    // Using the closed socket is an error, not a use of some other file.
+    assert!((&c).write(b"x").is_err());
+    let _ = borrowed;
+}
+
+#[test]
+fn close_on_the_same_handle_keeps_its_borrowed_fd_reserved_too() {
+    use std::os::fd::AsFd;
+    for kind in ["stream", "listener", "udp"] {
+        let (fd, closer): (i32, Box<dyn Fn()>) = match kind {
+            "stream" => {
+                let (c, _s) = tcp_pair();
+                let fd = c.as_fd().as_raw_fd();
+                let c = Rc::new(c);
+                let c2 = c.clone();
+                (fd, Box::new(move || c2.close()))
+            }
+            "listener" => {
+                let l = Rc::new(TcpListener::bind("127.0.0.1:0").unwrap());
+                let fd = l.as_fd().as_raw_fd();
+                let l2 = l.clone();
+                (fd, Box::new(move || l2.close()))
+            }
+            _ => {
+                let u = Rc::new(gevent_hub::net::UdpSocket::bind("127.0.0.1:0").unwrap());
+                let fd = u.as_fd().as_raw_fd();
+                let u2 = u.clone();
+                (fd, Box::new(move || u2.close()))
+            }
+        };
+        closer();
+        let f = std::fs::File::open("/dev/null").unwrap();
+        assert_ne!(
+            f.as_raw_fd(),
+            fd,
+            "{kind}: the closed socket's number was reused while its handle lives"
+        );
+        assert!(fd_is_open(fd), "{kind}");
+        drop(closer);
+    }
+}
+
+#[test]
+fn a_closed_listener_refuses_connections_though_its_fd_stays_reserved() {
+    let l = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = l.local_addr().unwrap();
+    l.close();
+    let e = TcpStream::connect(addr).unwrap_err();
+    assert_eq!(e.kind(), io::ErrorKind::ConnectionRefused);
+    assert!(l.accept().is_err());
+}

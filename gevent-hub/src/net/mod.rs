@@ -35,9 +35,9 @@ macro_rules! fd_conversions {
         }
         impl AsFd for $t {
             fn as_fd(&self) -> BorrowedFd<'_> {
-                // SAFETY: the fd stays open while `self` (and its Rc<Sock>) lives, unless
-                // closed explicitly, after which the caller must not use it (as with any
-                // fd handed out by `close`d objects).
+                // SAFETY: the fd number stays open while `self` (and its Rc<Sock>) lives:
+                // an explicit `close` keeps it reserved (a placeholder is dup'd over it)
+                // until the last handle is dropped, which the borrow of `self` prevents.
                 unsafe { BorrowedFd::borrow_raw(self.sock.fd()) }
             }
         }

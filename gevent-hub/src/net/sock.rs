@@ -21,6 +21,14 @@
 //! socket with an error before the fd is closed, so nobody waits on a recycled fd.
 //! Two greenlets waiting to read (or to write) the same socket at once is an error,
 //! not a hang.
+//!
+//! An explicit `close` while handles remain releases the socket at once (the peer sees
+//! the connection end, a listener stops listening) but keeps its fd *number* reserved
+//! until the last handle is dropped: an unconnected placeholder socket is `dup3`'d over
+//! it, so a `BorrowedFd` taken from a handle never comes to name another file (what
+//! `AsFd` promises). Using the placeholder fails (`ENOTCONN`, `EINVAL`). If no
+//! placeholder can be had (out of fds), the socket is shut down instead and closed
+//! with its last handle.
 
 use crate::hub::{get_hub, Wait, Waker};
 use gevent_core::{Events, Io};
@@ -43,6 +51,9 @@ struct Direction {
 /// A socket shared by the handles of one `net` object (`try_clone` shares it).
 pub(crate) struct Sock {
     sock: RefCell<Option<Socket>>,
+    /// After an explicit `close`: what holds `fd`'s number until the last handle goes
+    /// (the placeholder, or the shut-down socket itself).
+    reserved: RefCell<Option<Socket>>,
     fd: RawFd,
     /// Believed readable: the last read filled the buffer, or nobody has looked yet.
     read_ready: Cell<bool>,
@@ -74,6 +85,7 @@ impl Sock {
         Sock {
             fd: s.as_raw_fd(),
             sock: RefCell::new(Some(s)),
+            reserved: RefCell::new(None),
             read_ready: Cell::new(true),
             read: Direction::default(),
             write: Direction::default(),
@@ -246,12 +258,17 @@ impl Sock {
         Ok(())
     }
 
-    /// Closes the socket: wakes waiters (they get an error), stops the watchers, closes
-    /// the fd. Idempotent.
+    /// Closes the socket: wakes waiters (they get an error), stops the watchers, and
+    /// releases the socket, keeping its fd number reserved until the last handle is
+    /// dropped (see the module docs). Idempotent.
     pub(crate) fn close(&self) {
-        let Some(s) = self.sock.borrow_mut().take() else {
-            return;
-        };
+        let Some(s) = self.shut() else { return };
+        *self.reserved.borrow_mut() = Some(reserve_number(s));
+    }
+
+    /// The part of closing shared with the last handle's drop: wake, stop, take out.
+    fn shut(&self) -> Option<Socket> {
+        let s = self.sock.borrow_mut().take()?;
         for dir in [&self.read, &self.write] {
             if let Some(io) = dir.io.borrow_mut().take() {
                 io.stop();
@@ -261,13 +278,43 @@ impl Sock {
                 w.wake();
             }
         }
-        drop(s);
+        Some(s)
     }
+}
+
+/// Releases socket `s` but keeps its fd number taken: `dup3`s an unconnected socket
+/// over it and returns the `Socket` that now owns the number (the placeholder). Falls
+/// back to shutting `s` down and keeping it, if no placeholder can be made.
+fn reserve_number(s: Socket) -> Socket {
+    let fd = s.as_raw_fd();
+    // SAFETY: a plain socket(2) call; the result is checked.
+    let ph = unsafe {
+        libc::socket(
+            libc::AF_UNIX,
+            libc::SOCK_STREAM | libc::SOCK_CLOEXEC | libc::SOCK_NONBLOCK,
+            0,
+        )
+    };
+    if ph >= 0 {
+        // SAFETY: both fds are open and ours; dup3 atomically closes what `fd` named
+        // (the real socket, released once no other fd refers to it) and makes `fd`
+        // name the placeholder. `s` keeps owning the number `fd`.
+        let r = unsafe { libc::dup3(ph, fd, libc::O_CLOEXEC) };
+        // SAFETY: `ph` is ours and no longer needed (on success `fd` is its copy).
+        unsafe { libc::close(ph) };
+        if r == fd {
+            return s;
+        }
+    }
+    let _ = s.shutdown(std::net::Shutdown::Both);
+    s
 }
 
 impl Drop for Sock {
     fn drop(&mut self) {
-        self.close();
+        // The last handle: the number may go now.
+        drop(self.shut());
+        drop(self.reserved.get_mut().take());
     }
 }
 
