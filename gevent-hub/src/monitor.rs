@@ -55,7 +55,10 @@
 //! order the other thread-locals are destroyed in.
 //!
 //! ## Turning it on
-//! With [`start_monitor`], [`start_monitor_with`] or [`MonitorBuilder`].
+//! In code, with [`start_monitor`], [`start_monitor_with`] or [`MonitorBuilder`]; or
+//! with gevent's environment variables, read by [`from_env`]:
+//! `GEVENT_MONITOR_THREAD_ENABLE` (`1`/`true`/`on`/`yes`, any case) and
+//! `GEVENT_MAX_BLOCKING_TIME` (the threshold in seconds, default `0.1`).
 
 use crate::error::{Error, Result};
 use crate::greenlet::GInner;
@@ -70,7 +73,7 @@ use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-/// The default threshold, as in gevent (`max_blocking_time = 0.1`).
+/// The default threshold, as in gevent (`GEVENT_MAX_BLOCKING_TIME=0.1`).
 pub const DEFAULT_THRESHOLD: Duration = Duration::from_millis(100);
 
 /// The shortest default period between reports of one long episode.
@@ -627,6 +630,90 @@ pub fn start_monitor_with(
     MonitorBuilder::new(threshold).start_with(report)
 }
 
+/// Starts a monitor on this thread's hub if gevent's environment variables ask for
+/// one: `GEVENT_MONITOR_THREAD_ENABLE` true (`1`, `true`, `on`, `yes`, any case and
+/// surrounding spaces; `0`, `false`, `off`, `no` or empty for false) and
+/// `GEVENT_MAX_BLOCKING_TIME` the threshold in seconds (default `0.1`). Reports go to
+/// stderr, with the default period.
+///
+/// An invalid value prints one line to stderr saying which and why, and no monitor
+/// is started (gevent refuses such a configuration with an error).
+pub fn from_env() -> Option<BlockingMonitor> {
+    match crate::hub::try_get_hub() {
+        Ok(hub) => from_env_on(hub.get_loop()),
+        Err(e) => {
+            eprintln!("gevent: cannot start the blocking monitor: {e}");
+            None
+        }
+    }
+}
+
+/// [`from_env`] for a hub that is being made: takes its loop, does not look the hub
+/// up.
+pub(crate) fn from_env_on(lp: &Loop) -> Option<BlockingMonitor> {
+    let enable = std::env::var_os(ENV_ENABLE);
+    let max = std::env::var_os(ENV_MAX);
+    let threshold = match parse_env(enable.as_deref(), max.as_deref()) {
+        Ok(Some(t)) => t,
+        Ok(None) => return None,
+        Err(msg) => {
+            eprintln!("gevent: {msg}; the blocking monitor is not started");
+            return None;
+        }
+    };
+    match MonitorBuilder::new(threshold).start_on(lp, Box::new(|r| eprintln!("{r}"))) {
+        Ok(m) => Some(m),
+        Err(e) => {
+            eprintln!("gevent: cannot start the blocking monitor: {e}");
+            None
+        }
+    }
+}
+
+const ENV_ENABLE: &str = "GEVENT_MONITOR_THREAD_ENABLE";
+const ENV_MAX: &str = "GEVENT_MAX_BLOCKING_TIME";
+
+/// The threshold the two variables ask for (`None`: no monitor), as gevent's
+/// `validate_bool` and its positive-float setting read them.
+fn parse_env(
+    enable: Option<&std::ffi::OsStr>,
+    max: Option<&std::ffi::OsStr>,
+) -> std::result::Result<Option<Duration>, String> {
+    let text = |name: &str, v: &std::ffi::OsStr| {
+        v.to_str()
+            .map(|s| s.trim().to_owned())
+            .ok_or_else(|| format!("{name}={v:?} is not valid UTF-8"))
+    };
+    let Some(enable) = enable else {
+        return Ok(None);
+    };
+    let on = text(ENV_ENABLE, enable)?;
+    match on.to_ascii_lowercase().as_str() {
+        "1" | "true" | "on" | "yes" => {}
+        "0" | "false" | "off" | "no" | "" => return Ok(None),
+        _ => {
+            return Err(format!(
+                "{ENV_ENABLE}={on:?} is not a boolean (1/true/on/yes or 0/false/off/no)"
+            ))
+        }
+    }
+    let Some(max) = max else {
+        return Ok(Some(DEFAULT_THRESHOLD));
+    };
+    let secs = text(ENV_MAX, max)?;
+    if secs.is_empty() {
+        return Ok(Some(DEFAULT_THRESHOLD));
+    }
+    match secs.parse::<f64>() {
+        Ok(s) if s > 0.0 => Duration::try_from_secs_f64(s)
+            .map(Some)
+            .map_err(|_| format!("{ENV_MAX}={secs:?} is too large a number of seconds")),
+        _ => Err(format!(
+            "{ENV_MAX}={secs:?} is not a positive number of seconds (e.g. 0.1)"
+        )),
+    }
+}
+
 // ---------------------------------------------------------------------------------
 // The monitor thread.
 
@@ -725,6 +812,7 @@ impl Watch {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::ffi::OsStr;
 
     fn name_of(slot: &Slot) -> String {
         slot.read().map(|s| s.greenlet_name()).unwrap_or_default()
@@ -775,5 +863,29 @@ mod tests {
         slot.enter_poll();
         slot.record_parts(1, None, None); // a switch out of the poll phase
         assert!(!slot.read().unwrap().in_poll);
+    }
+
+    #[test]
+    fn env_values_are_read_as_gevent_reads_them() {
+        let p = |e: Option<&str>, m: Option<&str>| parse_env(e.map(OsStr::new), m.map(OsStr::new));
+        assert_eq!(p(None, Some("5")), Ok(None));
+        for off in ["0", "false", "OFF", "no", "", "  "] {
+            assert_eq!(p(Some(off), Some("junk")), Ok(None), "{off:?}");
+        }
+        for on in ["1", "true", "TRUE", " On ", "yes", "Yes"] {
+            assert_eq!(p(Some(on), None), Ok(Some(DEFAULT_THRESHOLD)), "{on:?}");
+        }
+        assert_eq!(p(Some("1"), Some("")), Ok(Some(DEFAULT_THRESHOLD)));
+        assert_eq!(
+            p(Some("1"), Some(" 0.25 ")),
+            Ok(Some(Duration::from_millis(250)))
+        );
+        assert_eq!(p(Some("1"), Some("2")), Ok(Some(Duration::from_secs(2))));
+        for bad in ["0", "-1", "abc", "nan", "inf", "1e400", "0.1s"] {
+            let e = p(Some("1"), Some(bad)).unwrap_err();
+            assert!(e.contains(ENV_MAX), "{bad:?}: {e}");
+        }
+        let e = p(Some("maybe"), None).unwrap_err();
+        assert!(e.contains(ENV_ENABLE) && e.contains("maybe"), "{e}");
     }
 }
