@@ -360,9 +360,10 @@ impl Snapshot {
 }
 
 thread_local! {
-    /// This thread's slot while at least one monitor watches its hub, else null. A
-    /// plain pointer, no destructor: switches made during thread-exit teardown read it
-    /// whatever order the other thread-locals are destroyed in.
+    /// This thread's slot while at least one monitor watches its hub, else null. It
+    /// owns one strong count of the slot's `Arc` (`Arc::into_raw`). A plain pointer, no
+    /// destructor: switches made during thread-exit teardown read it whatever order the
+    /// other thread-locals are destroyed in.
     static SLOT: Cell<*const Slot> = const { Cell::new(ptr::null()) };
 }
 
@@ -372,9 +373,9 @@ thread_local! {
 pub(crate) fn on_switch(g: &GInner) {
     let p = SLOT.with(Cell::get);
     if !p.is_null() {
-        // SAFETY: SLOT is non-null only while a BlockingMonitor of this thread holds an
-        // Arc of the slot; the last one to go nulls SLOT before releasing its Arc, and
-        // monitors cannot leave the thread (they are !Send).
+        // SAFETY: a non-null SLOT owns a strong count of the slot (taken by the first
+        // monitor of this thread, given back by the last one after nulling SLOT), so
+        // the slot is alive; monitors cannot leave the thread (they are !Send).
         unsafe { &*p }.record(g);
     }
 }
@@ -456,9 +457,8 @@ impl MonitorBuilder {
             slot.record(&crate::greenlet::current_rc());
             slot
         } else {
-            // SAFETY: a non-null SLOT was made by `Arc::as_ptr` of a slot that a live
-            // monitor of this thread still holds (see `on_switch`), so the count is
-            // at least one and taking one more reference is sound.
+            // SAFETY: a non-null SLOT came from `Arc::into_raw` and owns a strong count
+            // (see `on_switch`), so the slot is alive and may gain a reference.
             unsafe {
                 Arc::increment_strong_count(existing);
                 Arc::from_raw(existing)
@@ -504,7 +504,7 @@ impl MonitorBuilder {
 
         // Nothing can fail from here on: register the slot for the switch path.
         if slot.users.fetch_add(1, Ordering::Relaxed) == 0 {
-            SLOT.with(|p| p.set(Arc::as_ptr(&slot)));
+            SLOT.with(|p| p.set(Arc::into_raw(slot.clone())));
         }
         Ok(BlockingMonitor {
             slot,
@@ -583,8 +583,14 @@ impl Drop for BlockingMonitor {
             let _ = t.join();
         }
         if self.slot.users.fetch_sub(1, Ordering::Relaxed) == 1 {
-            // Before our Arc (maybe the last) goes with the fields.
-            SLOT.with(|p| p.set(ptr::null()));
+            // The last monitor of this thread: unhook the switch path, then give back
+            // the reference SLOT owned.
+            let p = SLOT.with(|p| p.replace(ptr::null()));
+            if !p.is_null() {
+                // SAFETY: SLOT's pointer came from `Arc::into_raw` and owned one strong
+                // count; SLOT is null now, so nothing else will use that count.
+                drop(unsafe { Arc::from_raw(p) });
+            }
         }
     }
 }
