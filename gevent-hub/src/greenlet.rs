@@ -159,6 +159,11 @@ impl GInner {
         self.name
             .get_or_init(|| format!("Greenlet-{}", self.id).into_boxed_str())
     }
+    /// The name if one was given (or already made), without making one: for the
+    /// switch path, which must not format `Greenlet-<id>` on every switch.
+    pub(crate) fn name_if_set(&self) -> Option<&str> {
+        self.name.get().map(|n| &**n)
+    }
     pub(crate) fn is_dead(&self) -> bool {
         self.dead.get()
     }

@@ -30,7 +30,8 @@
 //! Modules: [`greenlet`] (raw switching), [`stack`] (stacks and overflow reports),
 //! the hub ([`get_hub`], [`Wait`], [`HubHandle`]), the greenlet API ([`spawn`],
 //! [`Greenlet`], [`joinall`], [`killall`], [`wait`], [`iwait`], [`sleep`]), and
-//! [`Timeout`]/[`with_timeout`].
+//! [`Timeout`]/[`with_timeout`], and [`monitor`] (a watchdog thread that reports
+//! greenlets holding the hub too long, gevent's `monitor_thread`).
 #![deny(missing_docs, missing_debug_implementations, rust_2018_idioms)]
 #![deny(unsafe_op_in_unsafe_fn)]
 
