@@ -106,6 +106,9 @@ pub struct Hub {
     /// Set once its thread has begun to end: nothing is scheduled any more.
     exiting: Cell<bool>,
     members: RefCell<Members>,
+    /// The blocking monitor `GEVENT_MONITOR_THREAD_ENABLE` asked for, for the hub's
+    /// lifetime (last: dropped after the hub greenlet has left its loop).
+    _monitor: Option<crate::monitor::BlockingMonitor>,
 }
 
 impl fmt::Debug for Hub {
@@ -276,6 +279,7 @@ impl Hub {
         let r2 = remote.clone();
         a.start(move |_, _| drain_remote(&r2))?;
         a.set_ref(false);
+        let monitor = crate::monitor::from_env_on(&lp);
         Ok(Hub {
             lp,
             raw,
@@ -285,6 +289,7 @@ impl Hub {
             next_remote: Cell::new(1),
             exiting: Cell::new(false),
             members: RefCell::new(Members::default()),
+            _monitor: monitor,
         })
     }
 
