@@ -294,7 +294,8 @@ impl LoopInner {
         if !self.callbacks_ref.get() {
             return; // nothing was queued: the common case of a busy loop costs nothing
         }
-        let deadline = Instant::now() + self.callback_budget.get();
+        // No deadline for a budget beyond what an Instant can hold (Duration::MAX).
+        let deadline = Instant::now().checked_add(self.callback_budget.get());
         let mut ran = 0u32;
         loop {
             let next = self.callbacks.borrow_mut().pop_front();
@@ -305,7 +306,7 @@ impl LoopInner {
                 }
                 ran += 1;
                 // Checking the clock every few callbacks keeps the common case cheap.
-                if ran % 16 == 0 && Instant::now() >= deadline {
+                if ran % 16 == 0 && deadline.is_some_and(|d| Instant::now() >= d) {
                     break;
                 }
             }
@@ -772,10 +773,14 @@ impl Loop {
         unsafe { ffi::ev_set_io_collect_interval(self.inner.raw, d.as_secs_f64()) }
     }
 
-    /// Lets libev batch timer expiries for up to `d` (`ev_set_timeout_collect_interval`).
+    /// Lets libev batch timer expiries for up to `d` (`ev_set_timeout_collect_interval`):
+    /// each poll then waits at least `d` unless io arrives. An interval longer than
+    /// libev's longest single wait (59.743 s) acts as that wait; a longer one would
+    /// overflow the backend's timeout.
     pub fn set_timeout_collect_interval(&self, d: Duration) {
+        let d = d.as_secs_f64().min(MAX_BLOCKTIME);
         // SAFETY: live loop.
-        unsafe { ffi::ev_set_timeout_collect_interval(self.inner.raw, d.as_secs_f64()) }
+        unsafe { ffi::ev_set_timeout_collect_interval(self.inner.raw, d) }
     }
 
     /// Installs gevent's `handle_error`: panics from callbacks go to `f` and the loop
@@ -808,7 +813,8 @@ impl Loop {
     }
 
     /// How long one drain of the callback queue may run before yielding to I/O
-    /// (default 5 ms, gevent's switch interval).
+    /// (default 5 ms, gevent's switch interval). `Duration::MAX` means no limit: the
+    /// drain runs until the queue is empty.
     pub fn set_callback_budget(&self, d: Duration) {
         self.inner.callback_budget.set(d);
     }
@@ -827,11 +833,18 @@ fn check_backends(flags: Flags) -> Result<Flags> {
     Ok(flags)
 }
 
-/// libev time (seconds as `f64`) to a `Duration`, clamping negatives to zero.
+/// libev time (seconds as `f64`) to a `Duration`: negatives (and NaN) read as zero,
+/// and times too large for a `Duration` (a timer set to `Duration::MAX`, which the
+/// `f64` rounds up) as `Duration::MAX`, "never".
 pub(crate) fn secs(t: f64) -> Duration {
-    if t.is_finite() && t > 0.0 {
-        Duration::from_secs_f64(t)
+    if t > 0.0 {
+        Duration::try_from_secs_f64(t).unwrap_or(Duration::MAX)
     } else {
         Duration::ZERO
     }
 }
+
+/// libev's longest single wait in the backend (`MAX_BLOCKTIME` in ev.c). Every wait
+/// libev computes stays below it, except one lengthened to the timeout collect
+/// interval: that one goes to the backend's integer timeout unchecked.
+const MAX_BLOCKTIME: f64 = 59.743;
