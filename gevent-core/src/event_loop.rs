@@ -5,6 +5,14 @@
 //! handle *and* the last watcher are gone (soundness rule 4). The loop state is also
 //! libev's `userdata`, which is how C callbacks find their way back to Rust.
 //!
+//! Every strong reference is a [`LoopRc`], and the last one to go destroys the loop
+//! *before* the state's memory is released. Destruction runs callbacks (cleanup
+//! watchers) that reach the state through `userdata` as `&LoopInner`, so it must not
+//! run from `Drop for LoopInner`, whose `&mut self` would be live at the same time:
+//! `LoopRc` holds only the `Rc` (a pointer) and destroys through `&LoopInner`, whose
+//! state is all `Cell`/`RefCell`. While that runs, weak references do not upgrade,
+//! exactly as if the count had already reached zero.
+//!
 //! ## `run_callback` and the prepare watcher
 //!
 //! As in gevent, callbacks queued with [`Loop::run_callback`] are run by an internal
@@ -22,6 +30,8 @@ use std::cell::{Cell, RefCell, UnsafeCell};
 use std::collections::VecDeque;
 use std::ffi::c_int;
 use std::fmt;
+use std::mem::ManuallyDrop;
+use std::ops::Deref;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::rc::{Rc, Weak};
 use std::sync::Mutex;
@@ -364,11 +374,15 @@ unsafe extern "C" fn timer0_cb(_l: *mut ffi::ev_loop, _w: *mut ffi::ev_timer, _r
     // Nothing to do: its only job was to make the poll return at once.
 }
 
-impl Drop for LoopInner {
-    fn drop(&mut self) {
+impl LoopInner {
+    /// Destroys the libev loop (`ev_loop_destroy`, which runs the cleanup watchers) and
+    /// returns a panic one of their callbacks left behind. Called once, by the last
+    /// [`LoopRc`], through a shared reference: the callbacks build their own.
+    fn destroy(&self) -> Option<PanicPayload> {
         self.releasing.set(true);
-        // SAFETY: last reference: no watcher holds this loop any more (they hold an Rc),
-        // except cleanup watchers, which hold a Weak and are invoked by ev_loop_destroy.
+        // SAFETY: the caller is the last strong reference and `releasing` keeps weak ones
+        // from upgrading, so no watcher but cleanup watchers (which hold a weak link and
+        // are invoked by ev_loop_destroy) refers to this loop, and nothing can start one.
         unsafe {
             // The prepare watcher was unref'd after its start; give the reference back
             // before stopping it, or libev's active count drifts below zero (which
@@ -384,12 +398,78 @@ impl Drop for LoopInner {
             }
             ffi::ev_loop_destroy(self.raw);
         }
-        // Before resuming a panic below, or the default loop could never be made again.
+        // Before a panic resumes, or the default loop could never be made again.
         if self.is_default {
             *DEFAULT_OWNER.lock().unwrap_or_else(|e| e.into_inner()) = None;
         }
+        self.panic.borrow_mut().take()
+    }
+}
+
+/// A strong reference to a loop's state: the only kind there is. The last one to be
+/// dropped destroys the loop, then frees the state (see the module docs for why the
+/// destruction is not `LoopInner`'s own `Drop`).
+pub(crate) struct LoopRc(ManuallyDrop<Rc<LoopInner>>);
+
+/// A weak reference to a loop's state; it upgrades only to a live, not-releasing loop.
+#[derive(Clone)]
+pub(crate) struct LoopWeak(Weak<LoopInner>);
+
+impl LoopRc {
+    fn new(inner: LoopInner) -> LoopRc {
+        LoopRc(ManuallyDrop::new(Rc::new(inner)))
+    }
+
+    pub(crate) fn downgrade(&self) -> LoopWeak {
+        LoopWeak(Rc::downgrade(&self.0))
+    }
+
+    fn as_ptr(&self) -> *const LoopInner {
+        Rc::as_ptr(&self.0)
+    }
+}
+
+impl LoopWeak {
+    pub(crate) const fn new() -> LoopWeak {
+        LoopWeak(Weak::new())
+    }
+
+    /// A strong reference, unless the loop is gone or being destroyed: a reference
+    /// taken during destruction could outlive it.
+    pub(crate) fn upgrade(&self) -> Option<LoopRc> {
+        let rc = self.0.upgrade()?;
+        if rc.releasing.get() {
+            // Never the last one: the destroying LoopRc still holds its own.
+            drop(rc);
+            return None;
+        }
+        Some(LoopRc(ManuallyDrop::new(rc)))
+    }
+}
+
+impl Clone for LoopRc {
+    fn clone(&self) -> LoopRc {
+        LoopRc(self.0.clone())
+    }
+}
+
+impl Deref for LoopRc {
+    type Target = LoopInner;
+    fn deref(&self) -> &LoopInner {
+        &self.0
+    }
+}
+
+impl Drop for LoopRc {
+    fn drop(&mut self) {
+        // `releasing`: this is not the reference destroying the loop, which by then
+        // cannot have company, but stay safe if it ever had.
+        let last = Rc::strong_count(&self.0) == 1 && !self.0.releasing.get();
+        let panic = if last { self.0.destroy() } else { None };
+        // SAFETY: the Rc is taken out exactly once, here, and never used again.
+        drop(unsafe { ManuallyDrop::take(&mut self.0) });
         // A panic from a cleanup callback has nowhere to go but here.
-        if let Some(p) = self.panic.get_mut().take() {
+        if let Some(p) = panic {
             if !std::thread::panicking() {
                 std::panic::resume_unwind(p);
             }
@@ -401,7 +481,7 @@ impl Drop for LoopInner {
 static DEFAULT_OWNER: Mutex<Option<ThreadId>> = Mutex::new(None);
 
 thread_local! {
-    static DEFAULT_LOOP: RefCell<Weak<LoopInner>> = const { RefCell::new(Weak::new()) };
+    static DEFAULT_LOOP: RefCell<LoopWeak> = const { RefCell::new(LoopWeak::new()) };
     /// libev system errors reported on this thread, picked up by `run` and constructors.
     static SYSERR: RefCell<Option<Error>> = const { RefCell::new(None) };
     /// The loop currently inside `ev_run` on this thread (innermost), for syserr.
@@ -449,7 +529,7 @@ fn install_syserr_cb() {
 /// assert_send::<gevent_core::Loop>();
 /// ```
 pub struct Loop {
-    pub(crate) inner: Rc<LoopInner>,
+    pub(crate) inner: LoopRc,
 }
 
 impl Clone for Loop {
@@ -480,7 +560,7 @@ impl fmt::Debug for Loop {
 }
 
 impl Loop {
-    pub(crate) fn from_inner(inner: Rc<LoopInner>) -> Loop {
+    pub(crate) fn from_inner(inner: LoopRc) -> Loop {
         inner.handles.set(inner.handles.get() + 1);
         Loop { inner }
     }
@@ -558,7 +638,7 @@ impl Loop {
         }
         let lp = Loop::wrap(raw, true, flags)?;
         *owner = Some(std::thread::current().id());
-        DEFAULT_LOOP.with(|d| *d.borrow_mut() = Rc::downgrade(&lp.inner));
+        DEFAULT_LOOP.with(|d| *d.borrow_mut() = lp.inner.downgrade());
         Ok(lp)
     }
 
@@ -579,7 +659,7 @@ impl Loop {
         }
         // The internal watchers start zeroed and are initialised with ev_*_init below,
         // after the Rc has fixed their address.
-        let inner = Rc::new(LoopInner {
+        let inner = LoopRc::new(LoopInner {
             raw,
             is_default,
             handles: Cell::new(0),
@@ -595,10 +675,10 @@ impl Loop {
             detached: RefCell::new(Vec::new()),
             children: Cell::new(0),
         });
-        // SAFETY: `inner` lives in an Rc (stable address) for as long as the loop;
-        // LoopInner::drop destroys the loop before the memory goes.
+        // SAFETY: `inner` lives in an Rc (stable address) for as long as the loop; the
+        // last LoopRc destroys the loop before the memory goes.
         unsafe {
-            ffi::ev_set_userdata(raw, Rc::as_ptr(&inner) as *mut _);
+            ffi::ev_set_userdata(raw, inner.as_ptr() as *mut _);
             let p = inner.prepare.get();
             ffi::ev_prepare_init(p, Some(prepare_cb));
             ffi::ev_set_priority(p, ffi::EV_MAXPRI);
