@@ -289,35 +289,35 @@ fn never_open_fd() -> i32 {
 /// callback told with `ERROR`, and stopping or dropping it afterwards is harmless.
 #[test]
 fn an_fd_closed_behind_an_active_watcher_is_reported_not_fatal() {
-    let lp = Loop::new().unwrap();
-    let (a, b) = UnixStream::pair().unwrap();
-    let fd = a.as_raw_fd();
-    let w = lp.io(fd, Events::READ).unwrap();
-    let seen = Rc::new(Cell::new(Events::NONE));
-    let s2 = seen.clone();
-    w.start(move |w, ev| {
-        s2.set(ev);
-        w.stop();
-    })
-    .unwrap();
-    drop(a); // closes the fd while the watcher is active
-    let _dog = watchdog(&lp);
-    lp.run().unwrap();
-    assert!(
-        seen.get().contains(Events::ERROR),
-        "callback saw {:?}",
-        seen.get()
-    );
-    assert!(!w.is_active());
-    drop(w);
-    drop(b);
-    // The loop is still healthy.
-    let t = lp.timer(Duration::ZERO, Duration::ZERO);
-    let fired = Rc::new(Cell::new(false));
-    let f2 = fired.clone();
-    t.start(move |_, _| f2.set(true)).unwrap();
-    lp.run().unwrap();
-    assert!(fired.get());
+    for backend in closed_fd_backends() {
+        let lp = Loop::with_backend(backend).unwrap();
+        let pipe = read_end_at(Pipe::new(), 703);
+        let w = lp.io(pipe.read_fd(), Events::READ).unwrap();
+        let seen = Rc::new(Cell::new(Events::NONE));
+        let s2 = seen.clone();
+        w.start(move |w, ev| {
+            s2.set(ev);
+            w.stop();
+        })
+        .unwrap();
+        drop(pipe); // closes the fd while the watcher is active
+        let _dog = watchdog(&lp);
+        lp.run().unwrap();
+        assert!(
+            seen.get().contains(Events::ERROR),
+            "{backend}: callback saw {:?}",
+            seen.get()
+        );
+        assert!(!w.is_active());
+        drop(w);
+        // The loop is still healthy.
+        let t = lp.timer(Duration::ZERO, Duration::ZERO);
+        let fired = Rc::new(Cell::new(false));
+        let f2 = fired.clone();
+        t.start(move |_, _| f2.set(true)).unwrap();
+        lp.run().unwrap();
+        assert!(fired.get(), "{backend}");
+    }
 }
 
 /// Moves `pipe`'s read end to descriptor number `at`. The closed- and reused-fd tests
@@ -350,13 +350,28 @@ fn backends() -> Vec<&'static str> {
         .collect()
 }
 
+/// The backends for the tests that close an fd behind a watcher. With libev's own
+/// assertions on (the `libev-asserts` feature) only select is left: where the default
+/// build stops such a watcher with `ERROR`, libev asserts in the epoll backend (EBADF
+/// from `epoll_ctl`: "libev: I/O watcher with invalid fd found in epoll_ctl") and in
+/// the poll backend (`POLLNVAL`: "libev: poll found invalid fd in poll set"). libev
+/// calls closing an fd under a watcher a program error by design, and the safe layer
+/// could pre-empt it only with an `fcntl` per changed fd per loop iteration.
+fn closed_fd_backends() -> Vec<&'static str> {
+    let asserts = cfg!(feature = "libev-asserts");
+    backends()
+        .into_iter()
+        .filter(|&b| !asserts || b == "select")
+        .collect()
+}
+
 /// ev.pod's disappearing fds, on the socket path: a watcher is disarmed, its fd closed,
 /// and the watcher re-armed (which skips the fd check). The kernel forgot the closed
 /// fd, so libev must ask it again: the callback gets `ERROR` and the watcher stops,
 /// instead of waiting forever on an fd that can never fire.
 #[test]
 fn rearming_a_watcher_whose_fd_was_closed_reports_error() {
-    for backend in backends() {
+    for backend in closed_fd_backends() {
         let lp = Loop::with_backend(backend).unwrap();
         let pipe = read_end_at(Pipe::new(), 701);
         let w = lp.io(pipe.read_fd(), Events::READ).unwrap();
