@@ -819,9 +819,10 @@ impl Loop {
         unsafe { ffi::ev_unref(self.inner.raw) }
     }
 
-    /// libev's `ev_verify`. Its checks are `assert`s, and libev is built here with
-    /// `NDEBUG` (see `libev-sys/csrc/ev_config.h`), so in this build it walks the
-    /// loop's structures and checks nothing; it is kept for ports of C code.
+    /// libev's `ev_verify` (`EV_VERIFY 1`, see `libev-sys/csrc/ev_config.h`). Its
+    /// checks are `assert`s, and libev is built with `NDEBUG` by default, so it walks
+    /// the loop's structures and checks nothing; it is kept for ports of C code. With
+    /// the `libev-asserts` feature the checks run, and a failed one aborts the process.
     pub fn verify(&self) {
         // SAFETY: live loop.
         unsafe { ffi::ev_verify(self.inner.raw) }

@@ -7,11 +7,16 @@
 //!
 //! The special problem of closed and dup'ed fds (ev.pod): stop the watcher *before*
 //! closing its fd. A watcher whose fd was closed behind its back gets `ERROR` and is
-//! stopped by libev; so does one [re-armed](WatcherRef::rearm) after its fd was closed
-//! (rearm skips the open-fd check). A watcher stopped and started again watches
-//! whatever file its fd number names at that start, even when the old file was closed
-//! and the number reused within the same loop iteration: every start hands the fd to
-//! the backend afresh, because epoll silently forgets a closed file.
+//! stopped by libev at the first iteration after its start (when libev hands the fd
+//! to the backend), and with the poll and select backends at any later poll too; but
+//! epoll forgets a closed fd silently, so a watcher already registered there never
+//! hears of it again. Every start and [`rearm`](WatcherRef::rearm) hands the fd to the
+//! backend afresh, so a watcher restarted after its fd was closed gets `ERROR` (rearm
+//! skips the open-fd check), and one restarted on a number that a new open reused
+//! watches the new file, even within one loop iteration.
+//!
+//! With libev's own assertions on (the `libev-asserts` feature), closing an fd under
+//! a watcher is fatal instead: the epoll and poll backends assert when they meet it.
 
 use crate::error::{Error, Result};
 use crate::event_loop::Loop;
