@@ -45,14 +45,21 @@ fn main() {
 
     // libev itself. Its own code has warnings on modern compilers (strict aliasing
     // casts, unused values in macros); they are silenced here and only here.
-    // NDEBUG: libev's assertions are off, as in a distribution build. The safe layer
-    // pre-empts every misuse libev would assert on with a typed error; what it cannot
-    // pre-empt is the program closing an fd while a watcher is on it, and there libev
-    // without assertions does the right thing (epoll_ctl fails with EBADF and the
-    // watcher is stopped with EV_ERROR) where with them it would abort.
-    cc::Build::new()
+    //
+    // NDEBUG: by default libev's assertions are off, as in a distribution build. The
+    // safe layer pre-empts every misuse libev would assert on with a typed error; what
+    // it cannot pre-empt is the program closing an fd while a watcher is on it, and
+    // there libev without assertions does the right thing (epoll_ctl fails with EBADF
+    // and the watcher is stopped with EV_ERROR) where with them it aborts. The
+    // `libev-asserts` feature leaves NDEBUG out, so that a pre-check that is missing
+    // shows up as a libev abort in the test suites. Only the C build sees NDEBUG:
+    // bindgen reads ev.h, which does not depend on it, so the bindings are the same.
+    let mut libev = cc::Build::new();
+    if env::var_os("CARGO_FEATURE_LIBEV_ASSERTS").is_none() {
+        libev.define("NDEBUG", None);
+    }
+    libev
         .file(csrc.join("libev.c"))
-        .define("NDEBUG", None)
         .include(&csrc)
         .include(&vendor)
         .warnings(false)

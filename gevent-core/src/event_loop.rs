@@ -5,6 +5,14 @@
 //! handle *and* the last watcher are gone (soundness rule 4). The loop state is also
 //! libev's `userdata`, which is how C callbacks find their way back to Rust.
 //!
+//! Every strong reference is a [`LoopRc`], and the last one to go destroys the loop
+//! *before* the state's memory is released. Destruction runs callbacks (cleanup
+//! watchers) that reach the state through `userdata` as `&LoopInner`, so it must not
+//! run from `Drop for LoopInner`, whose `&mut self` would be live at the same time:
+//! `LoopRc` holds only the `Rc` (a pointer) and destroys through `&LoopInner`, whose
+//! state is all `Cell`/`RefCell`. While that runs, weak references do not upgrade,
+//! exactly as if the count had already reached zero.
+//!
 //! ## `run_callback` and the prepare watcher
 //!
 //! As in gevent, callbacks queued with [`Loop::run_callback`] are run by an internal
@@ -22,6 +30,8 @@ use std::cell::{Cell, RefCell, UnsafeCell};
 use std::collections::VecDeque;
 use std::ffi::c_int;
 use std::fmt;
+use std::mem::ManuallyDrop;
+use std::ops::Deref;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::rc::{Rc, Weak};
 use std::sync::Mutex;
@@ -319,7 +329,8 @@ impl LoopInner {
             self.discard_callbacks();
             return;
         }
-        let deadline = Instant::now() + self.callback_budget.get();
+        // No deadline for a budget beyond what an Instant can hold (Duration::MAX).
+        let deadline = Instant::now().checked_add(self.callback_budget.get());
         let mut ran = 0u32;
         loop {
             let next = self.callbacks.borrow_mut().pop_front();
@@ -330,7 +341,7 @@ impl LoopInner {
                 }
                 ran += 1;
                 // Checking the clock every few callbacks keeps the common case cheap.
-                if ran % 16 == 0 && Instant::now() >= deadline {
+                if ran % 16 == 0 && deadline.is_some_and(|d| Instant::now() >= d) {
                     break;
                 }
             }
@@ -381,11 +392,15 @@ unsafe extern "C" fn timer0_cb(_l: *mut ffi::ev_loop, _w: *mut ffi::ev_timer, _r
     // Nothing to do: its only job was to make the poll return at once.
 }
 
-impl Drop for LoopInner {
-    fn drop(&mut self) {
+impl LoopInner {
+    /// Destroys the libev loop (`ev_loop_destroy`, which runs the cleanup watchers) and
+    /// returns a panic one of their callbacks left behind. Called once, by the last
+    /// [`LoopRc`], through a shared reference: the callbacks build their own.
+    fn destroy(&self) -> Option<PanicPayload> {
         self.releasing.set(true);
-        // SAFETY: last reference: no watcher holds this loop any more (they hold an Rc),
-        // except cleanup watchers, which hold a Weak and are invoked by ev_loop_destroy.
+        // SAFETY: the caller is the last strong reference and `releasing` keeps weak ones
+        // from upgrading, so no watcher but cleanup watchers (which hold a weak link and
+        // are invoked by ev_loop_destroy) refers to this loop, and nothing can start one.
         unsafe {
             // The prepare watcher was unref'd after its start; give the reference back
             // before stopping it, or libev's active count drifts below zero (which
@@ -401,12 +416,78 @@ impl Drop for LoopInner {
             }
             ffi::ev_loop_destroy(self.raw);
         }
-        // Before resuming a panic below, or the default loop could never be made again.
+        // Before a panic resumes, or the default loop could never be made again.
         if self.is_default {
             *DEFAULT_OWNER.lock().unwrap_or_else(|e| e.into_inner()) = None;
         }
+        self.panic.borrow_mut().take()
+    }
+}
+
+/// A strong reference to a loop's state: the only kind there is. The last one to be
+/// dropped destroys the loop, then frees the state (see the module docs for why the
+/// destruction is not `LoopInner`'s own `Drop`).
+pub(crate) struct LoopRc(ManuallyDrop<Rc<LoopInner>>);
+
+/// A weak reference to a loop's state; it upgrades only to a live, not-releasing loop.
+#[derive(Clone)]
+pub(crate) struct LoopWeak(Weak<LoopInner>);
+
+impl LoopRc {
+    fn new(inner: LoopInner) -> LoopRc {
+        LoopRc(ManuallyDrop::new(Rc::new(inner)))
+    }
+
+    pub(crate) fn downgrade(&self) -> LoopWeak {
+        LoopWeak(Rc::downgrade(&self.0))
+    }
+
+    fn as_ptr(&self) -> *const LoopInner {
+        Rc::as_ptr(&self.0)
+    }
+}
+
+impl LoopWeak {
+    pub(crate) const fn new() -> LoopWeak {
+        LoopWeak(Weak::new())
+    }
+
+    /// A strong reference, unless the loop is gone or being destroyed: a reference
+    /// taken during destruction could outlive it.
+    pub(crate) fn upgrade(&self) -> Option<LoopRc> {
+        let rc = self.0.upgrade()?;
+        if rc.releasing.get() {
+            // Never the last one: the destroying LoopRc still holds its own.
+            drop(rc);
+            return None;
+        }
+        Some(LoopRc(ManuallyDrop::new(rc)))
+    }
+}
+
+impl Clone for LoopRc {
+    fn clone(&self) -> LoopRc {
+        LoopRc(self.0.clone())
+    }
+}
+
+impl Deref for LoopRc {
+    type Target = LoopInner;
+    fn deref(&self) -> &LoopInner {
+        &self.0
+    }
+}
+
+impl Drop for LoopRc {
+    fn drop(&mut self) {
+        // `releasing`: this is not the reference destroying the loop, which by then
+        // cannot have company, but stay safe if it ever had.
+        let last = Rc::strong_count(&self.0) == 1 && !self.0.releasing.get();
+        let panic = if last { self.0.destroy() } else { None };
+        // SAFETY: the Rc is taken out exactly once, here, and never used again.
+        drop(unsafe { ManuallyDrop::take(&mut self.0) });
         // A panic from a cleanup callback has nowhere to go but here.
-        if let Some(p) = self.panic.get_mut().take() {
+        if let Some(p) = panic {
             if !std::thread::panicking() {
                 std::panic::resume_unwind(p);
             }
@@ -418,7 +499,7 @@ impl Drop for LoopInner {
 static DEFAULT_OWNER: Mutex<Option<ThreadId>> = Mutex::new(None);
 
 thread_local! {
-    static DEFAULT_LOOP: RefCell<Weak<LoopInner>> = const { RefCell::new(Weak::new()) };
+    static DEFAULT_LOOP: RefCell<LoopWeak> = const { RefCell::new(LoopWeak::new()) };
     /// libev system errors reported on this thread, picked up by `run` and constructors.
     static SYSERR: RefCell<Option<Error>> = const { RefCell::new(None) };
     /// The loop currently inside `ev_run` on this thread (innermost), for syserr.
@@ -466,7 +547,7 @@ fn install_syserr_cb() {
 /// assert_send::<gevent_core::Loop>();
 /// ```
 pub struct Loop {
-    pub(crate) inner: Rc<LoopInner>,
+    pub(crate) inner: LoopRc,
 }
 
 impl Clone for Loop {
@@ -497,7 +578,7 @@ impl fmt::Debug for Loop {
 }
 
 impl Loop {
-    pub(crate) fn from_inner(inner: Rc<LoopInner>) -> Loop {
+    pub(crate) fn from_inner(inner: LoopRc) -> Loop {
         inner.handles.set(inner.handles.get() + 1);
         Loop { inner }
     }
@@ -575,7 +656,7 @@ impl Loop {
         }
         let lp = Loop::wrap(raw, true, flags)?;
         *owner = Some(std::thread::current().id());
-        DEFAULT_LOOP.with(|d| *d.borrow_mut() = Rc::downgrade(&lp.inner));
+        DEFAULT_LOOP.with(|d| *d.borrow_mut() = lp.inner.downgrade());
         Ok(lp)
     }
 
@@ -596,7 +677,7 @@ impl Loop {
         }
         // The internal watchers start zeroed and are initialised with ev_*_init below,
         // after the Rc has fixed their address.
-        let inner = Rc::new(LoopInner {
+        let inner = LoopRc::new(LoopInner {
             raw,
             is_default,
             handles: Cell::new(0),
@@ -613,10 +694,10 @@ impl Loop {
             children: Cell::new(0),
             quiesced: Cell::new(false),
         });
-        // SAFETY: `inner` lives in an Rc (stable address) for as long as the loop;
-        // LoopInner::drop destroys the loop before the memory goes.
+        // SAFETY: `inner` lives in an Rc (stable address) for as long as the loop; the
+        // last LoopRc destroys the loop before the memory goes.
         unsafe {
-            ffi::ev_set_userdata(raw, Rc::as_ptr(&inner) as *mut _);
+            ffi::ev_set_userdata(raw, inner.as_ptr() as *mut _);
             let p = inner.prepare.get();
             ffi::ev_prepare_init(p, Some(prepare_cb));
             ffi::ev_set_priority(p, ffi::EV_MAXPRI);
@@ -760,9 +841,10 @@ impl Loop {
         unsafe { ffi::ev_unref(self.inner.raw) }
     }
 
-    /// libev's `ev_verify`. Its checks are `assert`s, and libev is built here with
-    /// `NDEBUG` (see `libev-sys/csrc/ev_config.h`), so in this build it walks the
-    /// loop's structures and checks nothing; it is kept for ports of C code.
+    /// libev's `ev_verify` (`EV_VERIFY 1`, see `libev-sys/csrc/ev_config.h`). Its
+    /// checks are `assert`s, and libev is built with `NDEBUG` by default, so it walks
+    /// the loop's structures and checks nothing; it is kept for ports of C code. With
+    /// the `libev-asserts` feature the checks run, and a failed one aborts the process.
     pub fn verify(&self) {
         // SAFETY: live loop.
         unsafe { ffi::ev_verify(self.inner.raw) }
@@ -794,10 +876,14 @@ impl Loop {
         unsafe { ffi::ev_set_io_collect_interval(self.inner.raw, d.as_secs_f64()) }
     }
 
-    /// Lets libev batch timer expiries for up to `d` (`ev_set_timeout_collect_interval`).
+    /// Lets libev batch timer expiries for up to `d` (`ev_set_timeout_collect_interval`):
+    /// each poll then waits at least `d` unless io arrives. An interval longer than
+    /// libev's longest single wait (59.743 s) acts as that wait; a longer one would
+    /// overflow the backend's timeout.
     pub fn set_timeout_collect_interval(&self, d: Duration) {
+        let d = d.as_secs_f64().min(MAX_BLOCKTIME);
         // SAFETY: live loop.
-        unsafe { ffi::ev_set_timeout_collect_interval(self.inner.raw, d.as_secs_f64()) }
+        unsafe { ffi::ev_set_timeout_collect_interval(self.inner.raw, d) }
     }
 
     /// Installs gevent's `handle_error`: panics from callbacks go to `f` and the loop
@@ -847,7 +933,8 @@ impl Loop {
     }
 
     /// How long one drain of the callback queue may run before yielding to I/O
-    /// (default 5 ms, gevent's switch interval).
+    /// (default 5 ms, gevent's switch interval). `Duration::MAX` means no limit: the
+    /// drain runs until the queue is empty.
     pub fn set_callback_budget(&self, d: Duration) {
         self.inner.callback_budget.set(d);
     }
@@ -866,11 +953,18 @@ fn check_backends(flags: Flags) -> Result<Flags> {
     Ok(flags)
 }
 
-/// libev time (seconds as `f64`) to a `Duration`, clamping negatives to zero.
+/// libev time (seconds as `f64`) to a `Duration`: negatives (and NaN) read as zero,
+/// and times too large for a `Duration` (a timer set to `Duration::MAX`, which the
+/// `f64` rounds up) as `Duration::MAX`, "never".
 pub(crate) fn secs(t: f64) -> Duration {
-    if t.is_finite() && t > 0.0 {
-        Duration::from_secs_f64(t)
+    if t > 0.0 {
+        Duration::try_from_secs_f64(t).unwrap_or(Duration::MAX)
     } else {
         Duration::ZERO
     }
 }
+
+/// libev's longest single wait in the backend (`MAX_BLOCKTIME` in ev.c). Every wait
+/// libev computes stays below it, except one lengthened to the timeout collect
+/// interval: that one goes to the backend's integer timeout unchecked.
+const MAX_BLOCKTIME: f64 = 59.743;

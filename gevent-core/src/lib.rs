@@ -49,6 +49,12 @@
 //! assertion reachable from this API is an [`Error`] first. `Loop` and watchers are
 //! `!Send`; only [`AsyncSender`] crosses threads. See [`watcher`] for the details.
 //!
+//! ## Time
+//! Every time is a `Duration`. libev keeps times as `f64` seconds, so a duration too
+//! large for it to tell apart from the end of time (`Duration::MAX` included) means
+//! "never", and reads back (`repeat`, `remaining`, `at`, `interval`) as
+//! `Duration::MAX` or close to it; no getter panics on it.
+//!
 //! ## The default loop and SIGCHLD
 //! See [`child`]: child reaping is opt-in, so `std::process` keeps working.
 #![deny(missing_docs, missing_debug_implementations, rust_2018_idioms)]

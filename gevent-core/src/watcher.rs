@@ -6,7 +6,7 @@
 //!       ▼
 //!   WatcherRef<K> ── raw: UnsafeCell<ev_TYPE>   ◄── libev holds &raw while active/pending
 //!       │            cb:  Box<dyn FnMut(&WatcherRef<K>, Events)>
-//!       │            loop link (Rc<LoopInner>; Weak for cleanup watchers)
+//!       │            loop link (LoopRc; LoopWeak for cleanup watchers)
 //!       ▼
 //!   raw.data = pointer to the WatcherRef ──► trampoline::<K> finds its way back
 //! ```
@@ -23,7 +23,7 @@
 //! for one-shot timers) → `stop` → *initialised*. `feed` makes any watcher pending.
 
 use crate::error::{Error, Result};
-use crate::event_loop::{Loop, LoopInner};
+use crate::event_loop::{Loop, LoopInner, LoopRc, LoopWeak};
 use crate::events::Events;
 use libev_sys::{self as ffi, EvWatcher};
 use std::cell::{Cell, RefCell, UnsafeCell};
@@ -85,8 +85,8 @@ pub trait Kind: sealed::Sealed + Sized + 'static {
 
 /// The loop a watcher belongs to.
 pub(crate) enum LoopLink {
-    Strong(Rc<LoopInner>),
-    Weak(Weak<LoopInner>, *mut ffi::ev_loop),
+    Strong(LoopRc),
+    Weak(LoopWeak, *mut ffi::ev_loop),
 }
 
 impl LoopLink {
@@ -94,13 +94,11 @@ impl LoopLink {
     fn raw(&self) -> Option<*mut ffi::ev_loop> {
         match self {
             LoopLink::Strong(rc) => Some(rc.raw),
-            LoopLink::Weak(w, raw) => {
-                let rc = w.upgrade()?;
-                (!rc.releasing.get()).then_some(*raw)
-            }
+            LoopLink::Weak(w, raw) => w.upgrade().map(|_| *raw),
         }
     }
-    fn inner(&self) -> Option<Rc<LoopInner>> {
+    /// The loop's state, if it is still alive and not being destroyed.
+    fn inner(&self) -> Option<LoopRc> {
         match self {
             LoopLink::Strong(rc) => Some(rc.clone()),
             LoopLink::Weak(w, _) => w.upgrade(),
@@ -233,7 +231,7 @@ impl<K: Kind> Watcher<K> {
     /// `ev_TYPE_set` values.
     pub(crate) fn new(lp: &Loop, raw: K::Raw, extra: K::Extra) -> Watcher<K> {
         let link = if K::WEAK_LOOP {
-            LoopLink::Weak(Rc::downgrade(&lp.inner), lp.inner.raw)
+            LoopLink::Weak(lp.inner.downgrade(), lp.inner.raw)
         } else {
             lp.link()
         };
@@ -312,15 +310,14 @@ impl<K: Kind> WatcherRef<K> {
         self.lp.raw()
     }
 
-    pub(crate) fn loop_inner(&self) -> Option<Rc<LoopInner>> {
+    pub(crate) fn loop_inner(&self) -> Option<LoopRc> {
         self.lp.inner()
     }
 
     /// A handle to the loop this watcher belongs to (`None` for a cleanup watcher whose
     /// loop is gone or being destroyed).
     pub fn get_loop(&self) -> Option<Loop> {
-        let inner = self.lp.inner()?;
-        (!inner.releasing.get()).then(|| Loop::from_inner(inner))
+        self.lp.inner().map(Loop::from_inner)
     }
 
     fn set_cb(&self, cb: Option<BoxedCb<K>>) {
@@ -432,10 +429,10 @@ impl<K: Kind> WatcherRef<K> {
     }
 
     /// The loop of a cleanup watcher that `ev_loop_destroy` has queued and not invoked
-    /// yet. Its `Weak` link no longer upgrades, but the loop is provably still alive: a
-    /// watcher is only pending inside a live loop, and destruction (`LoopInner::drop`,
+    /// yet. Its weak link no longer upgrades, but the loop is provably still alive: a
+    /// watcher is only pending inside a live loop, and destruction (`LoopInner::destroy`,
     /// then `ev_loop_destroy`) invokes every pending watcher, which un-pends it, before
-    /// the loop's memory goes.
+    /// the last `LoopRc` lets the loop's memory go.
     fn destroying_loop(&self) -> Option<*mut ffi::ev_loop> {
         match &self.lp {
             LoopLink::Weak(_, raw) if self.is_pending() => Some(*raw),

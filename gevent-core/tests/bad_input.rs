@@ -1,9 +1,12 @@
 //! Soundness rule 6: every libev `assert`/`abort` reachable from the safe API is a typed
 //! [`Error`] first.
 //!
-//! libev is built with its assertions on (no `NDEBUG`), so each case below would abort
-//! the whole test process if the check were missing. Every test asserts the exact error
-//! variant and then that the process is still healthy: a fresh loop still runs a timer.
+//! The default build compiles libev with `NDEBUG`, so there a missing check would not
+//! abort: libev would go on with the bad input, silently. CI therefore also runs this
+//! file with the `libev-asserts` feature (libev's assertions on, `EV_VERIFY 1`), where
+//! each case below would abort the whole test process if its check were missing.
+//! Every test asserts the exact error variant and then that the process is still
+//! healthy: a fresh loop still runs a timer.
 
 use gevent_core::{Break, Error, Events, Flags, Loop, Timer, MAXPRI, MINPRI, NSIG};
 use std::cell::{Cell, RefCell};

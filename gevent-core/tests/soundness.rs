@@ -395,6 +395,51 @@ fn watchers_outlive_the_last_loop_handle() {
     assert_eq!(inner_drops.get(), 1);
 }
 
+/// While the loop is destroyed, cleanup callbacks reach it only through weak links.
+/// Those must not hand out a new strong reference: one kept past the destruction would
+/// point at a destroyed loop, and its drop would destroy it again.
+#[test]
+fn a_cleanup_callback_cannot_take_its_loop_back_during_destruction() {
+    let lp = Loop::new().unwrap();
+    let runs = counter();
+    let state_drops = counter();
+    let kept: Rc<RefCell<Vec<Option<Loop>>>> = Rc::default();
+    let other = lp.cleanup();
+    let cleanup = lp.cleanup();
+    let (r, k) = (runs.clone(), kept.clone());
+    cleanup
+        .start(move |w, _| {
+            bump(&r);
+            // Every way a cleanup watcher has of getting at its loop.
+            k.borrow_mut().push(w.get_loop());
+            k.borrow_mut().push(other.get_loop());
+            assert_eq!(
+                other.start(|_, _| {}),
+                Err(gevent_core::Error::LoopReleased)
+            );
+            w.feed(Events::CUSTOM); // a no-op: nothing may queue into a dying loop
+        })
+        .unwrap();
+    let dc = DropCount(state_drops.clone());
+    lp.set_error_handler(move |_| {
+        let _keep = &dc;
+    });
+    drop(lp);
+
+    assert_eq!(runs.get(), 1, "the cleanup callback ran once");
+    assert!(
+        kept.borrow().iter().all(Option::is_none),
+        "a loop handle escaped the destruction"
+    );
+    assert_eq!(state_drops.get(), 1, "the loop state was freed, once");
+    assert!(!cleanup.is_pending());
+    assert!(cleanup.get_loop().is_none());
+    drop(cleanup);
+    drop(kept);
+    assert_eq!(runs.get(), 1);
+    assert_eq!(state_drops.get(), 1);
+}
+
 #[test]
 fn detached_one_shot_timer_fires_and_is_released() {
     let lp = Loop::new().unwrap();

@@ -63,9 +63,12 @@
 #define EV_USE_4HEAP 1
 #define EV_HEAP_CACHE_AT 1
 
-/* ev_verify() keeps its cheap checks. Level 2 would also assert, inside ev_io_stop,
- * that the fd is still open; a program that closes an fd before stopping its watcher
- * (dropping a File, say) would then abort instead of getting EV_ERROR. */
+/* ev_verify() keeps its cheap checks. They are asserts, so they check something only
+ * when libev is built without NDEBUG (libev-sys's `libev-asserts` feature; the default
+ * build defines NDEBUG, see build.rs). Level 2 would also run them on every watcher
+ * start and stop, and assert inside ev_io_stop that the fd is still open: a program
+ * that closes an fd before stopping its watcher (dropping a File, say) would then
+ * abort instead of getting EV_ERROR. */
 #define EV_VERIFY 1
 
 #endif

@@ -1,11 +1,15 @@
 //! Raw FFI bindings to libev 4.33.
 //!
 //! The C library is compiled from the pristine sources in `vendor/libev` with the
-//! configuration in `csrc/ev_config.h` (epoll, poll, select, linuxaio, io_uring;
-//! eventfd, signalfd, timerfd, inotify; monotonic clock; 4-heap; multiplicity).
-//! The bindings in `src/bindings.rs` were produced by bindgen from that same
-//! configuration and are committed, so a build needs only a C compiler; the
-//! `buildtime-bindgen` feature regenerates them (libclang required).
+//! configuration in `csrc/ev_config.h` (epoll, poll, select, linuxaio; not io_uring,
+//! whose libev 4.33 teardown is broken; eventfd, signalfd, timerfd, inotify; monotonic
+//! clock; 4-heap; multiplicity; `EV_VERIFY 1`). The bindings in `src/bindings.rs` were
+//! produced by bindgen from that same configuration and are committed, so a build
+//! needs only a C compiler; the `buildtime-bindgen` feature regenerates them
+//! (libclang required).
+//!
+//! libev's own `assert`s are compiled out (`NDEBUG`) unless the `libev-asserts`
+//! feature is on; then a misuse libev checks for aborts the process.
 //!
 //! libev's function-like macros (`ev_init`, `ev_io_set`, `ev_is_active`, …) have no
 //! symbols; [`macros`] provides them as `#[inline]` functions with the same names.

@@ -7,7 +7,16 @@
 //!
 //! The special problem of closed and dup'ed fds (ev.pod): stop the watcher *before*
 //! closing its fd. A watcher whose fd was closed behind its back gets `ERROR` and is
-//! stopped by libev.
+//! stopped by libev at the first iteration after its start (when libev hands the fd
+//! to the backend), and with the poll and select backends at any later poll too; but
+//! epoll forgets a closed fd silently, so a watcher already registered there never
+//! hears of it again. Every start and [`rearm`](WatcherRef::rearm) hands the fd to the
+//! backend afresh, so a watcher restarted after its fd was closed gets `ERROR` (rearm
+//! skips the open-fd check), and one restarted on a number that a new open reused
+//! watches the new file, even within one loop iteration.
+//!
+//! With libev's own assertions on (the `libev-asserts` feature), closing an fd under
+//! a watcher is fatal instead: the epoll and poll backends assert when they meet it.
 
 use crate::error::{Error, Result};
 use crate::event_loop::Loop;
@@ -21,11 +30,14 @@ kind! {
     IoKind: ev_io, "io", ev_io_start / ev_io_stop, extra = (), STOP_ON_PANIC = true;
     {
         fn before_start(w: &WatcherRef<Self>) -> Result<()> {
-            check_fd(w.fd())
+            check_fd(w.fd())?;
+            reapply_fd(w);
+            Ok(())
         }
         // A rearm restarts a watcher whose fd was checked when it was made (or set): no
         // system call per wait. An fd closed since is reported by libev as ERROR.
-        fn before_rearm(_w: &WatcherRef<Self>) -> Result<()> {
+        fn before_rearm(w: &WatcherRef<Self>) -> Result<()> {
+            reapply_fd(w);
             Ok(())
         }
     }
@@ -33,6 +45,22 @@ kind! {
 
 /// An io watcher: see the [module docs](self).
 pub type Io = Watcher<IoKind>;
+
+/// Makes the coming `ev_io_start` hand the fd to the backend again (`EV__IOFDSET`, as
+/// `ev_io_set` does), even when libev's own bookkeeping says nothing changed.
+///
+/// libev keeps one combined event mask per fd number and calls the backend only when
+/// that mask changes. A watcher stopped and started again within one loop iteration
+/// leaves the mask as it was, yet its fd may have been closed meanwhile, and epoll
+/// forgets a closed file by itself: without this, a restart on a closed fd would wait
+/// forever instead of getting `ERROR`, and one on a reused fd number would never see
+/// the new file. The price is one `epoll_ctl` that fails with `EEXIST` in exactly that
+/// same-iteration case; a restart in a later iteration re-adds the fd anyway.
+fn reapply_fd(w: &WatcherRef<IoKind>) {
+    // SAFETY: called right before `ev_io_start` on an inactive watcher, the only time
+    // libev allows the mask to change; libev clears the bit again in `ev_io_start`.
+    unsafe { (*w.raw()).events |= ffi::EV__IOFDSET };
+}
 
 fn check_fd(fd: RawFd) -> Result<()> {
     if fd < 0 {
