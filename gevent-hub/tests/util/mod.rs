@@ -86,8 +86,8 @@ pub fn rss_bytes() -> usize {
     pages * usize::try_from(page).unwrap_or(4096)
 }
 
-/// Number of memory mappings of this process (each greenlet stack is one mapping plus
-/// its guard page), from /proc/self/maps.
+/// Number of memory mappings of this process (greenlet stacks share them, 64 to a
+/// mapping; two per stack on kernels without guard regions), from /proc/self/maps.
 pub fn mapping_count() -> usize {
     std::fs::read_to_string("/proc/self/maps")
         .expect("read /proc/self/maps")
@@ -98,4 +98,22 @@ pub fn mapping_count() -> usize {
 /// True when running under valgrind, whose own allocations show up in RSS.
 pub fn under_valgrind() -> bool {
     std::env::var("LD_PRELOAD").is_ok_and(|p| p.contains("vgpreload"))
+}
+
+/// `GEVENT_TEST_SCALE` (a factor in (0, 1], default 1): slow runs (valgrind) scale
+/// the sizes of the large tests down with it.
+pub fn test_scale() -> f64 {
+    match std::env::var("GEVENT_TEST_SCALE") {
+        Ok(s) => {
+            let f: f64 = s
+                .parse()
+                .unwrap_or_else(|_| panic!("GEVENT_TEST_SCALE={s:?} is not a number"));
+            assert!(
+                f > 0.0 && f <= 1.0,
+                "GEVENT_TEST_SCALE must be in (0, 1], got {f}"
+            );
+            f
+        }
+        Err(_) => 1.0,
+    }
 }
