@@ -73,17 +73,27 @@ pub fn settle() {
     gevent_hub::idle().expect("idle() in a greenlet never fails");
 }
 
-/// Resident set size of this process, from /proc/self/statm.
-pub fn rss_bytes() -> usize {
+/// Field `field` of /proc/self/statm (0: virtual size, 1: resident), in bytes.
+fn statm_bytes(field: usize) -> usize {
     let statm = std::fs::read_to_string("/proc/self/statm").expect("read /proc/self/statm");
     let pages: usize = statm
         .split_whitespace()
-        .nth(1)
+        .nth(field)
         .and_then(|f| f.parse().ok())
-        .expect("statm has a resident field");
+        .expect("statm has the field");
     // SAFETY: sysconf has no preconditions.
     let page = unsafe { libc::sysconf(libc::_SC_PAGESIZE) };
     pages * usize::try_from(page).unwrap_or(4096)
+}
+
+/// Resident set size of this process, from /proc/self/statm.
+pub fn rss_bytes() -> usize {
+    statm_bytes(1)
+}
+
+/// Virtual size of this process (all its mappings), from /proc/self/statm.
+pub fn virtual_bytes() -> usize {
+    statm_bytes(0)
 }
 
 /// Number of memory mappings of this process (greenlet stacks share them, 64 to a
