@@ -22,9 +22,10 @@
 //! one raises `SIGSEGV` with the faulting address in the guard page, exactly like a
 //! `PROT_NONE` page. On an older kernel (the advice is refused) the process falls back,
 //! once, to `mprotect(PROT_NONE)` guards with one slot per chunk: the old layout, two
-//! mappings per stack. When the kernel refuses a mapping because the process has
-//! reached `vm.max_map_count`, [`take`] returns an error that says so, how many stacks
-//! this thread has, and how to raise the limit.
+//! mappings per stack. (With guard regions the kernel even merges neighbouring chunks:
+//! 100,000 parked greenlets add about three mappings.) When the kernel refuses a
+//! mapping because the process has reached `vm.max_map_count`, spawning fails with an
+//! error that says so, how many stacks this thread has, and how to raise the limit.
 //!
 //! The kernel commits pages only when they are touched, so a 256 KiB stack of a
 //! greenlet that uses 8 KiB costs 8 KiB of memory. Chunks of small stacks are mapped
@@ -36,12 +37,12 @@
 //! slots stay *warm* (their touched pages stay committed) and are handed out first, so
 //! spawning in steady state makes no system call. A slot freed beyond that is *cold*:
 //! its pages are released with `MADV_DONTNEED` (guard markers survive it) and it stays
-//! available. A chunk whose slots are all cold is unmapped. Every [`GreenletStack`]
+//! available. A chunk whose slots are all cold is unmapped. Every `GreenletStack`
 //! holds its chunk (`Rc`), so a stack dropped late frees correctly whatever happened to
 //! the pool meanwhile.
 //!
 //! The pool lives in a thread-local without a destructor (it stays usable while other
-//! thread-locals are torn down at thread exit); [`release_thread_pool`] empties it.
+//! thread-locals are torn down at thread exit); `release_thread_pool` empties it.
 //!
 //! ## Stack overflow
 //! Running into the guard page raises `SIGSEGV` on a stack that has no room left. A
