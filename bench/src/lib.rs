@@ -9,6 +9,8 @@
 //!   (the `echo_server` example's handler plus the busy loop): the servers compared
 //!   with the `echo_server` example and the Python ones in `py/`.
 //! - `micro_core`, `micro_hub`: micro-benchmarks, each beside its peer.
+//! - `parked`: memory and time per parked greenlet at 100,000, and the chunked stack
+//!   layout against one mapping per stack.
 //! - `suite`: runs all of it and writes JSON lines; `report` turns them into
 //!   `docs/benchmarks.md`. `bench/run` builds and runs everything with one command.
 #![deny(missing_docs, rust_2018_idioms, unsafe_op_in_unsafe_fn)]

@@ -285,6 +285,7 @@ fn thread_exit() {
                 );
             }
         }
+        drop(EXIT_HOOKS.with(|h| std::mem::take(&mut *h.borrow_mut())));
         if let Some(d) = DYING.with(|d| d.borrow_mut().take()) {
             if let Some(s) = d.stack.borrow_mut().take() {
                 drop(s);

@@ -235,6 +235,32 @@ fn iwait_with_an_unbounded_timeout_is_no_timeout() {
 }
 
 #[test]
+fn a_hundred_thousand_waiters_park_on_one_event_and_wake_on_one_set() {
+    let n = scaled(100_000);
+    let event = Event::new();
+    let woken = Counter::new();
+    let gs: Vec<Greenlet<bool>> = (0..n)
+        .map(|_| {
+            let (e, w) = (event.clone(), woken.clone());
+            spawn(move || {
+                let r = e.wait_timeout(WATCHDOG_LIMIT).unwrap();
+                w.bump();
+                r
+            })
+        })
+        .collect();
+    // Let every one of them park.
+    sleep(Duration::ZERO).unwrap();
+    assert!(gs.iter().all(|g| g.started() && !g.ready()));
+    assert_eq!(woken.get(), 0);
+    event.set();
+    for g in gs {
+        assert!(g.join().unwrap(), "woken by the set, not by the timeout");
+    }
+    assert_eq!(woken.get(), n);
+}
+
+#[test]
 fn an_event_set_then_cleared_in_one_turn_wakes_its_waiters() {
     for n in [1, 100, 1000] {
         let event = Event::new();

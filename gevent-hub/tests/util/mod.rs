@@ -73,21 +73,31 @@ pub fn settle() {
     gevent_hub::idle().expect("idle() in a greenlet never fails");
 }
 
-/// Resident set size of this process, from /proc/self/statm.
-pub fn rss_bytes() -> usize {
+/// Field `field` of /proc/self/statm (0: virtual size, 1: resident), in bytes.
+fn statm_bytes(field: usize) -> usize {
     let statm = std::fs::read_to_string("/proc/self/statm").expect("read /proc/self/statm");
     let pages: usize = statm
         .split_whitespace()
-        .nth(1)
+        .nth(field)
         .and_then(|f| f.parse().ok())
-        .expect("statm has a resident field");
+        .expect("statm has the field");
     // SAFETY: sysconf has no preconditions.
     let page = unsafe { libc::sysconf(libc::_SC_PAGESIZE) };
     pages * usize::try_from(page).unwrap_or(4096)
 }
 
-/// Number of memory mappings of this process (each greenlet stack is one mapping plus
-/// its guard page), from /proc/self/maps.
+/// Resident set size of this process, from /proc/self/statm.
+pub fn rss_bytes() -> usize {
+    statm_bytes(1)
+}
+
+/// Virtual size of this process (all its mappings), from /proc/self/statm.
+pub fn virtual_bytes() -> usize {
+    statm_bytes(0)
+}
+
+/// Number of memory mappings of this process (greenlet stacks share them, 64 to a
+/// mapping; two per stack on kernels without guard regions), from /proc/self/maps.
 pub fn mapping_count() -> usize {
     std::fs::read_to_string("/proc/self/maps")
         .expect("read /proc/self/maps")
@@ -98,4 +108,22 @@ pub fn mapping_count() -> usize {
 /// True when running under valgrind, whose own allocations show up in RSS.
 pub fn under_valgrind() -> bool {
     std::env::var("LD_PRELOAD").is_ok_and(|p| p.contains("vgpreload"))
+}
+
+/// `GEVENT_TEST_SCALE` (a factor in (0, 1], default 1): slow runs (valgrind) scale
+/// the sizes of the large tests down with it.
+pub fn test_scale() -> f64 {
+    match std::env::var("GEVENT_TEST_SCALE") {
+        Ok(s) => {
+            let f: f64 = s
+                .parse()
+                .unwrap_or_else(|_| panic!("GEVENT_TEST_SCALE={s:?} is not a number"));
+            assert!(
+                f > 0.0 && f <= 1.0,
+                "GEVENT_TEST_SCALE must be in (0, 1], got {f}"
+            );
+            f
+        }
+        Err(_) => 1.0,
+    }
 }
