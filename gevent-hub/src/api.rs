@@ -65,7 +65,7 @@ impl fmt::Display for JoinError {
             ),
             JoinError::Killed => f.write_str("the greenlet was killed"),
             JoinError::Wait(e) => write!(f, "{e}"),
-            JoinError::Spawn(e) => write!(f, "the greenlet could not start: {e}"),
+            JoinError::Spawn(e) => write!(f, "{e}"),
         }
     }
 }
@@ -417,7 +417,7 @@ impl<T> Greenlet<T> {
     fn fail_to_start(&self, e: Error) {
         let core = self.core();
         core.raw.kill_unstarted();
-        let msg = format!("the greenlet could not start: {e}");
+        let msg = e.to_string();
         *self.state.value.borrow_mut() = Some(Err(JoinError::Spawn(e)));
         core.finish(Outcome::Panicked(msg));
     }

@@ -229,16 +229,8 @@ fn is_child(test: &str) -> bool {
 }
 
 /// Maps single pages (alternately read-only and read-write, so that the kernel cannot
-/// merge them) until the kernel refuses, then asks for a stack of a size no chunk has
-/// yet, which needs a new mapping. Prints the error.
-fn exhaust_mappings_then_take_a_stack() {
-    if max_map_count() > 2_000_000 {
-        println!("SKIP: vm.max_map_count is {}", max_map_count());
-        return;
-    }
-    // The first stack: the overflow handler, the guard probe and the hub-less pool
-    // are set up while mappings are still free.
-    RawGreenlet::new(|_| ()).switch(()).unwrap();
+/// merge them) until the kernel refuses; returns them (never unmapped: the child exits).
+fn exhaust_mappings() -> Vec<usize> {
     let mut pages = Vec::with_capacity(max_map_count());
     loop {
         let prot = if pages.len() % 2 == 0 {
@@ -262,6 +254,20 @@ fn exhaust_mappings_then_take_a_stack() {
         }
         pages.push(p as usize);
     }
+    pages
+}
+
+/// Uses up every mapping, then asks for a stack of a size no chunk has yet, which
+/// needs a new mapping. Prints the error.
+fn exhaust_mappings_then_take_a_stack() {
+    if max_map_count() > 2_000_000 {
+        println!("SKIP: vm.max_map_count is {}", max_map_count());
+        return;
+    }
+    // The first stack: the overflow handler, the guard probe and the hub-less pool
+    // are set up while mappings are still free.
+    RawGreenlet::new(|_| ()).switch(()).unwrap();
+    let _pages = exhaust_mappings();
     match RawGreenlet::with_options(|_| (), None, 1 << 20, None).switch(()) {
         Err(SwitchError::NoStack(e)) => println!("ERROR: {e}"),
         other => println!("UNEXPECTED: {other:?}"),
@@ -283,6 +289,67 @@ fn child_mapping_limit_mprotect() {
         stack::force_mprotect_guards();
         exhaust_mappings_then_take_a_stack();
     }
+}
+
+#[test]
+fn child_spawn_at_the_mapping_limit() {
+    if !is_child("child_spawn_at_the_mapping_limit") {
+        return;
+    }
+    if max_map_count() > 2_000_000 {
+        println!("SKIP: vm.max_map_count is {}", max_map_count());
+        return;
+    }
+    // The hub and its first chunk of stacks exist before the mappings run out.
+    spawn(|| ()).join().unwrap();
+    let _pages = exhaust_mappings();
+    // Unstarted greenlets hold their stacks: the chunk fills up, then a spawn needs a
+    // mapping the process cannot have.
+    let linked: Rc<RefCell<Option<String>>> = Rc::default();
+    let mut started = Vec::new();
+    let failed = loop {
+        let g = spawn(|| ());
+        if g.ready() {
+            break g;
+        }
+        started.push(g);
+        assert!(started.len() < 100_000, "every spawn found a stack");
+    };
+    let l = linked.clone();
+    failed.link(move |info| *l.borrow_mut() = Some(format!("{:?}", info.outcome)));
+    settle();
+    println!(
+        "LINK: {}",
+        linked.borrow().as_deref().unwrap_or("did not fire")
+    );
+    match failed.join() {
+        Err(e @ gevent_hub::JoinError::Spawn(_)) => println!("JOIN: {e}"),
+        other => println!("UNEXPECTED: {other:?}"),
+    }
+    println!("OTHERS RAN: {}", started.iter().all(Greenlet::ready));
+    std::process::exit(0);
+}
+
+#[test]
+fn a_spawn_that_gets_no_stack_ends_at_once_its_join_says_why_and_its_links_fire() {
+    let out = run_child("child_spawn_at_the_mapping_limit");
+    if out.contains("SKIP:") {
+        eprintln!("{out}");
+        return;
+    }
+    let line = |tag: &str| {
+        out.lines()
+            .find_map(|l| l.split_once(tag).map(|(_, rest)| rest))
+            .unwrap_or_else(|| panic!("no {tag:?} line in:\n{out}"))
+            .to_owned()
+    };
+    let link = line("LINK: ");
+    assert!(link.starts_with("Panicked("), "{link}");
+    assert!(link.contains("cannot start a greenlet"), "{link}");
+    let join = line("JOIN: ");
+    assert!(join.contains("cannot start a greenlet"), "{join}");
+    assert!(join.contains("limit of memory mappings"), "{join}");
+    assert_eq!(line("OTHERS RAN: "), "true");
 }
 
 /// Runs `test` in a child; its stdout.
