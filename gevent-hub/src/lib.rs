@@ -27,6 +27,24 @@
 //! assert_eq!(*log.borrow(), ["1A", "2A", "1B", "2B"]);
 //! ```
 //!
+//! ## Kills and timeouts
+//! A kill ([`Greenlet::kill`], [`killall`]) and a [`Timeout`] expiry unwind the target
+//! from its blocking point with a panic payload ([`GreenletExit`], [`TimeoutExpired`]),
+//! so its destructors run. Killing the running greenlet (itself, or a group it belongs
+//! to) is scheduled, as in gevent: it goes on until its next blocking point and is
+//! killed there, after what is already queued.
+//!
+//! ## Thread exit
+//! When a thread ends (`main` returns, or a spawned thread's closure does) with
+//! greenlets still on its hub, the hub ends them before anything of the thread is
+//! torn down: a greenlet that never started is dropped unrun, a started one gets
+//! [`GreenletExit`] raised where it is suspended, so its destructors run and its
+//! sockets and timers are released; a wait it starts then fails at once with
+//! [`Error::ThreadExiting`]. Nothing queued (wake-ups, links, `run_callback`s, watcher
+//! callbacks) runs during the teardown; then the loop and its file descriptors are
+//! released. Greenlets are therefore never leaked by an ending thread, whatever order
+//! std destroys the thread's other thread-locals in.
+//!
 //! Modules: [`greenlet`] (raw switching), [`stack`] (stacks and overflow reports),
 //! the hub ([`get_hub`], [`Wait`], [`HubHandle`]), the greenlet API ([`spawn`],
 //! [`Greenlet`], [`joinall`], [`killall`], [`wait`], [`iwait`], [`sleep`]), and

@@ -79,19 +79,21 @@ const SCENARIOS: &[(&str, fn())] = &[
 
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().collect();
-    if let [_, mode, name] = &args[..] {
-        let Some((_, f)) = SCENARIOS.iter().find(|(n, _)| n == name) else {
+    let words: Vec<&str> = args.iter().map(String::as_str).collect();
+    if let [_, mode @ ("main" | "thread"), name] = words[..] {
+        let Some((_, f)) = SCENARIOS.iter().find(|(n, _)| *n == name) else {
             eprintln!("unknown scenario {name}");
             return ExitCode::from(2);
         };
-        match mode.as_str() {
-            "main" => f(),
-            "thread" => std::thread::spawn(f).join().expect("the thread ended"),
-            _ => return ExitCode::from(2),
+        if mode == "main" {
+            f();
+        } else {
+            std::thread::spawn(f).join().expect("the thread ended");
         }
         return ExitCode::SUCCESS;
     }
-    // libtest-style arguments (filters, --list) are ignored: this binary runs whole.
+    // Any other arguments are libtest's (filters, `--test-threads`, `-q`, `--list`):
+    // this binary runs whole.
     if args.iter().any(|a| a == "--list") {
         return ExitCode::SUCCESS;
     }
