@@ -151,7 +151,7 @@ pub struct WatcherRef<K: Kind> {
 
 /// An owning watcher handle: made from a [`Loop`], started with a closure, stopped
 /// when dropped. Derefs to [`WatcherRef`] for the common operations; each watcher
-/// type adds its own ([`Timer::again`](crate::Timer::again), …).
+/// type adds its own ([`Timer::again`](crate::WatcherRef::again), …).
 ///
 /// ```compile_fail
 /// fn assert_send<T: Send>() {}

@@ -21,7 +21,7 @@
 //!
 //! `Transfer::data` carries a pointer to the greenlet that switched, so the resumed
 //! side can store where to switch back to. A greenlet that starts for the first time
-//! enters [`entry`], which does the same and then runs the body.
+//! enters `entry`, which does the same and then runs the body.
 //!
 //! ## The entry discipline
 //! The body runs inside `catch_unwind`: a panic never reaches the `extern "C"` entry
