@@ -1,5 +1,6 @@
 //! The hub's error vocabulary: what a blocking call returns instead of hanging.
 
+use crate::greenlet::SwitchError;
 use std::fmt;
 use std::io;
 
@@ -31,6 +32,11 @@ pub enum Error {
     InvalidSwitch(String),
     /// The thread is ending: its hub no longer runs, so nothing could end the wait.
     ThreadExiting,
+    /// A switch between greenlets failed: what [`SwitchError`] said.
+    Switch(String),
+    /// An OS thread the hub needs (a thread-pool worker, the blocking monitor) could
+    /// not be started.
+    ThreadSpawn(io::Error),
 }
 
 impl fmt::Display for Error {
@@ -48,6 +54,8 @@ impl fmt::Display for Error {
             Error::TimedOut => f.write_str("timed out"),
             Error::Loop(e) => write!(f, "event loop error: {e}"),
             Error::Spawn(e) => write!(f, "cannot start a greenlet: {e}"),
+            Error::Switch(e) => write!(f, "{e}"),
+            Error::ThreadSpawn(e) => write!(f, "cannot start a thread: {e}"),
             Error::GreenletFailed(m) => write!(f, "greenlet failed: {m}"),
             Error::ThreadExiting => f.write_str(
                 "this thread is ending: its hub was torn down and runs nothing any more"
@@ -64,7 +72,7 @@ impl std::error::Error for Error {
     fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
         match self {
             Error::Loop(e) => Some(e),
-            Error::Spawn(e) => Some(e),
+            Error::Spawn(e) | Error::ThreadSpawn(e) => Some(e),
             _ => None,
         }
     }
@@ -81,7 +89,9 @@ impl From<Error> for io::Error {
         let kind = match &e {
             Error::TimedOut => io::ErrorKind::TimedOut,
             Error::WouldBlockForever(_) => io::ErrorKind::Deadlock,
-            Error::Loop(_) | Error::Spawn(_) => io::ErrorKind::Other,
+            Error::Loop(_) | Error::Spawn(_) | Error::Switch(_) | Error::ThreadSpawn(_) => {
+                io::ErrorKind::Other
+            }
             Error::BlockingInHub(_)
             | Error::Unwinding
             | Error::GreenletFailed(_)
@@ -89,5 +99,16 @@ impl From<Error> for io::Error {
             | Error::ThreadExiting => io::ErrorKind::Other,
         };
         io::Error::new(kind, e)
+    }
+}
+
+impl From<SwitchError> for Error {
+    /// The two switch errors that have their own meaning in a wait map onto it.
+    fn from(e: SwitchError) -> Error {
+        match e {
+            SwitchError::Unwinding => Error::Unwinding,
+            SwitchError::ThreadExited => Error::ThreadExiting,
+            e => Error::Switch(e.to_string()),
+        }
     }
 }

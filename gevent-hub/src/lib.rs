@@ -53,29 +53,28 @@
 #![deny(missing_docs, missing_debug_implementations, rust_2018_idioms)]
 #![deny(unsafe_op_in_unsafe_fn)]
 
-mod api;
 mod error;
 pub mod greenlet;
 mod hub;
-pub mod monitor;
 pub mod net;
 pub mod pool;
 pub mod server;
-pub mod stack;
+mod spawn;
 pub mod sync;
 pub mod threadpool;
-mod timeout;
 
-pub use api::{
-    current_id, current_name, idle, iwait, joinall, killall, sleep, spawn, spawn_later, wait,
-    AnyGreenlet, Builder, Greenlet, GreenletInfo, Iwait, JoinError, Outcome, Waitable,
-};
 pub use error::{Error, Result};
+pub use greenlet::stack;
 pub use greenlet::GreenletExit;
-pub use hub::{get_hub, try_get_hub, Hub, HubHandle, RemoteWaker, Wait, Waker};
+pub use hub::monitor;
+pub use hub::{get_hub, try_get_hub, Hub, HubHandle, RemoteWaker, Wait, Waitable, Waker};
+pub use spawn::timeout::{with_timeout, Timeout, TimeoutExpired};
+pub use spawn::{
+    current_id, current_name, idle, iwait, joinall, killall, sleep, spawn, spawn_later, wait,
+    AnyGreenlet, Builder, Greenlet, GreenletInfo, Iwait, JoinError, Outcome,
+};
 pub use sync::{AsyncResult, Event};
 pub use sync::{
     BoundedSemaphore, Channel, LifoQueue, Lock, PriorityQueue, Queue, QueueError, RLock, Semaphore,
 };
 pub use threadpool::{spawn_blocking, ThreadPool};
-pub use timeout::{with_timeout, Timeout, TimeoutExpired};

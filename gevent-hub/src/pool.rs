@@ -24,10 +24,12 @@
 //! A greenlet leaves its group when it finishes (through a link, so at the hub's next
 //! callback phase) or when [`discard`](Group::discard)ed; in a pool, that frees its slot.
 
-use crate::api::{AnyGreenlet, Builder, Greenlet, GreenletInfo, JoinError, Outcome, Waitable};
 use crate::error::{Error, Result};
+use crate::hub::WaitList;
+use crate::hub::Waitable;
 use crate::hub::{wait_until, Waker};
-use crate::sync::{Semaphore, WaitList};
+use crate::spawn::{AnyGreenlet, Builder, Greenlet, GreenletInfo, JoinError, Outcome};
+use crate::sync::Semaphore;
 use std::cell::RefCell;
 use std::collections::{BTreeMap, VecDeque};
 use std::fmt;
@@ -126,7 +128,7 @@ impl GroupInner {
         // A copy: a kill of an unstarted member ends it (and may run code) at once.
         let members: Vec<_> = self.members.borrow().values().cloned().collect();
         // A member killing its own group is killed last (at its next blocking point).
-        let me = crate::api::current_id();
+        let me = crate::spawn::current_id();
         let (mine, others): (Vec<_>, Vec<_>) = members.iter().partition(|g| g.id() == Some(me));
         for g in others.into_iter().chain(mine) {
             g.kill_nowait();

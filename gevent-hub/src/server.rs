@@ -29,10 +29,10 @@
 //! port with [`ServerOptions::reuse_port`] (`SO_REUSEPORT`): the kernel spreads the
 //! connections over the threads' listeners (see `examples/echo_server.rs --threads`).
 
-use crate::api::{current_id, joinall, killall, sleep, spawn, AnyGreenlet, Greenlet, Outcome};
 use crate::error::Error;
 use crate::hub::get_hub;
 use crate::net::{TcpListener, TcpStream, ToSocketAddrs, UdpSocket, DEFAULT_BACKLOG};
+use crate::spawn::{current_id, joinall, killall, sleep, spawn, AnyGreenlet, Greenlet, Outcome};
 use crate::sync::Event;
 use gevent_core::Signal;
 use socket2::{Domain, Protocol, Socket, Type};
@@ -265,7 +265,7 @@ impl StreamServer {
             return Ok(());
         }
         let inner = self.inner.clone();
-        let g = crate::api::Builder::new()
+        let g = crate::spawn::Builder::new()
             .name(format!("StreamServer({})", self.inner.addr))
             .spawn(move || accept_loop(&inner))?;
         *self.inner.acceptor.borrow_mut() = Some(g);
@@ -459,7 +459,7 @@ impl DatagramServer {
         }
         let sock = self.socket.clone();
         let handler = self.handler.clone();
-        let g = crate::api::Builder::new()
+        let g = crate::spawn::Builder::new()
             .name("DatagramServer")
             .spawn(move || {
                 let mut buf = vec![0u8; 65536];

@@ -30,12 +30,11 @@
 //! assert!(len > 0);
 //! ```
 
-use crate::api::Waitable;
 use crate::error::{Error, Result};
 use crate::greenlet::panic_message;
 use crate::hub::{get_hub, try_get_hub, wait_until, Waker};
+use crate::hub::{WaitList, Waitable};
 use crate::pool::SizeError;
-use crate::sync::WaitList;
 use std::cell::{Cell, OnceCell, RefCell};
 use std::collections::{HashMap, VecDeque};
 use std::fmt;

@@ -1,56 +1,11 @@
 //! `Event` and `AsyncResult`: one-shot and resettable notifications between greenlets.
 
-use crate::api::Waitable;
 use crate::error::{Error, Result};
-use crate::hub::{wait_notified, Waker};
+use crate::hub::{wait_notified, WaitList, Waitable, Waker};
 use std::cell::{Cell, RefCell};
 use std::fmt;
 use std::rc::Rc;
 use std::time::Duration;
-
-/// Waiters of one object; woken all at once.
-///
-/// Waits that end early (timed out, killed) leave stale wakers behind; they are swept
-/// out when the list has doubled since the last sweep, so a push costs O(1) amortised
-/// however many greenlets wait.
-#[derive(Default)]
-pub(crate) struct WaitList {
-    wakers: RefCell<Vec<Waker>>,
-    /// The length at which the next push sweeps out stale wakers.
-    sweep_at: Cell<usize>,
-    /// Wakers looked at by sweeps so far.
-    #[cfg(test)]
-    swept: Cell<usize>,
-}
-
-/// The smallest list that is ever swept.
-const SWEEP_MIN: usize = 16;
-
-impl WaitList {
-    pub(crate) fn push(&self, w: Waker) {
-        let mut ws = self.wakers.borrow_mut();
-        if ws.len() >= self.sweep_at.get().max(SWEEP_MIN) {
-            #[cfg(test)]
-            self.swept.set(self.swept.get() + ws.len());
-            ws.retain(Waker::is_valid);
-            self.sweep_at.set(2 * ws.len());
-        }
-        ws.push(w);
-    }
-
-    pub(crate) fn wake_all(&self) {
-        let ws = std::mem::take(&mut *self.wakers.borrow_mut());
-        self.sweep_at.set(0);
-        for w in ws {
-            w.wake();
-        }
-    }
-
-    #[cfg(test)]
-    fn len(&self) -> usize {
-        self.wakers.borrow().len()
-    }
-}
 
 /// A flag greenlets can wait for (gevent's `Event`): [`set`](Event::set) wakes every
 /// waiter; [`clear`](Event::clear) makes later waits block again. Cloning gives another
@@ -267,34 +222,5 @@ impl<T, E> Waitable for AsyncResult<T, E> {
     }
     fn subscribe(&self, w: Waker) {
         self.inner.waiters.push(w)
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::hub::{SinkOwner, Wait};
-
-    /// Pushing n wakers costs O(n) in all, whether they stay valid (a sink's) or go
-    /// stale (ended waits'): the sweeps look at fewer than 4n wakers.
-    #[test]
-    fn pushes_are_amortised_constant() {
-        let n = 100_000;
-        let valid = WaitList::default();
-        let sink = SinkOwner::new();
-        for i in 0..n {
-            valid.push(sink.waker(i));
-        }
-        assert_eq!(valid.len(), n, "valid wakers are kept");
-        assert!(valid.swept.get() < 4 * n, "swept {}", valid.swept.get());
-
-        let stale = WaitList::default();
-        for _ in 0..n {
-            // Each new wait of this greenlet ends the one before: its waker goes stale.
-            let w = Wait::new("a test wait").unwrap();
-            stale.push(w.waker());
-        }
-        assert!(stale.len() < 2 * SWEEP_MIN, "stale wakers are swept out");
-        assert!(stale.swept.get() < 4 * n, "swept {}", stale.swept.get());
     }
 }

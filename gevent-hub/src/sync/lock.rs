@@ -6,9 +6,10 @@
 //! blocks while holding a `Lock` is the point).
 
 use super::semaphore::{BoundedSemaphore, ReleaseError, SemaphoreGuard};
-use crate::api::{current_id, Waitable};
 use crate::error::Result;
+use crate::hub::Waitable;
 use crate::hub::Waker;
+use crate::spawn::current_id;
 use std::cell::Cell;
 use std::fmt;
 use std::rc::Rc;

@@ -42,9 +42,8 @@
 //! producer.join().unwrap();
 //! ```
 
-use super::{park_in_line, WaitList, WaiterQueue};
-use crate::api::Waitable;
 use crate::error::{Error, Result};
+use crate::hub::{park_in_line, WaitList, Waitable, WaiterQueue};
 use crate::hub::{wait_until, Waker};
 use std::cell::RefCell;
 use std::cmp::Reverse;

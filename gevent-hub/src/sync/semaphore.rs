@@ -5,10 +5,9 @@
 //! releases and at once acquires again queues behind those already waiting, and a
 //! waiter is never overtaken.
 
-use super::{park_in_line, WaitList, WaiterQueue};
-use crate::api::Waitable;
 use crate::error::Result;
 use crate::hub::Waker;
+use crate::hub::{park_in_line, WaitList, Waitable, WaiterQueue};
 use std::cell::Cell;
 use std::fmt;
 use std::rc::Rc;

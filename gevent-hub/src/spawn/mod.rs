@@ -5,14 +5,15 @@
 //! `loop.run_callback`, so it starts at the hub's next prepare phase. It runs whether
 //! or not its [`Greenlet`] handle is kept; the handle is how to get its result.
 
+pub(crate) mod timeout;
+
 use crate::error::{Error, Result};
-use crate::greenlet::{self, GInner, GreenletExit, Msg, PanicPayload};
+use crate::greenlet::stack::DEFAULT_STACK_SIZE;
+use crate::greenlet::{self, GInner, GreenletExit, PanicPayload};
 use crate::hub::{
-    deadline_after, get_hub, hub_if_any, throw_into, wait_until, Member, SinkOwner, Wait, Waker,
-    WAKE_START,
+    deadline_after, get_hub, hub_if_any, set_spawned_at, throw_into, wait_until, Member, SinkOwner,
+    Wait, WaitList, Waitable, Wake, Waker,
 };
-use crate::stack::DEFAULT_STACK_SIZE;
-use crate::sync::WaitList;
 use std::cell::{Cell, RefCell};
 use std::fmt;
 use std::panic::{catch_unwind, AssertUnwindSafe, Location};
@@ -310,7 +311,7 @@ impl Builder {
             self.stack_size.unwrap_or(DEFAULT_STACK_SIZE),
             self.name,
         );
-        raw.spawned_at.set(Some(at));
+        set_spawned_at(&raw, at);
         raw.managed.set(true);
         let core = Rc::new(Core {
             raw,
@@ -338,7 +339,7 @@ fn start(core: &Rc<Core>) {
     drop(core.start_timer.take());
     let raw = &core.raw;
     if !raw.is_dead() && !raw.is_started() {
-        let _ = greenlet::switch_msg(raw, Msg::Hub(WAKE_START));
+        let _ = greenlet::switch_msg(raw, Wake::Start.msg());
     }
 }
 
@@ -606,14 +607,6 @@ impl<T> AnyGreenlet for Greenlet<T> {
     fn id(&self) -> Option<u64> {
         Some(Greenlet::id(self))
     }
-}
-
-/// Something a greenlet can wait for with [`wait`] and [`iwait`].
-pub trait Waitable {
-    /// True once it is ready (a greenlet has finished, an event is set, …).
-    fn is_ready(&self) -> bool;
-    /// Registers a waker to be woken when it becomes ready.
-    fn subscribe(&self, w: Waker);
 }
 
 impl<T> Waitable for Greenlet<T> {

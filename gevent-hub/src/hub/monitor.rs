@@ -234,7 +234,8 @@ impl Slot {
     /// Records that the thread now runs `g`.
     #[inline]
     fn record(&self, g: &GInner) {
-        self.record_parts(g.id(), g.name_if_set(), g.spawned_at.get());
+        let at = super::record::record_if_any(g).and_then(|r| r.spawned_at.get());
+        self.record_parts(g.id(), g.name_if_set(), at);
     }
 
     #[inline]
@@ -367,8 +368,9 @@ thread_local! {
     static SLOT: Cell<*const Slot> = const { Cell::new(ptr::null()) };
 }
 
-/// Called on every greenlet switch, with the greenlet switched to. Without a monitor
-/// on this thread: one thread-local load and a branch.
+/// The greenlet core's switch hook while a monitor watches this thread: called on
+/// every switch with the greenlet switched to. (Without a monitor no hook is installed:
+/// the switch path pays one thread-local load and a branch.)
 #[inline]
 pub(crate) fn on_switch(g: &GInner) {
     let p = SLOT.with(Cell::get);
@@ -496,7 +498,7 @@ impl MonitorBuilder {
             .name("gevent-monitor".into())
             .spawn(move || watch.run())
             .map_err(|e| {
-                Error::Spawn(std::io::Error::new(
+                Error::ThreadSpawn(std::io::Error::new(
                     e.kind(),
                     format!("no thread for the blocking monitor: {e}"),
                 ))
@@ -505,6 +507,7 @@ impl MonitorBuilder {
         // Nothing can fail from here on: register the slot for the switch path.
         if slot.users.fetch_add(1, Ordering::Relaxed) == 0 {
             SLOT.with(|p| p.set(Arc::into_raw(slot.clone())));
+            crate::greenlet::set_switch_hook(Some(on_switch));
         }
         Ok(BlockingMonitor {
             slot,
@@ -585,6 +588,7 @@ impl Drop for BlockingMonitor {
         if self.slot.users.fetch_sub(1, Ordering::Relaxed) == 1 {
             // The last monitor of this thread: unhook the switch path, then give back
             // the reference SLOT owned.
+            crate::greenlet::set_switch_hook(None);
             let p = SLOT.with(|p| p.replace(ptr::null()));
             if !p.is_null() {
                 // SAFETY: SLOT's pointer came from `Arc::into_raw` and owned one strong

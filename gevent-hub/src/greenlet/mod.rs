@@ -4,7 +4,7 @@
 //! ## How a switch works
 //!
 //! Each greenlet but the thread's *main* one (which runs on the thread's own stack)
-//! owns a stack from [`crate::stack`]. A suspended greenlet is represented by the
+//! owns a stack from [`crate::greenlet::stack`]. A suspended greenlet is represented by the
 //! `context::Context` that `jump_fcontext` returned when it last switched away: the
 //! saved stack pointer, with the callee-saved registers pushed just below it.
 //!
@@ -39,10 +39,12 @@
 //! does on garbage collection (unless the thread is unwinding, in which case it is
 //! left suspended and its stack is leaked rather than freed under live frames).
 
-use crate::stack::{self, GreenletStack, RunningInfo};
+pub mod stack;
+
 use context::{Context, Transfer};
+use stack::{GreenletStack, RunningInfo};
 use std::any::Any;
-use std::cell::{Cell, RefCell};
+use std::cell::{Cell, OnceCell, RefCell};
 use std::fmt;
 use std::mem::ManuallyDrop;
 use std::panic::{catch_unwind, resume_unwind, AssertUnwindSafe};
@@ -51,8 +53,8 @@ use std::rc::Rc;
 /// A value passed by [`RawGreenlet::switch`].
 pub type Value = Box<dyn Any>;
 
-/// A panic payload, as `catch_unwind` returns it.
-pub type PanicPayload = Box<dyn Any + Send + 'static>;
+/// A panic payload, as `catch_unwind` returns it (the same type as gevent-core's).
+pub type PanicPayload = gevent_core::PanicPayload;
 
 /// The payload thrown into a greenlet to kill it. Unwinding with it runs the greenlet's
 /// destructors; a greenlet that ends this way counts as killed, not as panicked.
@@ -64,8 +66,11 @@ pub(crate) enum Msg {
     Value(Value),
     Throw(PanicPayload),
     Finished(Result<Value, PanicPayload>),
-    /// Hub-internal wake-up code (no allocation).
-    Hub(usize),
+    /// A code from whatever schedules greenlets (the hub's wake-up reasons), passed
+    /// through without being looked at (no allocation).
+    Signal(u8),
+    /// Nothing was sent (a resume whose sender left no message; never expected).
+    Empty,
 }
 
 /// Why a switch did not happen, or how the target ended.
@@ -138,17 +143,12 @@ pub(crate) struct GInner {
     is_main: bool,
     /// User-visible handles (`RawGreenlet`); internal references are not counted.
     handles: Cell<usize>,
-    /// Hub bookkeeping: bumped whenever a wait ends, so stale wake-ups are ignored.
-    pub(crate) wait_seq: Cell<u64>,
-    /// Hub bookkeeping: parked in the hub, waiting for a wake-up.
-    pub(crate) parked: Cell<bool>,
-    /// Hub bookkeeping: a throw (kill, timeout) to deliver at the next blocking point.
-    pub(crate) pending_throw: Cell<Option<PanicPayload>>,
-    /// Scheduled by the hub (spawned greenlets, the hub itself): its lifetime is the
-    /// hub's business, so dropping a raw handle never kills it.
+    /// Owned by whatever schedules it (the hub): its lifetime is that layer's business,
+    /// so dropping the last raw handle does not kill it.
     pub(crate) managed: Cell<bool>,
-    /// Where it was spawned, for diagnostics (set by the hub's spawn).
-    pub(crate) spawned_at: Cell<Option<&'static std::panic::Location<'static>>>,
+    /// The scheduling layer's own state for this greenlet (the hub's record), kept
+    /// here and dropped with the greenlet; this layer never looks inside.
+    ext: OnceCell<Rc<dyn Any>>,
 }
 
 impl GInner {
@@ -178,6 +178,10 @@ impl GInner {
             *slot = Some(stack::take(self.stack_size)?);
         }
         Ok(())
+    }
+    /// The scheduling layer's slot for its own per-greenlet state.
+    pub(crate) fn extension(&self) -> &OnceCell<Rc<dyn Any>> {
+        &self.ext
     }
     /// Its parent, to change (the hub re-parents greenlets it ends at thread exit).
     pub(crate) fn parent_mut(&self) -> std::cell::RefMut<'_, Option<Rc<GInner>>> {
@@ -228,6 +232,8 @@ thread_local! {
     static EXIT_HOOKS: ManuallyDrop<RefCell<Vec<ExitHook>>> =
         const { ManuallyDrop::new(RefCell::new(Vec::new())) };
     static EXIT_GUARD: ExitGuard = const { ExitGuard };
+    /// Called on every switch (see `set_switch_hook`).
+    static SWITCH_HOOK: Cell<Option<SwitchHook>> = const { Cell::new(None) };
 }
 
 type ExitHook = Box<dyn FnOnce()>;
@@ -330,11 +336,8 @@ pub(crate) fn current_rc() -> Rc<GInner> {
             dead: Cell::new(false),
             is_main: true,
             handles: Cell::new(0),
-            wait_seq: Cell::new(0),
-            parked: Cell::new(false),
-            pending_throw: Cell::new(None),
             managed: Cell::new(true),
-            spawned_at: Cell::new(None),
+            ext: OnceCell::new(),
         });
         // Once torn down, the thread gets no new record: this one is only an answer.
         if PHASE.with(Cell::get) != Phase::Exited {
@@ -369,9 +372,21 @@ pub(crate) fn main_rc() -> Rc<GInner> {
 /// Makes `g` the running greenlet; returns the one that was (moved out, not cloned).
 fn set_current(g: Rc<GInner>) -> Option<Rc<GInner>> {
     stack::set_running(g.running_info());
-    crate::monitor::on_switch(&g);
+    if let Some(hook) = SWITCH_HOOK.with(Cell::get) {
+        hook(&g);
+    }
     CURRENT.with(|c| c.borrow_mut().replace(g))
 }
+
+/// Installs `hook` to be called on every switch of this thread with the greenlet
+/// switched to (the blocking monitor watches switches this way); `None` removes it.
+/// Returns the hook it replaces. The hook must not switch.
+pub(crate) fn set_switch_hook(hook: Option<SwitchHook>) -> Option<SwitchHook> {
+    SWITCH_HOOK.with(|h| h.replace(hook))
+}
+
+/// See [`set_switch_hook`].
+pub(crate) type SwitchHook = fn(&GInner);
 
 pub(crate) fn new_inner(
     body: Body,
@@ -396,11 +411,8 @@ pub(crate) fn new_inner(
         dead: Cell::new(false),
         is_main: false,
         handles: Cell::new(0),
-        wait_seq: Cell::new(0),
-        parked: Cell::new(false),
-        pending_throw: Cell::new(None),
         managed: Cell::new(false),
-        spawned_at: Cell::new(None),
+        ext: OnceCell::new(),
     })
 }
 
@@ -468,7 +480,7 @@ pub(crate) fn switch_msg(target: &Rc<GInner>, msg: Msg) -> Result<Msg, SwitchErr
     let t = unsafe { ctx.resume(cur_ptr as usize) };
     on_resume(t);
     drop(cur);
-    Ok(TRANSFER.with(|t| t.take()).unwrap_or(Msg::Hub(0)))
+    Ok(TRANSFER.with(|t| t.take()).unwrap_or(Msg::Empty))
 }
 
 extern "C" fn entry(t: Transfer) -> ! {
@@ -493,7 +505,6 @@ extern "C" fn entry(t: Transfer) -> ! {
 /// The last switch of a greenlet: to the first ancestor that is still alive.
 fn finish(me: Rc<GInner>, result: Result<Value, PanicPayload>) -> ! {
     me.dead.set(true);
-    me.parked.set(false);
     let mut parent = me.parent.borrow().clone();
     while let Some(p) = parent.clone() {
         if !p.dead.get() {
@@ -675,7 +686,8 @@ fn deliver(msg: Msg) -> Result<Value, SwitchError> {
         Msg::Throw(p) => resume_unwind(p),
         Msg::Finished(Err(p)) if p.is::<GreenletExit>() => Ok(Box::new(GreenletExit)),
         Msg::Finished(Err(p)) => Err(SwitchError::Panicked(p)),
-        Msg::Hub(code) => Ok(Box::new(code)),
+        Msg::Signal(code) => Ok(Box::new(code)),
+        Msg::Empty => Ok(Box::new(())),
     }
 }
 

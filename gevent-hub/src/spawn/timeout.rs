@@ -77,11 +77,7 @@ impl Timeout {
     /// blocking call (it expired while the greenlet was not parked in the hub).
     pub fn cancel(&self) {
         self.timer.stop();
-        if let Some(p) = self.target.pending_throw.take() {
-            if !self.is_expiry(&p) {
-                self.target.pending_throw.set(Some(p));
-            }
-        }
+        crate::hub::cancel_pending_throw(&self.target, |p| self.is_expiry(p));
     }
 
     /// True if `payload` is this timeout's expiry.

@@ -1,0 +1,60 @@
+//! The hub's record of a greenlet: what the hub, not the greenlet core, knows of each
+//! greenlet that waits in it or that it spawned. The greenlet core keeps it in the
+//! greenlet's extension slot and drops it with the greenlet; it knows nothing of what
+//! is in it.
+
+use crate::greenlet::{GInner, PanicPayload};
+use std::any::Any;
+use std::cell::Cell;
+use std::panic::Location;
+use std::rc::{Rc, Weak};
+
+/// One greenlet, as the hub sees it.
+pub(crate) struct Record {
+    /// The greenlet (weak: the greenlet owns its record).
+    g: Weak<GInner>,
+    /// Bumped whenever a wait of this greenlet begins or ends, so that wake-ups for
+    /// an earlier wait are recognised as stale and ignored.
+    pub(crate) wait_seq: Cell<u64>,
+    /// Parked in the hub, waiting for a wake-up.
+    pub(crate) parked: Cell<bool>,
+    /// A throw (kill, timeout) to deliver at its next blocking point.
+    pub(crate) pending_throw: Cell<Option<PanicPayload>>,
+    /// Where it was spawned, for diagnostics (`None` unless the hub spawned it).
+    pub(crate) spawned_at: Cell<Option<&'static Location<'static>>>,
+}
+
+impl Record {
+    /// The greenlet, while it exists.
+    pub(crate) fn greenlet(&self) -> Option<Rc<GInner>> {
+        self.g.upgrade()
+    }
+
+    /// True while the greenlet exists and has not finished.
+    pub(crate) fn is_alive(&self) -> bool {
+        self.g.upgrade().is_some_and(|g| !g.is_dead())
+    }
+}
+
+/// The record of `g`, made on first use.
+pub(crate) fn record_of(g: &Rc<GInner>) -> Rc<Record> {
+    let ext = g.extension().get_or_init(|| {
+        Rc::new(Record {
+            g: Rc::downgrade(g),
+            wait_seq: Cell::new(0),
+            parked: Cell::new(false),
+            pending_throw: Cell::new(None),
+            spawned_at: Cell::new(None),
+        }) as Rc<dyn Any>
+    });
+    match Rc::clone(ext).downcast::<Record>() {
+        Ok(r) => r,
+        // Only this module fills a greenlet's extension slot.
+        Err(_) => unreachable!("a greenlet's extension is always the hub's record"),
+    }
+}
+
+/// The record of `g` if it has one (diagnostics that must not make one).
+pub(crate) fn record_if_any(g: &GInner) -> Option<&Record> {
+    g.extension().get()?.downcast_ref::<Record>()
+}

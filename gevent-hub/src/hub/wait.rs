@@ -1,0 +1,620 @@
+//! The wait vocabulary, in one place: how a greenlet waits in the hub and how it is
+//! woken.
+//!
+//! - [`Wait`]: one logical wait of the current greenlet. It parks the greenlet in the
+//!   hub ([`Wait::park`]) until one of its [`Waker`]s, its timeout, a kill or a loop
+//!   exit resumes it. Every wait carries a sequence number (in the greenlet's
+//!   [`Record`]): a wake-up that arrives after its wait ended finds the number changed
+//!   and does nothing. Anything else that switches into a parked greenlet is an
+//!   [`Error::InvalidSwitch`].
+//! - [`Waker`]: a greenlet's (it resumes that greenlet's current wait) or a *sink*'s:
+//!   it notes which object became ready in a [`SinkOwner`] owned by whoever waits for
+//!   many objects at once (`joinall`, `wait`, `iwait`), and resumes whoever waits on
+//!   the sink right now, so each object is subscribed to once per wait and each
+//!   notification is O(1).
+//! - [`Waitable`]: what `wait`/`iwait` accept; [`WaitList`]: an object's waiters, all
+//!   woken at once; [`WaiterQueue`] and [`park_in_line`]: greenlets served one at a
+//!   time in FIFO order (semaphores, queues), with hand-off.
+//! - [`wait_until`] (re-check a condition after each wake-up) and [`wait_notified`]
+//!   (a wake-up is the answer: gevent's `Event.wait`).
+
+use super::record::{record_of, Record};
+use super::{hub_if_any, try_get_hub, Wake};
+use crate::error::{Error, Result};
+use crate::greenlet::{current_rc, switch_msg, Msg};
+use gevent_core::Timer;
+use std::cell::{Cell, RefCell};
+use std::collections::VecDeque;
+use std::fmt;
+use std::panic::resume_unwind;
+use std::rc::Rc;
+use std::time::{Duration, Instant};
+
+/// Something a greenlet can wait for with [`wait`](crate::wait) and
+/// [`iwait`](crate::iwait).
+pub trait Waitable {
+    /// True once it is ready (a greenlet has finished, an event is set, …).
+    fn is_ready(&self) -> bool;
+    /// Registers a waker to be woken when it becomes ready.
+    fn subscribe(&self, w: Waker);
+}
+
+/// A wake-up for one particular wait of one greenlet, or a notification for a sink
+/// (see the module docs). Cheap to clone; stale ones do nothing.
+#[derive(Clone)]
+pub struct Waker(WakerKind);
+
+#[derive(Clone)]
+enum WakerKind {
+    Greenlet { rec: Rc<Record>, seq: u64 },
+    Sink { sink: Rc<Sink>, tag: usize },
+}
+
+impl fmt::Debug for Waker {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let mut d = f.debug_struct("Waker");
+        match &self.0 {
+            WakerKind::Greenlet { rec, .. } => {
+                d.field("greenlet", &rec.greenlet().map(|g| g.id()));
+            }
+            WakerKind::Sink { tag, .. } => {
+                d.field("tag", tag);
+            }
+        }
+        d.field("valid", &self.is_valid()).finish()
+    }
+}
+
+impl Waker {
+    /// True while the wait it belongs to is still going on.
+    pub fn is_valid(&self) -> bool {
+        match &self.0 {
+            WakerKind::Greenlet { rec, seq } => rec.wait_seq.get() == *seq && rec.is_alive(),
+            WakerKind::Sink { sink, .. } => !sink.closed.get(),
+        }
+    }
+
+    /// Resumes the waiting greenlet: at once when called in the hub, else at the hub's
+    /// next callback phase.
+    pub fn wake(&self) {
+        self.wake_with(Wake::Woken);
+    }
+
+    /// Ends the wait with `why` ([`Wake::TimedOut`] from a wait's own timer).
+    pub(crate) fn wake_with(&self, why: Wake) {
+        match &self.0 {
+            WakerKind::Greenlet { rec, seq } => resume(rec, *seq, why),
+            WakerKind::Sink { sink, tag } => sink.notify(*tag),
+        }
+    }
+}
+
+/// Resumes wait `seq` of the greenlet `rec` records with `why`, if that wait is on.
+fn resume(rec: &Rc<Record>, seq: u64, why: Wake) {
+    if rec.wait_seq.get() != seq {
+        return;
+    }
+    // No `Rc<Hub>` may stay on a stack that is suspended by the switch: the hub
+    // greenlet can stay suspended here for good, and would keep the hub alive after
+    // its thread ended.
+    let Some((in_hub, exiting)) = hub_if_any(|h| (h.is_current(), h.is_exiting())) else {
+        return;
+    };
+    if exiting {
+        return;
+    }
+    if in_hub {
+        if rec.parked.get() {
+            if let Some(g) = rec.greenlet() {
+                let _ = switch_msg(&g, why.msg());
+            }
+        }
+    } else {
+        let rec = rec.clone();
+        hub_if_any(|hub| hub.get_loop().run_callback(move || resume(&rec, seq, why)));
+    }
+}
+
+/// Where notifications for a wait on many objects gather: the tags of the objects
+/// that became ready, in order, and the wait (if any) to resume when one arrives.
+pub(crate) struct Sink {
+    fired: RefCell<Vec<usize>>,
+    waiter: RefCell<Option<Waker>>,
+    /// Its owner is done: its wakers are stale.
+    closed: Cell<bool>,
+}
+
+impl Sink {
+    fn notify(&self, tag: usize) {
+        if self.closed.get() {
+            return;
+        }
+        self.fired.borrow_mut().push(tag);
+        let w = self.waiter.borrow().clone();
+        if let Some(w) = w {
+            w.wake();
+        }
+    }
+}
+
+/// The owner of a [`Sink`]: closes it when dropped, so wakers left behind in objects'
+/// wait lists become stale.
+pub(crate) struct SinkOwner(Rc<Sink>);
+
+impl SinkOwner {
+    /// A new, empty sink.
+    pub(crate) fn new() -> SinkOwner {
+        SinkOwner(Rc::new(Sink {
+            fired: RefCell::new(Vec::new()),
+            waiter: RefCell::new(None),
+            closed: Cell::new(false),
+        }))
+    }
+
+    /// A waker that notes `tag` in this sink.
+    pub(crate) fn waker(&self, tag: usize) -> Waker {
+        Waker(WakerKind::Sink {
+            sink: self.0.clone(),
+            tag,
+        })
+    }
+
+    /// The tags noted since the last call, in the order they came.
+    pub(crate) fn take(&self) -> Vec<usize> {
+        std::mem::take(&mut *self.0.fired.borrow_mut())
+    }
+
+    /// Parks until a tag is noted (returns `Ok(true)` at once if one is) or `deadline`
+    /// passes (`Ok(false)`).
+    ///
+    /// # Errors
+    /// As [`Wait::park`].
+    pub(crate) fn wait(&self, what: &'static str, deadline: Option<Instant>) -> Result<bool> {
+        if !self.0.fired.borrow().is_empty() {
+            return Ok(true);
+        }
+        let mut w = Wait::new(what)?;
+        if let Some(d) = deadline {
+            let left = d.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return Ok(false);
+            }
+            w.set_timeout(left)?;
+        }
+        *self.0.waiter.borrow_mut() = Some(w.waker());
+        let r = loop {
+            let r = w.park();
+            if !self.0.fired.borrow().is_empty() {
+                break Ok(true);
+            }
+            match r {
+                // A wake-up left over from an earlier notification: keep waiting.
+                Ok(true) => continue,
+                other => break other,
+            }
+        };
+        self.0.waiter.borrow_mut().take();
+        r
+    }
+}
+
+impl Drop for SinkOwner {
+    fn drop(&mut self) {
+        self.0.closed.set(true);
+        self.0.waiter.borrow_mut().take();
+    }
+}
+
+/// `now + d`, or `None` (no deadline) when that is beyond what `Instant` can hold.
+pub(crate) fn deadline_after(d: Duration) -> Option<Instant> {
+    Instant::now().checked_add(d)
+}
+
+/// One logical wait of the current greenlet. Wakers made from it are valid until it is
+/// dropped; [`park`](Wait::park) may be called several times (re-check the condition
+/// after each wake-up).
+pub struct Wait {
+    rec: Rc<Record>,
+    seq: u64,
+    what: &'static str,
+    timer: Option<Timer>,
+    remote_ids: RefCell<Vec<u64>>,
+}
+
+impl fmt::Debug for Wait {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Wait").field("what", &self.what).finish()
+    }
+}
+
+impl Wait {
+    /// Begins a wait for `what` (named in errors).
+    ///
+    /// # Errors
+    /// [`Error::BlockingInHub`] in the hub; [`Error::Unwinding`] during a panic;
+    /// [`Error::ThreadExiting`] once the thread has begun to end.
+    pub fn new(what: &'static str) -> Result<Wait> {
+        let state = match hub_if_any(|h| (h.is_current(), h.is_exiting())) {
+            Some(s) => s,
+            None => {
+                try_get_hub()?;
+                hub_if_any(|h| (h.is_current(), h.is_exiting())).ok_or(Error::ThreadExiting)?
+            }
+        };
+        match state {
+            (_, true) => return Err(Error::ThreadExiting),
+            (true, _) => return Err(Error::BlockingInHub(what)),
+            (false, false) => {}
+        }
+        if std::thread::panicking() {
+            return Err(Error::Unwinding);
+        }
+        let rec = record_of(&current_rc());
+        let seq = rec.wait_seq.get().wrapping_add(1);
+        rec.wait_seq.set(seq);
+        Ok(Wait {
+            rec,
+            seq,
+            what,
+            timer: None,
+            remote_ids: RefCell::new(Vec::new()),
+        })
+    }
+
+    /// [`Wait::new`] ending with a timeout after `timeout`, if given.
+    pub(crate) fn timed(what: &'static str, timeout: Option<Duration>) -> Result<Wait> {
+        let mut w = Wait::new(what)?;
+        if let Some(d) = timeout {
+            w.set_timeout(d)?;
+        }
+        Ok(w)
+    }
+
+    /// A waker for this wait.
+    pub fn waker(&self) -> Waker {
+        Waker(WakerKind::Greenlet {
+            rec: self.rec.clone(),
+            seq: self.seq,
+        })
+    }
+
+    /// A waker for other threads. The hub's loop is kept alive until it is used or the
+    /// wait ends.
+    pub fn remote_waker(&self) -> super::RemoteWaker {
+        let (id, waker) = super::remote::register(self.waker());
+        self.remote_ids.borrow_mut().push(id);
+        waker
+    }
+
+    /// Ends the wait with a timeout after `d` ([`park`](Wait::park) then returns
+    /// `Ok(false)`). A `d` too large for the clock means no timeout.
+    ///
+    /// # Errors
+    /// The hub's loop refused the timer.
+    pub fn set_timeout(&mut self, d: Duration) -> Result<()> {
+        if deadline_after(d).is_none() {
+            return Ok(());
+        }
+        let Some(t) = hub_if_any(|h| h.timer_from_now(d)) else {
+            return Err(Error::ThreadExiting);
+        };
+        let w = self.waker();
+        t.start(move |_, _| w.wake_with(Wake::TimedOut))?;
+        self.timer = Some(t);
+        Ok(())
+    }
+
+    /// Switches to the hub until a waker of this wait (or the timeout) resumes this
+    /// greenlet. Returns `Ok(true)` when woken, `Ok(false)` on timeout.
+    ///
+    /// # Errors
+    /// [`Error::WouldBlockForever`] when the loop ran out of work;
+    /// [`Error::InvalidSwitch`] when something else switched into this greenlet;
+    /// [`Error::ThreadExiting`] once the thread has begun to end.
+    ///
+    /// # Panics
+    /// A kill or a [`Timeout`](crate::Timeout) unwinds from here with its payload.
+    pub fn park(&self) -> Result<bool> {
+        if let Some(p) = self.rec.pending_throw.take() {
+            resume_unwind(p);
+        }
+        if self.timer.as_ref().is_some_and(|t| !t.is_active()) {
+            return Ok(false);
+        }
+        let Some((hub_greenlet, exiting)) = hub_if_any(|h| (h.raw_greenlet(), h.is_exiting()))
+        else {
+            return Err(Error::ThreadExiting);
+        };
+        if exiting {
+            return Err(Error::ThreadExiting);
+        }
+        self.rec.parked.set(true);
+        let r = switch_msg(&hub_greenlet, Wake::Parked.msg());
+        drop(hub_greenlet);
+        self.rec.parked.set(false);
+        match r {
+            Ok(Msg::Throw(p)) => resume_unwind(p),
+            Ok(m) => match Wake::of(&m) {
+                Some(Wake::Woken) => Ok(true),
+                Some(Wake::TimedOut) => Ok(false),
+                Some(Wake::LoopExit) => Err(Error::WouldBlockForever(self.what.to_owned())),
+                _ => Err(Error::InvalidSwitch(format!(
+                    "{} (while waiting for {})",
+                    describe(&m),
+                    self.what
+                ))),
+            },
+            Err(e) => Err(e.into()),
+        }
+    }
+}
+
+/// What a message that is not a wake-up is, for [`Error::InvalidSwitch`].
+fn describe(m: &Msg) -> String {
+    match m {
+        Msg::Value(_) => "a switch with a value".to_owned(),
+        Msg::Finished(_) => "a child greenlet's return".to_owned(),
+        Msg::Signal(code) => format!("scheduler code {code}"),
+        Msg::Throw(_) => "a throw".to_owned(),
+        Msg::Empty => "an empty switch".to_owned(),
+    }
+}
+
+impl Drop for Wait {
+    fn drop(&mut self) {
+        // Invalidate every waker of this wait.
+        if self.rec.wait_seq.get() == self.seq {
+            self.rec.wait_seq.set(self.seq.wrapping_add(1));
+        }
+        let ids = std::mem::take(self.remote_ids.get_mut());
+        if !ids.is_empty() {
+            super::remote::unregister(&ids);
+        }
+    }
+}
+
+/// Waits until `ready()` holds, registering a waker with `subscribe` first and again
+/// after each wake-up (a wake-up consumes the subscription). Returns `Ok(false)` if
+/// `timeout` expired first.
+pub(crate) fn wait_until(
+    what: &'static str,
+    timeout: Option<Duration>,
+    ready: impl Fn() -> bool,
+    subscribe: impl Fn(Waker),
+) -> Result<bool> {
+    if ready() {
+        return Ok(true);
+    }
+    let w = Wait::timed(what, timeout)?;
+    loop {
+        subscribe(w.waker());
+        if !w.park()? {
+            return Ok(ready());
+        }
+        if ready() {
+            return Ok(true);
+        }
+    }
+}
+
+/// Waits for a notification: returns `Ok(true)` at once if `ready()` holds, else
+/// subscribes once and returns `Ok(true)` when woken (whether or not `ready()` still
+/// holds: it became ready while this greenlet waited, as gevent's `Event.wait` says),
+/// `Ok(false)` on timeout.
+pub(crate) fn wait_notified(
+    what: &'static str,
+    timeout: Option<Duration>,
+    ready: impl Fn() -> bool,
+    subscribe: impl FnOnce(Waker),
+) -> Result<bool> {
+    if ready() {
+        return Ok(true);
+    }
+    let w = Wait::timed(what, timeout)?;
+    subscribe(w.waker());
+    w.park()
+}
+
+/// Waiters of one object; woken all at once.
+///
+/// Waits that end early (timed out, killed) leave stale wakers behind; they are swept
+/// out when the list has doubled since the last sweep, so a push costs O(1) amortised
+/// however many greenlets wait.
+#[derive(Default)]
+pub(crate) struct WaitList {
+    wakers: RefCell<Vec<Waker>>,
+    /// The length at which the next push sweeps out stale wakers.
+    sweep_at: Cell<usize>,
+    /// Wakers looked at by sweeps so far.
+    #[cfg(test)]
+    swept: Cell<usize>,
+}
+
+/// The smallest list that is ever swept.
+const SWEEP_MIN: usize = 16;
+
+impl WaitList {
+    pub(crate) fn push(&self, w: Waker) {
+        let mut ws = self.wakers.borrow_mut();
+        if ws.len() >= self.sweep_at.get().max(SWEEP_MIN) {
+            #[cfg(test)]
+            self.swept.set(self.swept.get() + ws.len());
+            ws.retain(Waker::is_valid);
+            self.sweep_at.set(2 * ws.len());
+        }
+        ws.push(w);
+    }
+
+    pub(crate) fn wake_all(&self) {
+        let ws = std::mem::take(&mut *self.wakers.borrow_mut());
+        self.sweep_at.set(0);
+        for w in ws {
+            w.wake();
+        }
+    }
+
+    #[cfg(test)]
+    fn len(&self) -> usize {
+        self.wakers.borrow().len()
+    }
+}
+
+/// A greenlet standing in a [`WaiterQueue`], and what it was handed (or offers).
+pub(crate) struct Waiter<V> {
+    waker: Waker,
+    /// Written by whoever serves the waiter, read by the waiter when it resumes.
+    pub(crate) state: RefCell<V>,
+}
+
+impl<V> Waiter<V> {
+    /// Resumes the waiter (queued unless called in the hub).
+    pub(crate) fn wake(&self) {
+        self.waker.wake();
+    }
+}
+
+/// Greenlets waiting their turn, first come first served.
+pub(crate) struct WaiterQueue<V>(RefCell<VecDeque<Rc<Waiter<V>>>>);
+
+impl<V> Default for WaiterQueue<V> {
+    fn default() -> Self {
+        WaiterQueue(RefCell::new(VecDeque::new()))
+    }
+}
+
+impl<V> WaiterQueue<V> {
+    pub(crate) fn len(&self) -> usize {
+        self.0.borrow().len()
+    }
+
+    pub(crate) fn is_empty(&self) -> bool {
+        self.0.borrow().is_empty()
+    }
+
+    /// The first waiter whose greenlet can still be resumed. Waiters leave the line
+    /// themselves when their wait ends, so a dead one is only skipped defensively: what
+    /// it would be handed would be lost.
+    pub(crate) fn pop_live(&self) -> Option<Rc<Waiter<V>>> {
+        loop {
+            let w = self.0.borrow_mut().pop_front()?;
+            if w.waker.is_valid() {
+                return Some(w);
+            }
+        }
+    }
+
+    /// The first waiter, live or not (a putter's item must not be skipped).
+    pub(crate) fn pop_any(&self) -> Option<Rc<Waiter<V>>> {
+        self.0.borrow_mut().pop_front()
+    }
+
+    /// Everyone, in order.
+    pub(crate) fn drain(&self) -> Vec<Rc<Waiter<V>>> {
+        self.0.borrow_mut().drain(..).collect()
+    }
+
+    fn push(&self, w: Rc<Waiter<V>>) {
+        self.0.borrow_mut().push_back(w);
+    }
+
+    fn remove(&self, w: &Rc<Waiter<V>>) {
+        self.0.borrow_mut().retain(|x| !Rc::ptr_eq(x, w));
+    }
+}
+
+/// Stands the current greenlet at the back of `queue` with `state` and parks it until
+/// someone serves it (`served(&state)` holds), `timeout` passes, or waiting fails.
+///
+/// Returns the final state with `Ok(true)` when served, `Ok(false)` on timeout, or the
+/// wait's error. A greenlet served just as its timeout fired counts as served. If the
+/// greenlet unwinds while parked (killed, a [`Timeout`](crate::Timeout)), it leaves
+/// the line, and what it was already handed goes to `undo`.
+pub(crate) fn park_in_line<V: Default>(
+    what: &'static str,
+    timeout: Option<Duration>,
+    queue: &WaiterQueue<V>,
+    state: V,
+    served: fn(&V) -> bool,
+    undo: impl FnOnce(V),
+) -> (Result<bool>, V) {
+    let wait = match Wait::timed(what, timeout) {
+        Ok(w) => w,
+        Err(e) => return (Err(e), state),
+    };
+    let waiter = Rc::new(Waiter {
+        waker: wait.waker(),
+        state: RefCell::new(state),
+    });
+    queue.push(waiter.clone());
+    let mut guard = LeaveLine {
+        queue,
+        waiter: &waiter,
+        served,
+        undo: Some(undo),
+    };
+    let r = loop {
+        // A kill unwinds from here: `guard` then leaves the line and gives back.
+        let r = wait.park();
+        if served(&waiter.state.borrow()) {
+            break Ok(true);
+        }
+        match r {
+            // Woken by a stale wake-up: keep waiting.
+            Ok(true) => continue,
+            other => break other,
+        }
+    };
+    guard.undo = None;
+    drop(guard);
+    let state = waiter.state.take();
+    (r, state)
+}
+
+/// Takes a waiter out of its line when its wait ends, whichever way it ends.
+struct LeaveLine<'a, V: Default, U: FnOnce(V)> {
+    queue: &'a WaiterQueue<V>,
+    waiter: &'a Rc<Waiter<V>>,
+    served: fn(&V) -> bool,
+    /// Present only while unwinding out of the park (disarmed on normal exits).
+    undo: Option<U>,
+}
+
+impl<V: Default, U: FnOnce(V)> Drop for LeaveLine<'_, V, U> {
+    fn drop(&mut self) {
+        self.queue.remove(self.waiter);
+        if let Some(undo) = self.undo.take() {
+            let state = self.waiter.state.take();
+            if (self.served)(&state) {
+                undo(state);
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Pushing n wakers costs O(n) in all, whether they stay valid (a sink's) or go
+    /// stale (ended waits'): the sweeps look at fewer than 4n wakers.
+    #[test]
+    fn pushes_are_amortised_constant() {
+        let n = 100_000;
+        let valid = WaitList::default();
+        let sink = SinkOwner::new();
+        for i in 0..n {
+            valid.push(sink.waker(i));
+        }
+        assert_eq!(valid.len(), n, "valid wakers are kept");
+        assert!(valid.swept.get() < 4 * n, "swept {}", valid.swept.get());
+
+        let stale = WaitList::default();
+        for _ in 0..n {
+            // Each new wait of this greenlet ends the one before: its waker goes stale.
+            let w = Wait::new("a test wait").unwrap();
+            stale.push(w.waker());
+        }
+        assert!(stale.len() < 2 * SWEEP_MIN, "stale wakers are swept out");
+        assert!(stale.swept.get() < 4 * n, "swept {}", stale.swept.get());
+    }
+}
