@@ -59,6 +59,7 @@ mod hub;
 pub mod net;
 pub mod pool;
 pub mod server;
+pub mod signal;
 mod spawn;
 pub mod sync;
 pub mod threadpool;
@@ -68,11 +69,11 @@ pub use greenlet::stack;
 pub use greenlet::GreenletExit;
 pub use hub::monitor;
 pub use hub::{get_hub, try_get_hub, Hub, HubHandle, RemoteWaker, Wait, Waitable, Waker};
-pub use spawn::timeout::{with_timeout, Timeout, TimeoutExpired};
 pub use spawn::{
     current_id, current_name, idle, iwait, joinall, killall, sleep, spawn, spawn_later, wait,
     AnyGreenlet, Builder, Greenlet, GreenletInfo, Iwait, JoinError, Outcome,
 };
+pub use spawn::{with_timeout, Timeout, TimeoutExpired};
 pub use sync::{AsyncResult, Event};
 pub use sync::{
     BoundedSemaphore, Channel, LifoQueue, Lock, PriorityQueue, Queue, QueueError, RLock, Semaphore,

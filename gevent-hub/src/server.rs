@@ -1,4 +1,5 @@
-//! Servers: `StreamServer` (TCP) and `DatagramServer` (UDP), and `signal_handler`.
+//! Servers: `StreamServer` (TCP) and `DatagramServer` (UDP). `signal_handler` is
+//! re-exported here from [`crate::signal`], where it lives.
 //!
 //! The slides' echo server, whole:
 //!
@@ -29,12 +30,9 @@
 //! port with [`ServerOptions::reuse_port`] (`SO_REUSEPORT`): the kernel spreads the
 //! connections over the threads' listeners (see `examples/echo_server.rs --threads`).
 
-use crate::error::Error;
-use crate::hub::get_hub;
 use crate::net::{TcpListener, TcpStream, ToSocketAddrs, UdpSocket, DEFAULT_BACKLOG};
 use crate::spawn::{current_id, joinall, killall, sleep, spawn, AnyGreenlet, Greenlet, Outcome};
 use crate::sync::Event;
-use gevent_core::Signal;
 use socket2::{Domain, Protocol, Socket, Type};
 use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
@@ -43,6 +41,8 @@ use std::io;
 use std::net::SocketAddr;
 use std::rc::Rc;
 use std::time::Duration;
+
+pub use crate::signal::{signal_handler, SignalHandler};
 
 /// How a [`StreamServer`] listens.
 #[derive(Debug, Clone)]
@@ -490,32 +490,4 @@ impl DatagramServer {
         }
         self.stopped.set();
     }
-}
-
-/// A signal handler installed with [`signal_handler`]; dropping it uninstalls it.
-pub struct SignalHandler {
-    _watcher: Signal,
-}
-
-impl fmt::Debug for SignalHandler {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("SignalHandler").finish()
-    }
-}
-
-/// Runs `f` in a new greenlet each time signal `sig` arrives (gevent's
-/// `signal_handler`). The handler does not keep the hub's loop alive by itself.
-///
-/// # Errors
-/// An invalid signal number, or the signal is watched by another thread's loop.
-pub fn signal_handler(sig: i32, f: impl Fn() + 'static) -> Result<SignalHandler, Error> {
-    let hub = get_hub();
-    let w = hub.get_loop().signal(sig)?;
-    let f: Rc<dyn Fn()> = Rc::new(f);
-    w.start(move |_, _| {
-        let f = f.clone();
-        spawn(move || f());
-    })?;
-    w.set_ref(false);
-    Ok(SignalHandler { _watcher: w })
 }

@@ -1,0 +1,67 @@
+//! `sleep`, `idle`, and who is running.
+
+use crate::error::Result;
+use crate::greenlet;
+use crate::hub::{get_hub, hub_if_any, Wait};
+use std::cell::Cell;
+use std::rc::Rc;
+use std::time::Duration;
+
+/// Suspends the current greenlet for `d` (gevent's `sleep`). `sleep(Duration::ZERO)`
+/// yields: every greenlet that is ready to run gets to run first.
+///
+/// # Errors
+/// [`Error::BlockingInHub`](crate::Error::BlockingInHub) in the hub; [`Error::Unwinding`](crate::Error::Unwinding) during a panic.
+pub fn sleep(d: Duration) -> Result<()> {
+    let w = Wait::new("sleep")?;
+    let wk = w.waker();
+    if d.is_zero() {
+        // A yield: queue our own wake-up behind everything already queued. Nothing
+        // else holds a waker of this wait, so the first wake-up is ours.
+        hub_if_any(|h| h.get_loop().run_callback(move || wk.wake()));
+        w.park()?;
+        return Ok(());
+    }
+    let fired = Rc::new(Cell::new(false));
+    let f2 = fired.clone();
+    let t = get_hub().timer_from_now(d);
+    t.start(move |_, _| {
+        f2.set(true);
+        wk.wake();
+    })?;
+    while !fired.get() {
+        w.park()?;
+    }
+    Ok(())
+}
+
+/// Waits until the hub has nothing else to do (an idle watcher fires), gevent's `idle`.
+///
+/// # Errors
+/// As [`sleep`].
+pub fn idle() -> Result<()> {
+    let w = Wait::new("idle")?;
+    let fired = Rc::new(Cell::new(false));
+    let f2 = fired.clone();
+    let wk = w.waker();
+    let i = get_hub().get_loop().idle();
+    i.start(move |w, _| {
+        w.stop();
+        f2.set(true);
+        wk.wake();
+    })?;
+    while !fired.get() {
+        w.park()?;
+    }
+    Ok(())
+}
+
+/// The running greenlet's id (the main greenlet and the hub have ids too).
+pub fn current_id() -> u64 {
+    greenlet::current_rc().id()
+}
+
+/// The running greenlet's name.
+pub fn current_name() -> String {
+    greenlet::current_rc().name().to_owned()
+}
