@@ -53,6 +53,7 @@
 #![deny(missing_docs, missing_debug_implementations, rust_2018_idioms)]
 #![deny(unsafe_op_in_unsafe_fn)]
 
+mod diag;
 mod error;
 pub mod greenlet;
 mod hub;

@@ -30,7 +30,9 @@
 //! port with [`ServerOptions::reuse_port`] (`SO_REUSEPORT`): the kernel spreads the
 //! connections over the threads' listeners (see `examples/echo_server.rs --threads`).
 
+use crate::diag::{error_limited, RateLimit};
 use crate::net::{TcpListener, TcpStream, ToSocketAddrs, UdpSocket, DEFAULT_BACKLOG};
+use crate::pool::Pool;
 use crate::spawn::{current_id, joinall, killall, sleep, spawn, AnyGreenlet, Greenlet, Outcome};
 use crate::sync::Event;
 use socket2::{Domain, Protocol, Socket, Type};
@@ -100,16 +102,21 @@ pub struct ResistingHandler {
 
 type Handler = Rc<dyn Fn(TcpStream, SocketAddr)>;
 
+/// A running handler: its client's address and its greenlet, by greenlet id.
+type Handlers = HashMap<u64, (SocketAddr, Rc<Greenlet<()>>)>;
+
 struct ServerInner {
     listener: TcpListener,
     addr: SocketAddr,
     handler: Handler,
-    max: Option<usize>,
+    /// The bound on connections handled at once (`max_connections`), if any.
+    pool: Option<Pool>,
     kill_timeout: Duration,
     /// Running handlers by greenlet id, with their clients' addresses.
-    handlers: RefCell<HashMap<u64, (SocketAddr, Greenlet<()>)>>,
+    handlers: RefCell<Handlers>,
     acceptor: RefCell<Option<Greenlet<()>>>,
-    slot_free: Event,
+    /// Accept errors and handler panics can come at any rate: logged within a limit.
+    log_limit: RateLimit,
     stopping: Cell<bool>,
     stopped: Event,
     accepted: Cell<u64>,
@@ -211,23 +218,26 @@ impl StreamServer {
         kill_timeout: Duration,
         handler: impl Fn(TcpStream, SocketAddr) + 'static,
     ) -> io::Result<StreamServer> {
-        if max_connections == Some(0) {
-            return Err(io::Error::new(
-                io::ErrorKind::InvalidInput,
-                "max_connections must be at least 1",
-            ));
-        }
+        let pool = match max_connections.map(Pool::new).transpose() {
+            Ok(p) => p,
+            Err(_) => {
+                return Err(io::Error::new(
+                    io::ErrorKind::InvalidInput,
+                    "max_connections must be at least 1",
+                ))
+            }
+        };
         let addr = listener.local_addr()?;
         Ok(StreamServer {
             inner: Rc::new(ServerInner {
                 listener,
                 addr,
                 handler: Rc::new(handler),
-                max: max_connections,
+                pool,
                 kill_timeout,
                 handlers: RefCell::new(HashMap::new()),
                 acceptor: RefCell::new(None),
-                slot_free: Event::new(),
+                log_limit: RateLimit::new(10),
                 stopping: Cell::new(false),
                 stopped: Event::new(),
                 accepted: Cell::new(0),
@@ -302,7 +312,7 @@ impl StreamServer {
             }
         }
         let me = current_id();
-        let mut running: Vec<(u64, SocketAddr, Greenlet<()>)> = inner
+        let mut running: Vec<(u64, SocketAddr, Rc<Greenlet<()>>)> = inner
             .handlers
             .borrow_mut()
             .drain()
@@ -317,7 +327,7 @@ impl StreamServer {
         let total = running.len();
         let mut report = StopReport::default();
         if total > 0 {
-            let refs: Vec<&dyn AnyGreenlet> = running.iter().map(|(_, _, g)| g as _).collect();
+            let refs: Vec<&dyn AnyGreenlet> = running.iter().map(|(_, _, g)| &**g as _).collect();
             joinall(&refs, grace, false).map_err(io::Error::from)?;
             report.finished = refs.iter().filter(|g| g.is_ready()).count();
             if report.finished < total {
@@ -343,9 +353,13 @@ impl StreamServer {
         }
         drop(still);
         for r in &report.resisted {
-            eprintln!(
-                "gevent: StreamServer({}) stop: handler '{}' (id {}) for {} did not end within {:?} of being killed",
-                inner.addr, r.greenlet_name, r.greenlet_id, r.peer, inner.kill_timeout
+            log::warn!(
+                "StreamServer({}) stop: handler '{}' (id {}) for {} did not end within {:?} of being killed",
+                inner.addr,
+                r.greenlet_name,
+                r.greenlet_id,
+                r.peer,
+                inner.kill_timeout
             );
         }
         inner.stopped.set();
@@ -360,12 +374,10 @@ fn accept_loop(inner: &Rc<ServerInner>) {
         if inner.stopping.get() {
             return;
         }
-        if let Some(max) = inner.max {
-            while inner.handlers.borrow().len() >= max && !inner.stopping.get() {
-                inner.slot_free.clear();
-                if inner.slot_free.wait().is_err() {
-                    return;
-                }
+        // While the pool is full, leave connections in the kernel's backlog.
+        if let Some(pool) = &inner.pool {
+            if pool.wait_available(None).is_err() {
+                return;
             }
         }
         match inner.listener.accept() {
@@ -373,17 +385,27 @@ fn accept_loop(inner: &Rc<ServerInner>) {
                 delay = min_delay;
                 inner.accepted.set(inner.accepted.get() + 1);
                 let handler = inner.handler.clone();
-                let g = spawn(move || handler(stream, peer));
+                let body = move || handler(stream, peer);
+                // The pool has a free slot (waited for above): its spawn does not wait.
+                let g = match &inner.pool {
+                    Some(pool) => match pool.spawn(body) {
+                        Ok(g) => g,
+                        Err(_) => return,
+                    },
+                    None => Rc::new(spawn(body)),
+                };
                 let id = g.id();
                 let weak = Rc::downgrade(inner);
                 g.link(move |info| {
+                    let Some(inner) = weak.upgrade() else { return };
                     if let Outcome::Panicked(msg) = &info.outcome {
-                        eprintln!("gevent: StreamServer handler for {peer} panicked: {msg}");
+                        error_limited!(
+                            inner.log_limit,
+                            "StreamServer({}) handler for {peer} panicked: {msg}",
+                            inner.addr
+                        );
                     }
-                    if let Some(inner) = weak.upgrade() {
-                        inner.handlers.borrow_mut().remove(&id);
-                        inner.slot_free.set();
-                    }
+                    inner.handlers.borrow_mut().remove(&id);
                 });
                 inner.handlers.borrow_mut().insert(id, (peer, g));
             }
@@ -397,7 +419,11 @@ fn accept_loop(inner: &Rc<ServerInner>) {
                 delay = (delay * 2).min(Duration::from_secs(1));
             }
             Err(e) => {
-                eprintln!("gevent: StreamServer({}) accept failed: {e}", inner.addr);
+                error_limited!(
+                    inner.log_limit,
+                    "StreamServer({}) accept failed: {e}",
+                    inner.addr
+                );
                 if sleep(delay).is_err() {
                     return;
                 }

@@ -285,8 +285,8 @@ fn thread_exit() {
         while let Some(hook) = EXIT_HOOKS.with(|h| h.borrow_mut().pop()) {
             // A panic must not leave a thread-local destructor: std would abort.
             if let Err(p) = catch_unwind(AssertUnwindSafe(hook)) {
-                eprintln!(
-                    "gevent: thread teardown: an exit hook panicked: {}",
+                log::error!(
+                    "thread teardown: an exit hook panicked: {}",
                     panic_message(&*p)
                 );
             }
@@ -520,6 +520,8 @@ fn finish(me: Rc<GInner>, result: Result<Value, PanicPayload>) -> ! {
     };
     let Some(ctx) = ctx else {
         // No way back: an invariant is broken. Nothing sane can run on this stack.
+        // Straight to stderr, not through `log`: the process aborts on the next line,
+        // before a logger could write anything.
         eprintln!(
             "gevent: greenlet {} finished but its parent cannot be resumed",
             me.id

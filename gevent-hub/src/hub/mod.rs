@@ -290,8 +290,10 @@ impl Hub {
         raw.managed.set(true);
         // Panics of raw watcher callbacks on the hub are reported, and the hub goes on
         // (gevent's handle_error); greenlets catch their own panics.
-        lp.set_error_handler(|p| {
-            log::error!(
+        let limit = crate::diag::RateLimit::new(10);
+        lp.set_error_handler(move |p| {
+            crate::diag::error_limited!(
+                limit,
                 "a callback on the hub panicked: {}",
                 greenlet::panic_message(&*p)
             );

@@ -652,7 +652,7 @@ pub fn from_env() -> Option<BlockingMonitor> {
     match crate::hub::try_get_hub() {
         Ok(hub) => from_env_on(hub.get_loop()),
         Err(e) => {
-            eprintln!("gevent: cannot start the blocking monitor: {e}");
+            log::error!("cannot start the blocking monitor: {e}");
             None
         }
     }
@@ -667,14 +667,14 @@ pub(crate) fn from_env_on(lp: &Loop) -> Option<BlockingMonitor> {
         Ok(Some(t)) => t,
         Ok(None) => return None,
         Err(msg) => {
-            eprintln!("gevent: {msg}; the blocking monitor is not started");
+            log::error!("{msg}; the blocking monitor is not started");
             return None;
         }
     };
     match MonitorBuilder::new(threshold).start_on(lp, Box::new(|r| eprintln!("{r}"))) {
         Ok(m) => Some(m),
         Err(e) => {
-            eprintln!("gevent: cannot start the blocking monitor: {e}");
+            log::error!("cannot start the blocking monitor: {e}");
             None
         }
     }
@@ -811,8 +811,8 @@ impl Watch {
             thread: self.thread.clone(),
         };
         if let Err(p) = catch_unwind(AssertUnwindSafe(|| (self.report)(&r))) {
-            eprintln!(
-                "gevent: the blocking monitor's report function panicked: {}",
+            log::error!(
+                "the blocking monitor's report function panicked: {}",
                 crate::greenlet::panic_message(&*p)
             );
         }
