@@ -57,6 +57,7 @@ mod diag;
 mod error;
 pub mod greenlet;
 mod hub;
+mod ids;
 pub mod net;
 pub mod pool;
 pub mod server;

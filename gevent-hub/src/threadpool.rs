@@ -34,6 +34,7 @@ use crate::error::{Error, Result};
 use crate::greenlet::panic_message;
 use crate::hub::{get_hub, try_get_hub, wait_until, Waker};
 use crate::hub::{WaitList, Waitable};
+use crate::ids::Ids;
 use crate::pool::SizeError;
 use std::cell::{Cell, OnceCell, RefCell};
 use std::collections::{HashMap, VecDeque};
@@ -382,16 +383,12 @@ struct LocalTask {
 thread_local! {
     /// Tasks spawned from this thread and not completed, by id.
     static TASKS: RefCell<HashMap<u64, Rc<LocalTask>>> = RefCell::new(HashMap::new());
-    static NEXT_TASK: Cell<u64> = const { Cell::new(1) };
+    static NEXT_TASK: Ids = const { Ids::new() };
     static DEFAULT_POOL: OnceCell<ThreadPool> = const { OnceCell::new() };
 }
 
 fn register() -> (u64, Rc<LocalTask>) {
-    let id = NEXT_TASK.with(|n| {
-        let id = n.get();
-        n.set(id + 1);
-        id
-    });
+    let id = NEXT_TASK.with(Ids::next);
     let t = Rc::new(LocalTask {
         done: Cell::new(false),
         waiters: WaitList::default(),

@@ -41,6 +41,8 @@
 
 pub mod stack;
 
+use crate::ids::Ids;
+
 use context::{Context, Transfer};
 use stack::{GreenletStack, RunningInfo};
 use std::any::Any;
@@ -227,7 +229,7 @@ thread_local! {
     static TRANSFER: ManuallyDrop<Cell<Option<Msg>>> = const { ManuallyDrop::new(Cell::new(None)) };
     static DYING: ManuallyDrop<RefCell<Option<Rc<GInner>>>> =
         const { ManuallyDrop::new(RefCell::new(None)) };
-    static NEXT_ID: Cell<u64> = const { Cell::new(1) };
+    static NEXT_ID: Ids = const { Ids::new() };
     static PHASE: Cell<Phase> = const { Cell::new(Phase::Running) };
     static EXIT_HOOKS: ManuallyDrop<RefCell<Vec<ExitHook>>> =
         const { ManuallyDrop::new(RefCell::new(Vec::new())) };
@@ -309,11 +311,7 @@ fn thread_exit() {
 const FROM_DEAD: usize = 1;
 
 fn next_id() -> u64 {
-    NEXT_ID.with(|n| {
-        let id = n.get();
-        n.set(id + 1);
-        id
-    })
+    NEXT_ID.with(Ids::next)
 }
 
 /// The running greenlet (creating the main greenlet record on first use).

@@ -5,8 +5,9 @@
 
 use super::wait::Waker;
 use super::{get_hub, hub_if_any};
+use crate::ids::Ids;
 use gevent_core::{Async, AsyncSender, Loop};
-use std::cell::{Cell, RefCell};
+use std::cell::RefCell;
 use std::collections::HashMap;
 use std::fmt;
 use std::sync::{Arc, Mutex};
@@ -30,7 +31,7 @@ pub(crate) struct Inbox {
     _async: Async,
     /// Local wakers registered for remote wake-ups, by id.
     waiters: RefCell<HashMap<u64, Waker>>,
-    next: Cell<u64>,
+    next: Ids,
 }
 
 impl Inbox {
@@ -48,7 +49,7 @@ impl Inbox {
             remote,
             _async: a,
             waiters: RefCell::new(HashMap::new()),
-            next: Cell::new(1),
+            next: Ids::new(),
         })
     }
 
@@ -81,8 +82,7 @@ fn drain(remote: &Remote) {
 pub(crate) fn register(waker: Waker) -> (u64, RemoteWaker) {
     let hub = get_hub();
     let inbox = hub.inbox();
-    let id = inbox.next.get();
-    inbox.next.set(id + 1);
+    let id = inbox.next.next();
     inbox.waiters.borrow_mut().insert(id, waker);
     hub.get_loop().ref_();
     (

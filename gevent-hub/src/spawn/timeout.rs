@@ -12,8 +12,8 @@
 use crate::error::{Error, Result};
 use crate::greenlet::{current_rc, PanicPayload};
 use crate::hub::{get_hub, throw_into};
+use crate::ids::Ids;
 use gevent_core::Timer;
-use std::cell::Cell;
 use std::fmt;
 use std::panic::{catch_unwind, resume_unwind, AssertUnwindSafe};
 use std::time::Duration;
@@ -26,7 +26,7 @@ pub struct TimeoutExpired {
 }
 
 thread_local! {
-    static NEXT: Cell<u64> = const { Cell::new(1) };
+    static NEXT: Ids = const { Ids::new() };
 }
 
 /// A pending interruption of the current greenlet. Dropping it cancels it.
@@ -51,11 +51,7 @@ impl Timeout {
     /// # Errors
     /// The hub's loop refused the timer (it is being destroyed).
     pub fn start_new(d: Duration) -> Result<Timeout> {
-        let id = NEXT.with(|n| {
-            let id = n.get();
-            n.set(id + 1);
-            id
-        });
+        let id = NEXT.with(Ids::next);
         let target = current_rc();
         let timer = get_hub().timer_from_now(d);
         let t2 = target.clone();

@@ -153,83 +153,96 @@ impl Semaphore {
         }
     }
 
-    /// Permits free right now (gevent's `counter`).
-    pub fn available(&self) -> usize {
-        self.inner.available()
-    }
-
-    /// True when an acquire would wait.
-    pub fn locked(&self) -> bool {
-        self.available() == 0
-    }
-
-    /// Greenlets waiting for a permit.
-    pub fn waiting(&self) -> usize {
-        self.inner.waiters.len()
-    }
-
-    /// Takes a permit, waiting for one if needed.
-    ///
-    /// # Errors
-    /// [`Error::WouldBlockForever`](crate::Error::WouldBlockForever) when nothing left
-    /// could release one; [`Error::BlockingInHub`](crate::Error::BlockingInHub) when it
-    /// would wait inside the hub.
-    pub fn acquire(&self) -> Result<()> {
-        self.inner.acquire(None).map(|_| ())
-    }
-
-    /// Takes a permit, waiting at most `timeout`; returns whether it got one.
-    ///
-    /// # Errors
-    /// As [`acquire`](Semaphore::acquire).
-    pub fn acquire_timeout(&self, timeout: Duration) -> Result<bool> {
-        self.inner.acquire(Some(timeout))
-    }
-
-    /// Takes a permit if one is free, without waiting. Works in the hub.
-    pub fn try_acquire(&self) -> bool {
-        self.inner.try_acquire()
-    }
-
     /// Gives a permit back: to the first waiter if there is one. Works in the hub.
     pub fn release(&self) {
         self.inner.release_unchecked();
     }
-
-    /// [`acquire`](Semaphore::acquire) with a guard that releases on drop.
-    ///
-    /// # Errors
-    /// As [`acquire`](Semaphore::acquire).
-    pub fn guard(&self) -> Result<SemaphoreGuard<'_>> {
-        self.acquire()?;
-        Ok(SemaphoreGuard::new(&self.inner))
-    }
-
-    /// [`acquire_timeout`](Semaphore::acquire_timeout) with a guard; `None` on timeout.
-    ///
-    /// # Errors
-    /// As [`acquire`](Semaphore::acquire).
-    pub fn guard_timeout(&self, timeout: Duration) -> Result<Option<SemaphoreGuard<'_>>> {
-        let got = self.acquire_timeout(timeout)?;
-        Ok(got.then(|| SemaphoreGuard::new(&self.inner)))
-    }
-
-    /// [`try_acquire`](Semaphore::try_acquire) with a guard.
-    pub fn try_guard(&self) -> Option<SemaphoreGuard<'_>> {
-        // Lazily: a guard made for nothing would release a permit it never took.
-        self.try_acquire().then(|| SemaphoreGuard::new(&self.inner))
-    }
 }
 
-impl Waitable for Semaphore {
-    /// True when a permit is free.
-    fn is_ready(&self) -> bool {
-        self.available() > 0
-    }
-    fn subscribe(&self, w: Waker) {
-        self.inner.watchers.push(w);
-    }
+/// What [`Semaphore`] and [`BoundedSemaphore`] share, written once: counting, taking
+/// permits (blocking, with a timeout, or not at all), guards, and `Waitable`.
+macro_rules! permits {
+    ($t:ident) => {
+        impl $t {
+            /// Permits free right now (gevent's `counter`).
+            pub fn available(&self) -> usize {
+                self.inner.available()
+            }
+
+            /// True when an acquire would wait.
+            pub fn locked(&self) -> bool {
+                self.available() == 0
+            }
+
+            /// Greenlets waiting for a permit.
+            pub fn waiting(&self) -> usize {
+                self.inner.waiters.len()
+            }
+
+            /// Takes a permit, waiting for one if needed.
+            ///
+            /// # Errors
+            /// [`Error::WouldBlockForever`](crate::Error::WouldBlockForever) when
+            /// nothing left could release one;
+            /// [`Error::BlockingInHub`](crate::Error::BlockingInHub) when it would wait
+            /// inside the hub.
+            pub fn acquire(&self) -> Result<()> {
+                self.inner.acquire(None).map(|_| ())
+            }
+
+            /// Takes a permit, waiting at most `timeout`; returns whether it got one.
+            ///
+            /// # Errors
+            /// As [`acquire`](Self::acquire).
+            pub fn acquire_timeout(&self, timeout: Duration) -> Result<bool> {
+                self.inner.acquire(Some(timeout))
+            }
+
+            /// Takes a permit if one is free, without waiting. Works in the hub.
+            pub fn try_acquire(&self) -> bool {
+                self.inner.try_acquire()
+            }
+
+            /// [`acquire`](Self::acquire) with a guard that releases on drop.
+            ///
+            /// # Errors
+            /// As [`acquire`](Self::acquire).
+            pub fn guard(&self) -> Result<SemaphoreGuard<'_>> {
+                self.acquire()?;
+                Ok(SemaphoreGuard::new(&self.inner))
+            }
+
+            /// [`acquire_timeout`](Self::acquire_timeout) with a guard; `None` on
+            /// timeout.
+            ///
+            /// # Errors
+            /// As [`acquire`](Self::acquire).
+            pub fn guard_timeout(&self, timeout: Duration) -> Result<Option<SemaphoreGuard<'_>>> {
+                let got = self.acquire_timeout(timeout)?;
+                Ok(got.then(|| SemaphoreGuard::new(&self.inner)))
+            }
+
+            /// [`try_acquire`](Self::try_acquire) with a guard.
+            pub fn try_guard(&self) -> Option<SemaphoreGuard<'_>> {
+                // Lazily: a guard made for nothing would release a permit it never took.
+                self.try_acquire().then(|| SemaphoreGuard::new(&self.inner))
+            }
+        }
+
+        impl Waitable for $t {
+            /// True when a permit is free.
+            fn is_ready(&self) -> bool {
+                self.available() > 0
+            }
+            fn subscribe(&self, w: Waker) {
+                self.inner.watchers.push(w);
+            }
+        }
+    };
 }
+
+permits!(Semaphore);
+permits!(BoundedSemaphore);
 
 /// A permit of a [`Semaphore`] or [`BoundedSemaphore`], released when dropped.
 #[must_use = "the permit is released as soon as the guard is dropped"]
@@ -287,81 +300,11 @@ impl BoundedSemaphore {
         self.inner.bound.unwrap_or(0)
     }
 
-    /// Permits free right now.
-    pub fn available(&self) -> usize {
-        self.inner.available()
-    }
-
-    /// True when an acquire would wait.
-    pub fn locked(&self) -> bool {
-        self.available() == 0
-    }
-
-    /// Greenlets waiting for a permit.
-    pub fn waiting(&self) -> usize {
-        self.inner.waiters.len()
-    }
-
-    /// As [`Semaphore::acquire`].
-    ///
-    /// # Errors
-    /// As [`Semaphore::acquire`].
-    pub fn acquire(&self) -> Result<()> {
-        self.inner.acquire(None).map(|_| ())
-    }
-
-    /// As [`Semaphore::acquire_timeout`].
-    ///
-    /// # Errors
-    /// As [`Semaphore::acquire`].
-    pub fn acquire_timeout(&self, timeout: Duration) -> Result<bool> {
-        self.inner.acquire(Some(timeout))
-    }
-
-    /// As [`Semaphore::try_acquire`].
-    pub fn try_acquire(&self) -> bool {
-        self.inner.try_acquire()
-    }
-
     /// Gives a permit back (to the first waiter if there is one). Works in the hub.
     ///
     /// # Errors
     /// [`ReleaseError::TooManyReleases`] if every permit is already free.
     pub fn release(&self) -> std::result::Result<(), ReleaseError> {
         self.inner.release()
-    }
-
-    /// As [`Semaphore::guard`].
-    ///
-    /// # Errors
-    /// As [`Semaphore::acquire`].
-    pub fn guard(&self) -> Result<SemaphoreGuard<'_>> {
-        self.acquire()?;
-        Ok(SemaphoreGuard::new(&self.inner))
-    }
-
-    /// As [`Semaphore::guard_timeout`].
-    ///
-    /// # Errors
-    /// As [`Semaphore::acquire`].
-    pub fn guard_timeout(&self, timeout: Duration) -> Result<Option<SemaphoreGuard<'_>>> {
-        let got = self.acquire_timeout(timeout)?;
-        Ok(got.then(|| SemaphoreGuard::new(&self.inner)))
-    }
-
-    /// As [`Semaphore::try_guard`].
-    pub fn try_guard(&self) -> Option<SemaphoreGuard<'_>> {
-        // Lazily: a guard made for nothing would release a permit it never took.
-        self.try_acquire().then(|| SemaphoreGuard::new(&self.inner))
-    }
-}
-
-impl Waitable for BoundedSemaphore {
-    /// True when a permit is free.
-    fn is_ready(&self) -> bool {
-        self.available() > 0
-    }
-    fn subscribe(&self, w: Waker) {
-        self.inner.watchers.push(w);
     }
 }
