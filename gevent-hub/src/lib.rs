@@ -64,6 +64,7 @@ pub mod server;
 pub mod signal;
 mod spawn;
 pub mod sync;
+mod sys;
 pub mod threadpool;
 
 pub use error::{Error, Result};

@@ -9,6 +9,7 @@ use std::fmt;
 use std::rc::Rc;
 
 /// A signal handler installed with [`signal_handler`]; dropping it uninstalls it.
+#[must_use = "the handler is uninstalled as soon as it is dropped"]
 pub struct SignalHandler {
     _watcher: Signal,
 }

@@ -82,13 +82,9 @@ const MAX_SLOTS: usize = 1024;
 /// libc crate does not define it yet.
 const MADV_GUARD_INSTALL: libc::c_int = 102;
 
-/// `-1` from a libc call as the `errno` it set.
+/// `-1` from a libc call as the `errno` it set (the crate's helper, without the value).
 fn cvt(r: libc::c_int) -> io::Result<()> {
-    if r == -1 {
-        Err(io::Error::last_os_error())
-    } else {
-        Ok(())
-    }
+    crate::sys::cvt(r).map(drop)
 }
 
 fn page_size() -> usize {
@@ -752,34 +748,34 @@ pub(crate) fn set_running(info: RunningInfo) {
     RUNNING.with(|r| r.set(info));
 }
 
-static mut PREV_SEGV: std::mem::MaybeUninit<libc::sigaction> = std::mem::MaybeUninit::zeroed();
-static mut PREV_BUS: std::mem::MaybeUninit<libc::sigaction> = std::mem::MaybeUninit::zeroed();
+/// The SIGSEGV and SIGBUS dispositions found when the overflow handler was installed:
+/// faults that are not a greenlet's overflow are handed to them. Set once; read by the
+/// handler (a `OnceLock` read is an atomic load, fine in a signal handler).
+struct PrevHandlers {
+    segv: libc::sigaction,
+    bus: libc::sigaction,
+}
+
+static PREV: OnceLock<PrevHandlers> = OnceLock::new();
 
 fn install_overflow_handler() -> io::Result<()> {
     static INSTALLED: OnceLock<Result<(), i32>> = OnceLock::new();
     let r = INSTALLED.get_or_init(|| {
-        // SAFETY: installing a signal handler; the previous ones are saved before
-        // ours can run (the OnceLock is set before any greenlet stack exists).
+        // SAFETY: installing a signal handler with a zeroed struct filled in here; the
+        // previous dispositions come back in `segv` and `bus`, which are published in
+        // PREV before any greenlet stack exists (so before an overflow can happen).
         unsafe {
             let mut sa: libc::sigaction = std::mem::zeroed();
             sa.sa_sigaction = overflow_handler as *const () as usize;
             sa.sa_flags = libc::SA_SIGINFO | libc::SA_ONSTACK;
-            cvt(libc::sigemptyset(&mut sa.sa_mask))
-                .and_then(|()| {
-                    cvt(libc::sigaction(
-                        libc::SIGSEGV,
-                        &sa,
-                        (&raw mut PREV_SEGV).cast(),
-                    ))
-                })
-                .and_then(|()| {
-                    cvt(libc::sigaction(
-                        libc::SIGBUS,
-                        &sa,
-                        (&raw mut PREV_BUS).cast(),
-                    ))
-                })
-                .map_err(|e| e.raw_os_error().unwrap_or(0))
+            let mut segv: libc::sigaction = std::mem::zeroed();
+            let mut bus: libc::sigaction = std::mem::zeroed();
+            let r = cvt(libc::sigemptyset(&mut sa.sa_mask))
+                .and_then(|()| cvt(libc::sigaction(libc::SIGSEGV, &sa, &mut segv)))
+                .and_then(|()| cvt(libc::sigaction(libc::SIGBUS, &sa, &mut bus)))
+                .map_err(|e| e.raw_os_error().unwrap_or(0));
+            let _ = PREV.set(PrevHandlers { segv, bus });
+            r
         }
     });
     if let Err(errno) = *r {
@@ -900,13 +896,15 @@ extern "C" fn overflow_handler(
                 libc::abort();
             }
         }
-        // Not ours: hand over to the previous handler.
-        let prev = if sig == libc::SIGBUS {
-            (&raw const PREV_BUS)
-        } else {
-            (&raw const PREV_SEGV)
+        // Not ours: hand over to the previous handler (the default one if the fault
+        // came before it was recorded).
+        let prev = PREV
+            .get()
+            .map(|p| if sig == libc::SIGBUS { &p.bus } else { &p.segv });
+        let Some(prev) = prev else {
+            libc::signal(sig, libc::SIG_DFL);
+            return;
         };
-        let prev = &*(*prev).as_ptr();
         if prev.sa_sigaction == libc::SIG_DFL || prev.sa_sigaction == libc::SIG_IGN {
             libc::signal(sig, libc::SIG_DFL);
         } else if prev.sa_flags & libc::SA_SIGINFO != 0 {

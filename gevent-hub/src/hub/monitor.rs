@@ -537,6 +537,7 @@ type ReportFn = dyn Fn(&BlockingReport) + Send;
 /// let m = gevent_hub::monitor::start_monitor(std::time::Duration::from_secs(1)).unwrap();
 /// send_away(m); // it stays on the thread whose hub it watches
 /// ```
+#[must_use = "the monitor stops as soon as it is dropped"]
 pub struct BlockingMonitor {
     slot: Arc<Slot>,
     stop: Arc<AtomicBool>,

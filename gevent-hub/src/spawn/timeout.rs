@@ -30,6 +30,7 @@ thread_local! {
 }
 
 /// A pending interruption of the current greenlet. Dropping it cancels it.
+#[must_use = "the timeout is cancelled as soon as it is dropped"]
 pub struct Timeout {
     timer: Timer,
     id: u64,
