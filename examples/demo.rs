@@ -102,20 +102,6 @@ fn peak_memory() -> String {
         .unwrap_or_else(|| "unknown".to_owned())
 }
 
-fn raise_fd_limit(needed: u64) {
-    let mut lim = libc::rlimit {
-        rlim_cur: 0,
-        rlim_max: 0,
-    };
-    // SAFETY: getrlimit/setrlimit read or write only the struct we pass.
-    unsafe {
-        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) == 0 && lim.rlim_cur < needed {
-            lim.rlim_cur = needed.min(lim.rlim_max);
-            libc::setrlimit(libc::RLIMIT_NOFILE, &lim);
-        }
-    }
-}
-
 fn arg(args: &[String], name: &str, default: usize) -> usize {
     match args.iter().position(|a| a == name) {
         Some(i) => args
@@ -134,7 +120,12 @@ fn main() {
     let clients = arg(&args, "--clients", 1000).max(1);
     let messages = arg(&args, "--messages", 100);
     // Each connection uses two fds here: the client's and the server's.
-    raise_fd_limit(2 * clients as u64 + 64);
+    let needed = 2 * clients as u64 + 64;
+    match gevent::hub::server::raise_fd_limit(needed) {
+        Ok(n) if n >= needed => {}
+        Ok(n) => eprintln!("note: {clients} clients need {needed} open files; the limit is {n}"),
+        Err(e) => eprintln!("note: cannot raise the open-file limit: {e}"),
+    }
 
     let server = StreamServer::new("127.0.0.1:0", handler).unwrap_or_else(|e| {
         eprintln!("cannot start the echo server: {e}");

@@ -517,3 +517,26 @@ impl DatagramServer {
         self.stopped.set();
     }
 }
+
+/// Raises this process's soft limit on open files (`RLIMIT_NOFILE`) to at least
+/// `wanted`, as far as the hard limit allows (`u64::MAX`: to the hard limit), and
+/// returns the soft limit now in force. A server holding thousands of connections
+/// needs more than the usual 1024.
+///
+/// # Errors
+/// `getrlimit`/`setrlimit` errors.
+pub fn raise_fd_limit(wanted: u64) -> io::Result<u64> {
+    let mut lim = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit writes only into the struct passed.
+    crate::sys::cvt(unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) })?;
+    if lim.rlim_cur < wanted && lim.rlim_cur < lim.rlim_max {
+        lim.rlim_cur = wanted.min(lim.rlim_max);
+        // SAFETY: setrlimit reads only the struct passed; a soft limit up to the hard
+        // one is always allowed.
+        crate::sys::cvt(unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &lim) })?;
+    }
+    Ok(lim.rlim_cur)
+}

@@ -10,7 +10,7 @@ use gevent_hub::{
 use std::cell::{Cell, RefCell};
 use std::rc::Rc;
 use std::time::Duration;
-use util::{settle, Counter};
+use util::{settle, with_watchdog, Counter};
 
 /// Far enough away that it never fires during a test.
 const NEVER: Duration = Duration::from_secs(3600);
@@ -359,12 +359,6 @@ fn group_kill_called_by_a_member_kills_the_others_then_the_caller() {
     let log = log.borrow().clone();
     assert_eq!(log.len(), 3, "{log:?}");
     assert_eq!(log[2], "b", "the caller dies last: {log:?}");
-}
-
-/// Runs `f` under a watchdog: a greenlet that is never killed fails the test instead of
-/// hanging it.
-fn with_watchdog<R>(f: impl FnOnce() -> R) -> R {
-    gevent_hub::with_timeout(util::WATCHDOG_LIMIT, f).expect("the watchdog fired")
 }
 
 #[test]

@@ -7,11 +7,13 @@
 //! `server_emfile.rs` (its own process: it lowers the fd limit) covers accept when out
 //! of file descriptors.
 
+mod util;
+
+use util::{test_scale, with_watchdog, with_watchdog_for};
+
 use gevent_hub::net::{TcpStream, UdpSocket};
 use gevent_hub::server::{signal_handler, DatagramServer, ServerOptions, StreamServer};
-use gevent_hub::{
-    current_id, idle, joinall, sleep, spawn, with_timeout, AnyGreenlet, Error, Event, Greenlet,
-};
+use gevent_hub::{current_id, idle, joinall, sleep, spawn, AnyGreenlet, Error, Event, Greenlet};
 use std::cell::{Cell, RefCell};
 use std::io::{self, Read, Write};
 use std::net::SocketAddr;
@@ -22,12 +24,6 @@ use std::time::Duration;
 const WATCHDOG: Duration = Duration::from_secs(10);
 /// Far enough away that it never fires during a test.
 const NEVER: Duration = Duration::from_secs(3600);
-
-/// Runs `f` (in the test's main greenlet) under a watchdog [`with_timeout`].
-fn with_watchdog<R>(limit: Duration, f: impl FnOnce() -> R) -> R {
-    with_timeout(limit, f)
-        .unwrap_or_else(|e| panic!("watchdog: the test did not finish within {limit:?}: {e}"))
-}
 
 /// The slides' echo handler: recv up to 4096 bytes, sendall them back, until EOF.
 fn echo(sock: TcpStream, _peer: SocketAddr) {
@@ -63,25 +59,6 @@ fn refs<T>(gs: &[Greenlet<T>]) -> Vec<&dyn AnyGreenlet> {
     gs.iter().map(|g| g as &dyn AnyGreenlet).collect()
 }
 
-/// `GEVENT_TEST_SCALE` (a factor in (0, 1], default 1) scales the messages each client
-/// of the many-clients test sends, for slow runs (valgrind). The number of concurrent
-/// connections is never scaled.
-fn test_scale() -> f64 {
-    match std::env::var("GEVENT_TEST_SCALE") {
-        Ok(s) => {
-            let f: f64 = s
-                .parse()
-                .unwrap_or_else(|_| panic!("GEVENT_TEST_SCALE={s:?} is not a number"));
-            assert!(
-                f > 0.0 && f <= 1.0,
-                "GEVENT_TEST_SCALE must be in (0, 1], got {f}"
-            );
-            f
-        }
-        Err(_) => 1.0,
-    }
-}
-
 /// Message `msg` of client `client`: 1 to 1024 bytes, different in length and content
 /// for every (client, message), so a reply routed to the wrong connection or a byte
 /// out of place is caught.
@@ -92,27 +69,13 @@ fn payload(client: usize, msg: usize) -> Vec<u8> {
         .collect()
 }
 
-/// Makes sure this process may hold `n` file descriptors (raising the soft limit toward
-/// the hard one if needed), or fails with a message saying so.
+/// Makes sure this process may hold `n` file descriptors, or fails saying so.
 fn ensure_fd_limit(n: u64) {
-    let mut lim = libc::rlimit {
-        rlim_cur: 0,
-        rlim_max: 0,
-    };
-    // SAFETY: getrlimit writes into the struct we pass.
-    assert_eq!(unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) }, 0);
-    if lim.rlim_cur >= n {
-        return;
-    }
+    let got = gevent_hub::server::raise_fd_limit(n).expect("raise RLIMIT_NOFILE");
     assert!(
-        lim.rlim_max >= n,
-        "this test needs {n} file descriptors; the hard limit is {}",
-        lim.rlim_max
+        got >= n,
+        "this test needs {n} file descriptors; the limit is {got}"
     );
-    lim.rlim_cur = n;
-    // SAFETY: setrlimit reads the struct we pass; raising the soft limit up to the hard
-    // one is always allowed.
-    assert_eq!(unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &lim) }, 0);
 }
 
 #[test]
@@ -121,7 +84,7 @@ fn a_thousand_concurrent_clients_are_echoed_every_byte_by_one_thread() {
     let messages = ((100.0 * test_scale()).round() as usize).max(1);
     // Two fds per connection (client and server side), plus the test harness's.
     ensure_fd_limit(2 * CLIENTS as u64 + 256);
-    with_watchdog(Duration::from_secs(600), || {
+    with_watchdog_for(Duration::from_secs(600), || {
         let server = echo_server();
         let addr = server.server_addr();
         // Every client connects before any sends: all 1,000 connections are open at once.
@@ -178,7 +141,7 @@ fn a_thousand_concurrent_clients_are_echoed_every_byte_by_one_thread() {
 
 #[test]
 fn a_client_resetting_mid_write_fails_its_handler_and_the_server_serves_others() {
-    with_watchdog(WATCHDOG, || {
+    with_watchdog(|| {
         let failed_with: Rc<RefCell<Option<io::Error>>> = Rc::default();
         let handler_failed = Event::new();
         let (f, done) = (failed_with.clone(), handler_failed.clone());
@@ -236,7 +199,7 @@ fn a_client_resetting_mid_write_fails_its_handler_and_the_server_serves_others()
 fn stop_lets_handlers_finish_within_grace_and_kills_the_rest() {
     const QUICK: usize = 3;
     const SLOW: usize = 3;
-    with_watchdog(WATCHDOG, || {
+    with_watchdog(|| {
         let in_request = Rc::new(Cell::new(0usize));
         let all_in_request = Event::new();
         let finish_quick = Event::new();
@@ -322,7 +285,7 @@ fn stop_lets_handlers_finish_within_grace_and_kills_the_rest() {
 
 #[test]
 fn stop_without_grace_waits_for_every_handler() {
-    with_watchdog(WATCHDOG, || {
+    with_watchdog(|| {
         let started = Rc::new(Cell::new(0usize));
         let all_started = Event::new();
         let finished = Rc::new(Cell::new(0usize));
@@ -356,7 +319,7 @@ fn stop_without_grace_waits_for_every_handler() {
 
 #[test]
 fn max_connections_pauses_accepting_while_the_pool_is_full() {
-    with_watchdog(WATCHDOG, || {
+    with_watchdog(|| {
         let release = Event::new();
         let handled = Rc::new(Cell::new(0usize));
         let first_handled = Event::new();
@@ -408,7 +371,7 @@ fn max_connections_pauses_accepting_while_the_pool_is_full() {
 
 #[test]
 fn a_panicking_handler_does_not_stop_the_server() {
-    with_watchdog(WATCHDOG, || {
+    with_watchdog(|| {
         let server = StreamServer::new("127.0.0.1:0", |sock, peer| {
             let mut cmd = [0u8; 1];
             (&sock).read_exact(&mut cmd).unwrap();
@@ -434,7 +397,7 @@ fn a_panicking_handler_does_not_stop_the_server() {
 
 #[test]
 fn serve_forever_returns_when_stop_is_called_from_a_greenlet() {
-    with_watchdog(WATCHDOG, || {
+    with_watchdog(|| {
         let server = StreamServer::new("127.0.0.1:0", echo).unwrap();
         let s2 = server.clone();
         let client = spawn(move || {
@@ -452,7 +415,7 @@ fn serve_forever_returns_when_stop_is_called_from_a_greenlet() {
 
 #[test]
 fn datagram_server_echoes_each_datagram() {
-    with_watchdog(WATCHDOG, || {
+    with_watchdog(|| {
         let server = DatagramServer::new("127.0.0.1:0", |data, peer, sock: &UdpSocket| {
             sock.send_to(&data, peer).unwrap();
         })
@@ -507,7 +470,7 @@ fn signal_handler_runs_its_function_in_a_greenlet_without_keeping_the_loop_alive
     drop(watchdog);
     assert!(!ran.is_set());
 
-    with_watchdog(WATCHDOG, || {
+    with_watchdog(|| {
         // SAFETY: raise sends the signal to this thread, whose loop watches it.
         assert_eq!(unsafe { libc::raise(libc::SIGUSR1) }, 0);
         ran.wait().unwrap();
@@ -534,7 +497,7 @@ fn signal_handler_runs_its_function_in_a_greenlet_without_keeping_the_loop_alive
 
 #[test]
 fn stop_called_from_a_handler_stops_the_server_and_closes_the_other_connections() {
-    with_watchdog(WATCHDOG, || {
+    with_watchdog(|| {
         let slot: Rc<RefCell<Option<StreamServer>>> = Rc::default();
         let idle_in = Rc::new(Cell::new(0usize));
         let idle_ready = Event::new();
@@ -607,7 +570,7 @@ fn stop_called_from_a_handler_stops_the_server_and_closes_the_other_connections(
 
 #[test]
 fn stop_returns_and_names_a_handler_that_swallows_the_kill() {
-    with_watchdog(WATCHDOG, || {
+    with_watchdog(|| {
         let in_request = Event::new();
         let release = Event::new();
         let swallowed = Rc::new(Cell::new(0usize));

@@ -5,12 +5,15 @@
 //! environment variable that makes one of the `child_*` tests below do the crashing
 //! (without it they return at once).
 
+mod util;
+
+use util::{is_child, run_child, stack_address};
+
 use gevent_hub::stack;
 use gevent_hub::{Builder, Event};
 use std::cell::RefCell;
 use std::hint::black_box;
 use std::os::unix::process::ExitStatusExt;
-use std::process::{Command, Output};
 use std::rc::Rc;
 
 const CHILD_ENV: &str = "GEVENT_HUB_OVERFLOW_CHILD";
@@ -22,23 +25,9 @@ fn recurse(depth: u64) -> u64 {
     recurse(depth + 1) + u64::from(frame[0])
 }
 
-/// Re-runs this binary with only `test` selected, in crash mode.
-fn run_child(test: &str) -> Output {
-    let exe = std::env::current_exe().expect("path of the test binary");
-    Command::new(exe)
-        .args([test, "--exact", "--nocapture", "--test-threads=1"])
-        .env(CHILD_ENV, test)
-        .output()
-        .expect("run the test binary as a child")
-}
-
-fn is_child(test: &str) -> bool {
-    std::env::var(CHILD_ENV).is_ok_and(|v| v == test)
-}
-
 #[test]
 fn child_greenlet_overflow() {
-    if !is_child("child_greenlet_overflow") {
+    if !is_child(CHILD_ENV, "child_greenlet_overflow") {
         return;
     }
     let g = Builder::new()
@@ -51,7 +40,7 @@ fn child_greenlet_overflow() {
 
 #[test]
 fn child_thread_overflow() {
-    if !is_child("child_thread_overflow") {
+    if !is_child(CHILD_ENV, "child_thread_overflow") {
         return;
     }
     // Install the greenlet overflow handler first, so the fault must be passed on to
@@ -73,7 +62,7 @@ fn child_thread_overflow() {
 
 #[test]
 fn a_greenlet_stack_overflow_names_the_greenlet_and_aborts() {
-    let out = run_child("child_greenlet_overflow");
+    let out = run_child(CHILD_ENV, "child_greenlet_overflow");
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(
         out.status.signal(),
@@ -93,7 +82,7 @@ fn a_greenlet_stack_overflow_names_the_greenlet_and_aborts() {
 
 #[test]
 fn a_thread_stack_overflow_still_gets_rusts_report() {
-    let out = run_child("child_thread_overflow");
+    let out = run_child(CHILD_ENV, "child_thread_overflow");
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(
         out.status.signal(),
@@ -115,19 +104,12 @@ fn a_thread_stack_overflow_still_gets_rusts_report() {
 // ---------------------------------------------------------------------------------
 // The stack layout: many stacks share a mapping, freed slots are released and reused.
 
-/// Address of a local of the calling frame: somewhere on the running stack.
-#[inline(never)]
-fn stack_address() -> usize {
-    let local = black_box(0u8);
-    black_box(&local as *const u8 as usize)
-}
-
 /// The slot size of a default stack: its usable part plus a 4 KiB guard page.
 const SLOT: usize = gevent_hub::stack::DEFAULT_STACK_SIZE + 4096;
 
 #[test]
 fn child_overflow_mid_chunk() {
-    if !is_child("child_overflow_mid_chunk") {
+    if !is_child(CHILD_ENV, "child_overflow_mid_chunk") {
         return;
     }
     // Greenlets parked below and above the one that overflows, in the same chunk: its
@@ -170,7 +152,7 @@ fn child_overflow_mid_chunk() {
 
 #[test]
 fn child_overflow_in_released_slot() {
-    if !is_child("child_overflow_in_released_slot") {
+    if !is_child(CHILD_ENV, "child_overflow_in_released_slot") {
         return;
     }
     let first = Builder::new()
@@ -199,7 +181,7 @@ fn child_overflow_in_released_slot() {
 
 #[test]
 fn child_overflow_mprotect_guard() {
-    if !is_child("child_overflow_mprotect_guard") {
+    if !is_child(CHILD_ENV, "child_overflow_mprotect_guard") {
         return;
     }
     // The fallback of kernels without guard regions: a PROT_NONE page of its own.
@@ -213,7 +195,7 @@ fn child_overflow_mprotect_guard() {
 }
 
 fn assert_overflow_reported(child: &str, name: &str) {
-    let out = run_child(child);
+    let out = run_child(CHILD_ENV, child);
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(
         out.status.signal(),

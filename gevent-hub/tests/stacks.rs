@@ -12,21 +12,15 @@ use gevent_hub::greenlet::{RawGreenlet, SwitchError};
 use gevent_hub::stack;
 use gevent_hub::{spawn, Event, Greenlet};
 use std::cell::RefCell;
-use std::hint::black_box;
-use std::process::Command;
 use std::rc::Rc;
 use std::sync::{Mutex, MutexGuard};
-use util::{mapping_count, settle, test_scale, Counter};
+use util::{is_child, mapping_count, run_child, scaled, settle, stack_address, Counter};
 
 const CHILD_ENV: &str = "GEVENT_HUB_STACKS_CHILD";
 
 fn serial() -> MutexGuard<'static, ()> {
     static SERIAL: Mutex<()> = Mutex::new(());
     SERIAL.lock().unwrap_or_else(|e| e.into_inner())
-}
-
-fn scaled(n: usize) -> usize {
-    ((n as f64 * test_scale()) as usize).max(1)
 }
 
 fn max_map_count() -> usize {
@@ -48,13 +42,6 @@ fn room_for(n: usize) -> bool {
         eprintln!("no guard regions (Linux < 6.13) and vm.max_map_count too low: skipped");
     }
     room
-}
-
-/// Address of a local of the calling frame: somewhere on the running stack.
-#[inline(never)]
-fn stack_address() -> usize {
-    let local = black_box(0u8);
-    black_box(&local as *const u8 as usize)
 }
 
 /// Spawns `n` greenlets that each wait on their own event, lets all of them start and
@@ -96,7 +83,7 @@ fn park_and_wake(n: usize, while_parked: impl FnOnce()) -> usize {
 #[test]
 fn a_hundred_thousand_greenlets_park_at_once() {
     let _serial = serial();
-    let n = scaled(100_000);
+    let n = scaled(100_000, 1);
     if !room_for(n) {
         return;
     }
@@ -111,7 +98,7 @@ fn parked_greenlets_share_memory_mappings() {
         eprintln!("no guard regions (Linux < 6.13): each stack is two mappings; skipped");
         return;
     }
-    let n = scaled(20_000).max(1_000);
+    let n = scaled(20_000, 1).max(1_000);
     let before = mapping_count();
     let mut during = 0;
     let parked = park_and_wake(n, || during = mapping_count());
@@ -224,10 +211,6 @@ fn a_thread_unmaps_its_stacks_when_it_exits() {
 // ---------------------------------------------------------------------------------
 // At the mapping limit (in a child process: it uses up every mapping).
 
-fn is_child(test: &str) -> bool {
-    std::env::var(CHILD_ENV).is_ok_and(|v| v == test)
-}
-
 /// Maps single pages (alternately read-only and read-write, so that the kernel cannot
 /// merge them) until the kernel refuses; returns them (never unmapped: the child exits).
 fn exhaust_mappings() -> Vec<usize> {
@@ -278,14 +261,14 @@ fn exhaust_mappings_then_take_a_stack() {
 
 #[test]
 fn child_mapping_limit() {
-    if is_child("child_mapping_limit") {
+    if is_child(CHILD_ENV, "child_mapping_limit") {
         exhaust_mappings_then_take_a_stack();
     }
 }
 
 #[test]
 fn child_mapping_limit_mprotect() {
-    if is_child("child_mapping_limit_mprotect") {
+    if is_child(CHILD_ENV, "child_mapping_limit_mprotect") {
         stack::force_mprotect_guards();
         exhaust_mappings_then_take_a_stack();
     }
@@ -293,7 +276,7 @@ fn child_mapping_limit_mprotect() {
 
 #[test]
 fn child_spawn_at_the_mapping_limit() {
-    if !is_child("child_spawn_at_the_mapping_limit") {
+    if !is_child(CHILD_ENV, "child_spawn_at_the_mapping_limit") {
         return;
     }
     if max_map_count() > 2_000_000 {
@@ -332,7 +315,7 @@ fn child_spawn_at_the_mapping_limit() {
 
 #[test]
 fn a_spawn_that_gets_no_stack_ends_at_once_its_join_says_why_and_its_links_fire() {
-    let out = run_child("child_spawn_at_the_mapping_limit");
+    let out = run_child_stdout("child_spawn_at_the_mapping_limit");
     if out.contains("SKIP:") {
         eprintln!("{out}");
         return;
@@ -353,13 +336,8 @@ fn a_spawn_that_gets_no_stack_ends_at_once_its_join_says_why_and_its_links_fire(
 }
 
 /// Runs `test` in a child; its stdout.
-fn run_child(test: &str) -> String {
-    let exe = std::env::current_exe().expect("path of the test binary");
-    let out = Command::new(exe)
-        .args([test, "--exact", "--nocapture", "--test-threads=1"])
-        .env(CHILD_ENV, test)
-        .output()
-        .expect("run the test binary as a child");
+fn run_child_stdout(test: &str) -> String {
+    let out = run_child(CHILD_ENV, test);
     let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
     assert!(
         out.status.success(),
@@ -371,7 +349,7 @@ fn run_child(test: &str) -> String {
 }
 
 fn assert_mapping_limit_error(test: &str) -> Option<String> {
-    let out = run_child(test);
+    let out = run_child_stdout(test);
     if out.contains("SKIP:") {
         eprintln!("{out}");
         return None;

@@ -4,36 +4,11 @@
 mod util;
 
 use gevent_hub::pool::{Group, Pool, SizeError};
-use gevent_hub::{sleep, spawn, with_timeout, Error, Event, JoinError, Outcome};
+use gevent_hub::{sleep, spawn, Error, Event, JoinError, Outcome};
 use std::cell::Cell;
 use std::rc::Rc;
 use std::time::Duration;
-use util::{settle, Counter, Log, WATCHDOG_LIMIT};
-
-fn bounded<R>(f: impl FnOnce() -> R) -> R {
-    with_timeout(WATCHDOG_LIMIT, f).expect("watchdog: the test hung")
-}
-
-/// Panics a test provokes on purpose (message starting with `expected:`) are not
-/// printed: with `RUST_BACKTRACE` set, symbolising their backtraces under valgrind
-/// takes seconds. Every other panic goes to the previous hook.
-fn quiet_expected_panics() {
-    static ONCE: std::sync::Once = std::sync::Once::new();
-    ONCE.call_once(|| {
-        let prev = std::panic::take_hook();
-        std::panic::set_hook(Box::new(move |info| {
-            let p = info.payload();
-            let msg = p
-                .downcast_ref::<String>()
-                .map(String::as_str)
-                .or_else(|| p.downcast_ref::<&str>().copied())
-                .unwrap_or("");
-            if !msg.starts_with("expected:") {
-                prev(info);
-            }
-        }));
-    });
-}
+use util::{quiet_expected_panics, settle, with_watchdog, Counter, Log};
 
 /// Yields to the hub `n` times.
 fn yield_times(n: usize) {
@@ -44,7 +19,7 @@ fn yield_times(n: usize) {
 
 #[test]
 fn imap_runs_at_most_size_calls_at_once_and_yields_in_input_order() {
-    bounded(|| {
+    with_watchdog(|| {
         let pool = Pool::new(10).unwrap();
         let running = Rc::new(Cell::new(0usize));
         let most = Rc::new(Cell::new(0usize));
@@ -74,7 +49,7 @@ fn imap_runs_at_most_size_calls_at_once_and_yields_in_input_order() {
 
 #[test]
 fn imap_unordered_yields_results_as_they_complete() {
-    bounded(|| {
+    with_watchdog(|| {
         let pool = Pool::new(3).unwrap();
         // The call with the fewest switches finishes first.
         let out: Vec<usize> = pool
@@ -93,7 +68,7 @@ fn imap_unordered_yields_results_as_they_complete() {
 
 #[test]
 fn map_reports_a_call_that_panicked() {
-    bounded(|| {
+    with_watchdog(|| {
         quiet_expected_panics();
         let pool = Pool::new(2).unwrap();
         let r = pool.map(
@@ -118,7 +93,7 @@ fn map_reports_a_call_that_panicked() {
 
 #[test]
 fn dropping_an_imap_early_kills_the_calls_it_started() {
-    bounded(|| {
+    with_watchdog(|| {
         let pool = Pool::new(4).unwrap();
         let unwound = Counter::new();
         let u2 = unwound.clone();
@@ -154,7 +129,7 @@ fn a_pool_of_size_zero_is_refused() {
 
 #[test]
 fn spawn_waits_for_a_free_slot() {
-    bounded(|| {
+    with_watchdog(|| {
         let pool = Pool::new(2).unwrap();
         let gate = Event::new();
         let log = Log::new();
@@ -193,7 +168,7 @@ fn spawn_waits_for_a_free_slot() {
 
 #[test]
 fn join_reports_whether_every_member_finished() {
-    bounded(|| {
+    with_watchdog(|| {
         let group = Group::new();
         let gate = Event::new();
         let g2 = gate.clone();
@@ -209,7 +184,7 @@ fn join_reports_whether_every_member_finished() {
 
 #[test]
 fn kill_ends_every_member_and_runs_their_destructors() {
-    bounded(|| {
+    with_watchdog(|| {
         let pool = Pool::new(3).unwrap();
         let unwound = Counter::new();
         let gate = Event::new();
@@ -233,7 +208,7 @@ fn kill_ends_every_member_and_runs_their_destructors() {
 
 #[test]
 fn add_and_discard_manage_membership_of_existing_greenlets() {
-    bounded(|| {
+    with_watchdog(|| {
         let pool = Pool::new(1).unwrap();
         let gate = Event::new();
         let g2 = gate.clone();
@@ -263,7 +238,7 @@ fn add_and_discard_manage_membership_of_existing_greenlets() {
 
 #[test]
 fn wait_available_waits_for_a_free_slot_without_taking_it() {
-    bounded(|| {
+    with_watchdog(|| {
         let pool = Pool::new(1).unwrap();
         let gate = Event::new();
         let g2 = gate.clone();
@@ -279,7 +254,7 @@ fn wait_available_waits_for_a_free_slot_without_taking_it() {
 
 #[test]
 fn a_member_killed_before_it_started_frees_its_slot() {
-    bounded(|| {
+    with_watchdog(|| {
         let pool = Pool::new(1).unwrap();
         let ran = Counter::new();
         let r2 = ran.clone();

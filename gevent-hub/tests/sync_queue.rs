@@ -6,23 +6,18 @@ mod util;
 
 use gevent_hub::sync::{PutError, QueueError};
 use gevent_hub::{
-    get_hub, sleep, spawn, wait, with_timeout, Channel, Error, JoinError, LifoQueue, PriorityQueue,
-    Queue,
+    get_hub, sleep, spawn, wait, Channel, Error, JoinError, LifoQueue, PriorityQueue, Queue,
 };
 use std::cell::RefCell;
 use std::rc::Rc;
 use std::time::Duration;
-use util::{settle, under_valgrind, Log, WATCHDOG_LIMIT};
-
-fn bounded<R>(f: impl FnOnce() -> R) -> R {
-    with_timeout(WATCHDOG_LIMIT, f).expect("watchdog: the test hung")
-}
+use util::{settle, under_valgrind, with_watchdog, Log};
 
 #[test]
 fn producer_and_consumer_through_a_queue_of_one_lose_and_duplicate_nothing() {
     // 100,000 natively; valgrind runs the same hand-offs some 100 times slower.
     let n: u64 = if under_valgrind() { 5_000 } else { 100_000 };
-    bounded(|| {
+    with_watchdog(|| {
         let q = Queue::bounded(1);
         let q2 = q.clone();
         let producer = spawn(move || {
@@ -51,7 +46,7 @@ fn producer_and_consumer_through_a_queue_of_one_lose_and_duplicate_nothing() {
 
 #[test]
 fn a_consumer_killed_while_blocked_in_get_leaves_the_queue_consistent() {
-    bounded(|| {
+    with_watchdog(|| {
         let q: Queue<u32> = Queue::bounded(1);
         let q2 = q.clone();
         let consumer = spawn(move || q2.get().unwrap());
@@ -74,7 +69,7 @@ fn a_consumer_killed_while_blocked_in_get_leaves_the_queue_consistent() {
 
 #[test]
 fn an_item_handed_to_a_getter_killed_before_it_ran_is_not_lost() {
-    bounded(|| {
+    with_watchdog(|| {
         let q: Queue<u32> = Queue::bounded(1);
         let q2 = q.clone();
         let doomed = spawn(move || q2.get().unwrap());
@@ -111,7 +106,7 @@ fn an_item_handed_to_a_getter_killed_before_it_ran_is_not_lost() {
 
 #[test]
 fn timeouts_report_empty_and_full_and_give_the_item_back() {
-    bounded(|| {
+    with_watchdog(|| {
         let q = Queue::bounded(1);
         assert!(matches!(
             q.get_timeout(Duration::from_millis(1)),
@@ -130,7 +125,7 @@ fn timeouts_report_empty_and_full_and_give_the_item_back() {
 
 #[test]
 fn the_nowait_forms_work_inside_a_watcher_callback() {
-    bounded(|| {
+    with_watchdog(|| {
         let q: Queue<u32> = Queue::new();
         let seen = Rc::new(RefCell::new(Vec::new()));
         let (q2, s2) = (q.clone(), seen.clone());
@@ -176,7 +171,7 @@ fn lifo_and_priority_queues_hand_out_items_in_their_order() {
 
 #[test]
 fn a_bounded_lifo_queue_moves_a_waiting_putters_item_in_when_room_is_made() {
-    bounded(|| {
+    with_watchdog(|| {
         let q = LifoQueue::bounded(2);
         q.put(1).unwrap();
         q.put(2).unwrap();
@@ -194,7 +189,7 @@ fn a_bounded_lifo_queue_moves_a_waiting_putters_item_in_when_room_is_made() {
 
 #[test]
 fn a_channel_put_waits_until_a_getter_takes_the_item() {
-    bounded(|| {
+    with_watchdog(|| {
         let ch = Channel::new();
         assert_eq!(ch.maxsize(), Some(0));
         assert!(matches!(
@@ -234,7 +229,7 @@ fn a_channel_put_waits_until_a_getter_takes_the_item() {
 
 #[test]
 fn join_waits_until_every_item_is_marked_done() {
-    bounded(|| {
+    with_watchdog(|| {
         let q = Queue::new();
         for i in 0..3 {
             q.put(i).unwrap();
@@ -265,7 +260,7 @@ fn join_waits_until_every_item_is_marked_done() {
 
 #[test]
 fn shutdown_wakes_waiting_getters_and_putters_with_a_clear_error() {
-    bounded(|| {
+    with_watchdog(|| {
         let empty: Queue<u32> = Queue::new();
         let e2 = empty.clone();
         let getter = spawn(move || e2.get());
@@ -295,7 +290,7 @@ fn shutdown_wakes_waiting_getters_and_putters_with_a_clear_error() {
 
 #[test]
 fn an_immediate_shutdown_drops_the_items_and_releases_join() {
-    bounded(|| {
+    with_watchdog(|| {
         let q = Queue::new();
         q.put(1).unwrap();
         q.put(2).unwrap();
@@ -312,7 +307,7 @@ fn an_immediate_shutdown_drops_the_items_and_releases_join() {
 
 #[test]
 fn iterating_a_queue_blocks_for_items_and_ends_on_shutdown() {
-    bounded(|| {
+    with_watchdog(|| {
         let q = Queue::bounded(2);
         let q2 = q.clone();
         let producer = spawn(move || {
@@ -349,7 +344,7 @@ fn getting_from_a_queue_nobody_will_fill_is_diagnosed() {
 
 #[test]
 fn a_queue_is_waitable_for_an_item() {
-    bounded(|| {
+    with_watchdog(|| {
         let a: Queue<u8> = Queue::new();
         let b: Queue<u8> = Queue::new();
         let b2 = b.clone();

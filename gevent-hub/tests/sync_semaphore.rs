@@ -5,43 +5,16 @@ mod util;
 
 use gevent_hub::sync::ReleaseError;
 use gevent_hub::{
-    get_hub, sleep, spawn, wait, with_timeout, BoundedSemaphore, Error, JoinError, Lock, RLock,
-    Semaphore,
+    get_hub, sleep, spawn, wait, BoundedSemaphore, Error, JoinError, Lock, RLock, Semaphore,
 };
 use std::cell::RefCell;
 use std::rc::Rc;
 use std::time::Duration;
-use util::{settle, Counter, Log, WATCHDOG_LIMIT};
-
-/// Runs `f` under a watchdog: a lost wake-up fails the test instead of hanging it.
-fn bounded<R>(f: impl FnOnce() -> R) -> R {
-    with_timeout(WATCHDOG_LIMIT, f).expect("watchdog: the test hung")
-}
-
-/// Panics a test provokes on purpose (message starting with `expected:`) are not
-/// printed: with `RUST_BACKTRACE` set, symbolising their backtraces under valgrind
-/// takes seconds. Every other panic goes to the previous hook.
-fn quiet_expected_panics() {
-    static ONCE: std::sync::Once = std::sync::Once::new();
-    ONCE.call_once(|| {
-        let prev = std::panic::take_hook();
-        std::panic::set_hook(Box::new(move |info| {
-            let p = info.payload();
-            let msg = p
-                .downcast_ref::<String>()
-                .map(String::as_str)
-                .or_else(|| p.downcast_ref::<&str>().copied())
-                .unwrap_or("");
-            if !msg.starts_with("expected:") {
-                prev(info);
-            }
-        }));
-    });
-}
+use util::{quiet_expected_panics, settle, with_watchdog, Counter, Log, WATCHDOG_LIMIT};
 
 #[test]
 fn acquire_timeout_on_an_empty_semaphore_returns_false() {
-    bounded(|| {
+    with_watchdog(|| {
         let sem = Semaphore::new(0);
         assert!(!sem.acquire_timeout(Duration::from_millis(10)).unwrap());
         assert_eq!(sem.waiting(), 0, "the timed-out waiter left the line");
@@ -53,7 +26,7 @@ fn acquire_timeout_on_an_empty_semaphore_returns_false() {
 
 #[test]
 fn waiters_get_permits_in_the_order_they_started_waiting() {
-    bounded(|| {
+    with_watchdog(|| {
         let sem = Semaphore::new(0);
         let log = Log::new();
         let gs: Vec<_> = (0..5)
@@ -85,7 +58,7 @@ fn waiters_get_permits_in_the_order_they_started_waiting() {
 
 #[test]
 fn a_released_permit_goes_to_the_waiter_not_to_a_later_acquirer() {
-    bounded(|| {
+    with_watchdog(|| {
         let sem = Semaphore::new(0);
         let s2 = sem.clone();
         let waiter = spawn(move || s2.acquire_timeout(WATCHDOG_LIMIT).unwrap());
@@ -103,7 +76,7 @@ fn a_released_permit_goes_to_the_waiter_not_to_a_later_acquirer() {
 
 #[test]
 fn a_waiter_that_timed_out_leaves_the_line() {
-    bounded(|| {
+    with_watchdog(|| {
         let sem = Semaphore::new(0);
         let s1 = sem.clone();
         let quick = spawn(move || s1.acquire_timeout(Duration::from_millis(1)).unwrap());
@@ -123,7 +96,7 @@ fn a_waiter_that_timed_out_leaves_the_line() {
 
 #[test]
 fn a_waiter_killed_after_being_handed_a_permit_passes_it_on() {
-    bounded(|| {
+    with_watchdog(|| {
         let sem = Semaphore::new(0);
         let got = Counter::new();
         let spawn_waiter = || {
@@ -186,7 +159,7 @@ fn a_bounded_semaphore_refuses_to_be_released_more_than_acquired() {
 
 #[test]
 fn a_guard_releases_on_drop_and_when_its_greenlet_panics() {
-    bounded(|| {
+    with_watchdog(|| {
         let sem = Semaphore::new(1);
         {
             let _g = sem.guard().unwrap();
@@ -211,7 +184,7 @@ fn a_guard_releases_on_drop_and_when_its_greenlet_panics() {
 
 #[test]
 fn a_lock_keeps_read_modify_write_atomic_across_switches() {
-    bounded(|| {
+    with_watchdog(|| {
         let lock = Lock::new();
         let value = Rc::new(RefCell::new(0));
         let gs: Vec<_> = (0..4)
@@ -239,7 +212,7 @@ fn a_lock_keeps_read_modify_write_atomic_across_switches() {
 
 #[test]
 fn an_rlock_is_reentrant_and_only_its_holder_may_release_it() {
-    bounded(|| {
+    with_watchdog(|| {
         let lock = RLock::new();
         lock.acquire().unwrap();
         lock.acquire().unwrap();
@@ -268,7 +241,7 @@ fn an_rlock_is_reentrant_and_only_its_holder_may_release_it() {
 
 #[test]
 fn release_from_a_watcher_callback_wakes_the_waiter() {
-    bounded(|| {
+    with_watchdog(|| {
         let sem = Semaphore::new(0);
         let s2 = sem.clone();
         let t = get_hub()
@@ -282,7 +255,7 @@ fn release_from_a_watcher_callback_wakes_the_waiter() {
 
 #[test]
 fn acquiring_in_the_hub_is_refused_only_when_it_would_wait() {
-    bounded(|| {
+    with_watchdog(|| {
         let sem = Semaphore::new(1);
         let results = Rc::new(RefCell::new(Vec::new()));
         let (s2, r2) = (sem.clone(), results.clone());
@@ -307,7 +280,7 @@ fn acquiring_in_the_hub_is_refused_only_when_it_would_wait() {
 
 #[test]
 fn semaphores_and_locks_are_waitable() {
-    bounded(|| {
+    with_watchdog(|| {
         let sem = Semaphore::new(0);
         let lock = Lock::new();
         let guard = lock.lock().unwrap();

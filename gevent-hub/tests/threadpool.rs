@@ -5,42 +5,17 @@
 mod util;
 
 use gevent_hub::threadpool::{default_pool, ThreadError};
-use gevent_hub::{get_hub, sleep, spawn, spawn_blocking, wait, with_timeout, Error, ThreadPool};
+use gevent_hub::{get_hub, sleep, spawn, spawn_blocking, wait, Error, ThreadPool};
 use std::cell::{Cell, RefCell};
 use std::rc::Rc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{mpsc, Arc};
 use std::time::Duration;
-use util::WATCHDOG_LIMIT;
-
-fn bounded<R>(f: impl FnOnce() -> R) -> R {
-    with_timeout(WATCHDOG_LIMIT, f).expect("watchdog: the test hung")
-}
-
-/// Panics a test provokes on purpose (message starting with `expected:`) are not
-/// printed: with `RUST_BACKTRACE` set, symbolising their backtraces under valgrind
-/// takes seconds. Every other panic goes to the previous hook.
-fn quiet_expected_panics() {
-    static ONCE: std::sync::Once = std::sync::Once::new();
-    ONCE.call_once(|| {
-        let prev = std::panic::take_hook();
-        std::panic::set_hook(Box::new(move |info| {
-            let p = info.payload();
-            let msg = p
-                .downcast_ref::<String>()
-                .map(String::as_str)
-                .or_else(|| p.downcast_ref::<&str>().copied())
-                .unwrap_or("");
-            if !msg.starts_with("expected:") {
-                prev(info);
-            }
-        }));
-    });
-}
+use util::{quiet_expected_panics, with_watchdog};
 
 #[test]
 fn a_thousand_blocking_tasks_run_on_ten_threads_while_greenlets_keep_running() {
-    bounded(|| {
+    with_watchdog(|| {
         let pool = ThreadPool::new(10).unwrap();
         let ticks = Rc::new(Cell::new(0u32));
         let done = Rc::new(Cell::new(false));
@@ -85,7 +60,7 @@ fn a_thousand_blocking_tasks_run_on_ten_threads_while_greenlets_keep_running() {
 
 #[test]
 fn a_panicking_task_reports_its_message() {
-    bounded(|| {
+    with_watchdog(|| {
         quiet_expected_panics();
         let pool = ThreadPool::new(1).unwrap();
         let r = pool.spawn(|| -> u8 { panic!("expected: disk on fire: {}", 42) });
@@ -124,7 +99,7 @@ fn waiting_on_a_task_from_main_is_not_mistaken_for_a_deadlock() {
 
 #[test]
 fn dropping_the_pool_cancels_tasks_not_started() {
-    bounded(|| {
+    with_watchdog(|| {
         let pool = ThreadPool::new(1).unwrap();
         let (started_tx, started_rx) = mpsc::channel::<()>();
         let (go_tx, go_rx) = mpsc::channel::<()>();
@@ -146,7 +121,7 @@ fn dropping_the_pool_cancels_tasks_not_started() {
 
 #[test]
 fn idle_threads_retire_and_new_work_starts_new_ones() {
-    bounded(|| {
+    with_watchdog(|| {
         let pool = ThreadPool::with_idle_timeout(4, Duration::from_millis(1)).unwrap();
         // Seen from a task, its own worker is alive.
         let seen = |pool: &ThreadPool| {
@@ -171,7 +146,7 @@ fn idle_threads_retire_and_new_work_starts_new_ones() {
 
 #[test]
 fn task_results_are_waitable() {
-    bounded(|| {
+    with_watchdog(|| {
         let pool = ThreadPool::new(2).unwrap();
         let (tx, rx) = mpsc::channel::<()>();
         let slow = pool.spawn(move || rx.recv().is_ok());
@@ -187,7 +162,7 @@ fn task_results_are_waitable() {
 
 #[test]
 fn spawn_blocking_runs_the_call_on_another_thread() {
-    bounded(|| {
+    with_watchdog(|| {
         let me = std::thread::current().id();
         let there = spawn_blocking(|| std::thread::current().id()).unwrap();
         assert_ne!(there, me);
@@ -201,7 +176,7 @@ fn spawn_blocking_runs_the_call_on_another_thread() {
 
 #[test]
 fn waiting_for_a_task_in_the_hub_is_refused_before_it_is_submitted() {
-    bounded(|| {
+    with_watchdog(|| {
         let out = Rc::new(RefCell::new(None));
         let o2 = out.clone();
         let t = get_hub()

@@ -19,16 +19,7 @@ use std::os::fd::{AsRawFd, OwnedFd};
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::rc::Rc;
 use std::time::Duration;
-use util::{Counter, WATCHDOG_LIMIT};
-
-/// The count scaled by `GEVENT_TEST_SCALE` (CI's valgrind run sets 0.05), at least 10.
-fn scaled(n: usize) -> usize {
-    let scale: f64 = std::env::var("GEVENT_TEST_SCALE")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(1.0);
-    ((n as f64 * scale) as usize).max(10)
-}
+use util::{scaled, Counter, WATCHDOG_LIMIT};
 
 /// A greenlet that counts how often a wait subscribes to it.
 struct Counted {
@@ -105,7 +96,7 @@ fn any_refs(gs: &[Counted]) -> Vec<&dyn AnyGreenlet> {
 
 #[test]
 fn joinall_subscribes_to_each_greenlet_once() {
-    for n in [200, scaled(10_000)] {
+    for n in [200, scaled(10_000, 10)] {
         let subs = Counter::new();
         let (gs, driver) = staggered(n, &subs);
         let done = with_timeout(WATCHDOG_LIMIT, || joinall(&any_refs(&gs), None, false))
@@ -236,7 +227,7 @@ fn iwait_with_an_unbounded_timeout_is_no_timeout() {
 
 #[test]
 fn a_hundred_thousand_waiters_park_on_one_event_and_wake_on_one_set() {
-    let n = scaled(100_000);
+    let n = scaled(100_000, 10);
     let event = Event::new();
     let woken = Counter::new();
     let gs: Vec<Greenlet<bool>> = (0..n)

@@ -386,18 +386,6 @@ fn percentile(sorted: &[u64], p: f64) -> f64 {
     sorted[rank.clamp(1, sorted.len()) - 1] as f64
 }
 
-/// Raises the soft limit on open files to the hard limit (10,000 clients need it).
-fn raise_nofile() {
-    // SAFETY: getrlimit/setrlimit read and write a plain struct we own.
-    unsafe {
-        let mut rl: libc::rlimit = std::mem::zeroed();
-        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut rl) == 0 && rl.rlim_cur < rl.rlim_max {
-            rl.rlim_cur = rl.rlim_max;
-            libc::setrlimit(libc::RLIMIT_NOFILE, &rl);
-        }
-    }
-}
-
 fn main() {
     let opts = match parse_opts() {
         Ok(o) => o,
@@ -406,7 +394,8 @@ fn main() {
             std::process::exit(2);
         }
     };
-    raise_nofile();
+    // 10,000 clients need more open files than the usual 1024.
+    let _ = gevent_hub::server::raise_fd_limit(u64::MAX);
     match run(opts) {
         Ok(true) => {}
         Ok(false) => std::process::exit(1),

@@ -127,3 +127,65 @@ pub fn test_scale() -> f64 {
         Err(_) => 1.0,
     }
 }
+
+/// Runs `f` (in the test's greenlet) under a watchdog [`with_timeout`](gevent_hub::with_timeout):
+/// a lost wake-up fails the test after [`WATCHDOG_LIMIT`] instead of hanging it.
+pub fn with_watchdog<R>(f: impl FnOnce() -> R) -> R {
+    with_watchdog_for(WATCHDOG_LIMIT, f)
+}
+
+/// [`with_watchdog`] with a limit of its own (for tests that take long under valgrind).
+pub fn with_watchdog_for<R>(limit: Duration, f: impl FnOnce() -> R) -> R {
+    gevent_hub::with_timeout(limit, f)
+        .unwrap_or_else(|e| panic!("watchdog: the test did not finish within {limit:?}: {e}"))
+}
+
+/// Panics a test provokes on purpose (message starting with `expected:`) are not
+/// printed: with `RUST_BACKTRACE` set, symbolising their backtraces under valgrind
+/// takes seconds. Every other panic goes to the previous hook.
+pub fn quiet_expected_panics() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        let prev = std::panic::take_hook();
+        std::panic::set_hook(Box::new(move |info| {
+            let p = info.payload();
+            let msg = p
+                .downcast_ref::<String>()
+                .map(String::as_str)
+                .or_else(|| p.downcast_ref::<&str>().copied())
+                .unwrap_or("");
+            if !msg.starts_with("expected:") {
+                prev(info);
+            }
+        }));
+    });
+}
+
+/// `n` scaled by [`test_scale`], at least `min`.
+pub fn scaled(n: usize, min: usize) -> usize {
+    ((n as f64 * test_scale()) as usize).max(min)
+}
+
+/// An address on the running stack (of whatever greenlet calls it).
+#[inline(never)]
+pub fn stack_address() -> usize {
+    let local = std::hint::black_box(0u8);
+    std::hint::black_box(&local as *const u8 as usize)
+}
+
+/// Tests that must crash, exhaust or otherwise spoil their process run in a child: the
+/// test binary re-run with only that test selected and `env` set to its name; the
+/// test itself does its work only when [`is_child`] says it is that child.
+pub fn run_child(env: &str, test: &str) -> std::process::Output {
+    let exe = std::env::current_exe().expect("path of the test binary");
+    std::process::Command::new(exe)
+        .args([test, "--exact", "--nocapture", "--test-threads=1"])
+        .env(env, test)
+        .output()
+        .expect("run the test binary as a child")
+}
+
+/// True in the child [`run_child`] started for `test`.
+pub fn is_child(env: &str, test: &str) -> bool {
+    std::env::var(env).is_ok_and(|v| v == test)
+}
