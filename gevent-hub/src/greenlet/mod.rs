@@ -44,7 +44,8 @@ pub mod stack;
 use crate::ids::Ids;
 
 use context::{Context, Transfer};
-use stack::{GreenletStack, RunningInfo};
+use stack::GreenletStack;
+pub(crate) use stack::RunningInfo;
 use std::any::Any;
 use std::cell::{Cell, OnceCell, RefCell};
 use std::fmt;
@@ -71,8 +72,6 @@ pub(crate) enum Msg {
     /// A code from whatever schedules greenlets (the hub's wake-up reasons), passed
     /// through without being looked at (no allocation).
     Signal(u8),
-    /// Nothing was sent (a resume whose sender left no message; never expected).
-    Empty,
 }
 
 /// Why a switch did not happen, or how the target ended.
@@ -224,18 +223,46 @@ impl GInner {
 // greenlets and releases its loop there), then frees this layer's own state, in that
 // order. After it, the thread's greenlet machinery is `Exited`: switches are refused.
 thread_local! {
-    static CURRENT: ManuallyDrop<RefCell<Option<Rc<GInner>>>> =
-        const { ManuallyDrop::new(RefCell::new(None)) };
-    static TRANSFER: ManuallyDrop<Cell<Option<Msg>>> = const { ManuallyDrop::new(Cell::new(None)) };
-    static DYING: ManuallyDrop<RefCell<Option<Rc<GInner>>>> =
-        const { ManuallyDrop::new(RefCell::new(None)) };
+    /// The switch path's state: plain cells, one thread-local access per switch.
+    static TLS: Tls = const {
+        Tls {
+            current: Cell::new(std::ptr::null()),
+            main: Cell::new(std::ptr::null()),
+            phase: Cell::new(Phase::Running),
+            hook: Cell::new(None),
+        }
+    };
     static NEXT_ID: Ids = const { Ids::new() };
-    static PHASE: Cell<Phase> = const { Cell::new(Phase::Running) };
     static EXIT_HOOKS: ManuallyDrop<RefCell<Vec<ExitHook>>> =
         const { ManuallyDrop::new(RefCell::new(Vec::new())) };
     static EXIT_GUARD: ExitGuard = const { ExitGuard };
+}
+
+/// This thread's greenlet machinery, as the switch path sees it.
+struct Tls {
+    /// The running greenlet, not owned: a running greenlet is kept alive by its own
+    /// entry frame (and the main greenlet by `main`), so a switch touches no reference
+    /// count. Null until the main greenlet's record exists.
+    current: Cell<*const GInner>,
+    /// The main greenlet's record, owned (`Rc::into_raw`), once it exists.
+    main: Cell<*const GInner>,
+    phase: Cell<Phase>,
     /// Called on every switch (see `set_switch_hook`).
-    static SWITCH_HOOK: Cell<Option<SwitchHook>> = const { Cell::new(None) };
+    hook: Cell<Option<SwitchHook>>,
+}
+
+/// What a switch hands the greenlet it resumes. It lives in the switcher's frame, which
+/// stays put while the switcher is suspended, and `Transfer::data` points at it, so
+/// passing a message takes no thread-local and no allocation. The receiver moves
+/// everything out of it first thing ([`receive`]) and it is never read again.
+struct Mail {
+    /// The greenlet that switched (its context is stored on arrival).
+    from: *const GInner,
+    msg: ManuallyDrop<Msg>,
+    /// Set by a greenlet's last switch: the greenlet itself, so that the receiver can
+    /// reclaim its stack (nothing runs on it any more) and drop the last reference the
+    /// finished greenlet held to itself.
+    dying: ManuallyDrop<Option<Rc<GInner>>>,
 }
 
 type ExitHook = Box<dyn FnOnce()>;
@@ -263,7 +290,7 @@ impl Drop for ExitGuard {
 /// down (hooks run newest first). Returns `false`, dropping `hook`, if the thread is
 /// already ending.
 pub(crate) fn at_thread_exit(hook: impl FnOnce() + 'static) -> bool {
-    if PHASE.with(Cell::get) != Phase::Running {
+    if phase() != Phase::Running {
         return false;
     }
     // Touching the guard registers its destructor (once per thread).
@@ -274,15 +301,19 @@ pub(crate) fn at_thread_exit(hook: impl FnOnce() + 'static) -> bool {
 
 /// True once this thread has begun to end (its exit hooks run, or have run).
 pub(crate) fn thread_exiting() -> bool {
-    PHASE.with(Cell::get) != Phase::Running
+    phase() != Phase::Running
+}
+
+fn phase() -> Phase {
+    TLS.with(|t| t.phase.get())
 }
 
 fn thread_exit() {
-    PHASE.with(|p| p.set(Phase::Exiting));
+    TLS.with(|t| t.phase.set(Phase::Exiting));
     // The hooks switch greenlets: that needs the thread's own stack to be the one
     // running (`main`). If the thread ends from inside another greenlet
     // (`process::exit` there), leave everything as it is: the process is ending.
-    let on_main = CURRENT.with(|c| c.borrow().as_ref().is_none_or(|g| g.is_main));
+    let on_main = TLS.with(|t| t.current.get() == t.main.get());
     if on_main {
         while let Some(hook) = EXIT_HOOKS.with(|h| h.borrow_mut().pop()) {
             // A panic must not leave a thread-local destructor: std would abort.
@@ -294,21 +325,19 @@ fn thread_exit() {
             }
         }
         drop(EXIT_HOOKS.with(|h| std::mem::take(&mut *h.borrow_mut())));
-        if let Some(d) = DYING.with(|d| d.borrow_mut().take()) {
-            if let Some(s) = d.stack.borrow_mut().take() {
-                drop(s);
-            }
+        let main = TLS.with(|t| {
+            t.current.set(std::ptr::null());
+            t.main.replace(std::ptr::null())
+        });
+        if !main.is_null() {
+            // SAFETY: `main` came from `Rc::into_raw` and owned one count, which
+            // nothing else will use: the pointer was just cleared.
+            drop(unsafe { Rc::from_raw(main) });
         }
-        drop(TRANSFER.with(|t| t.take()));
-        let main = CURRENT.with(|c| c.borrow_mut().take());
-        drop(main);
         stack::release_thread_pool();
     }
-    PHASE.with(|p| p.set(Phase::Exited));
+    TLS.with(|t| t.phase.set(Phase::Exited));
 }
-
-/// `Transfer::data` of a greenlet's last switch (real pointers are aligned).
-const FROM_DEAD: usize = 1;
 
 fn next_id() -> u64 {
     NEXT_ID.with(Ids::next)
@@ -316,43 +345,57 @@ fn next_id() -> u64 {
 
 /// The running greenlet (creating the main greenlet record on first use).
 pub(crate) fn current_rc() -> Rc<GInner> {
-    CURRENT.with(|c| {
-        let mut c = c.borrow_mut();
-        if let Some(g) = &*c {
-            return g.clone();
-        }
-        let main = Rc::new(GInner {
-            id: next_id(),
-            name: std::cell::OnceCell::from(Box::<str>::from("main")),
-            ctx: Cell::new(None),
-            stack: RefCell::new(None),
-            guard: Cell::new((0, 0)),
-            stack_size: 0,
-            body: Cell::new(None),
-            parent: RefCell::new(None),
-            started: Cell::new(true),
-            dead: Cell::new(false),
-            is_main: true,
-            handles: Cell::new(0),
-            managed: Cell::new(true),
-            ext: OnceCell::new(),
-        });
-        // Once torn down, the thread gets no new record: this one is only an answer.
-        if PHASE.with(Cell::get) != Phase::Exited {
-            EXIT_GUARD.with(|_| ());
-            *c = Some(main.clone());
-        }
-        main
-    })
+    let p = current_ptr();
+    // SAFETY: the running greenlet is alive (see `Tls::current`); the new count is
+    // the caller's.
+    unsafe {
+        Rc::increment_strong_count(p);
+        Rc::from_raw(p)
+    }
 }
 
-/// The running greenlet's address, without touching its reference count.
+/// The running greenlet's address, without touching its reference count (creating
+/// the main greenlet record on first use).
 pub(crate) fn current_ptr() -> *const GInner {
-    let p = CURRENT.with(|c| c.borrow().as_ref().map(Rc::as_ptr));
-    match p {
-        Some(p) => p,
-        None => Rc::as_ptr(&current_rc()),
+    let p = TLS.with(|t| t.current.get());
+    if p.is_null() {
+        make_main()
+    } else {
+        p
     }
+}
+
+/// The main greenlet's record, made on the first use of greenlets on this thread.
+#[cold]
+fn make_main() -> *const GInner {
+    let main = Rc::new(GInner {
+        id: next_id(),
+        name: std::cell::OnceCell::from(Box::<str>::from("main")),
+        ctx: Cell::new(None),
+        stack: RefCell::new(None),
+        guard: Cell::new((0, 0)),
+        stack_size: 0,
+        body: Cell::new(None),
+        parent: RefCell::new(None),
+        started: Cell::new(true),
+        dead: Cell::new(false),
+        is_main: true,
+        handles: Cell::new(0),
+        managed: Cell::new(true),
+        ext: OnceCell::new(),
+    });
+    if phase() == Phase::Exited {
+        // Once torn down, the thread gets no new record: this one only answers the
+        // question, and goes when its last user does.
+        return Rc::into_raw(main);
+    }
+    EXIT_GUARD.with(|_| ());
+    let p = Rc::into_raw(main);
+    TLS.with(|t| {
+        t.main.set(p);
+        t.current.set(p);
+    });
+    p
 }
 
 /// The main greenlet of this thread: the root of every parent chain.
@@ -367,20 +410,33 @@ pub(crate) fn main_rc() -> Rc<GInner> {
     }
 }
 
-/// Makes `g` the running greenlet; returns the one that was (moved out, not cloned).
-fn set_current(g: Rc<GInner>) -> Option<Rc<GInner>> {
-    stack::set_running(g.running_info());
-    if let Some(hook) = SWITCH_HOOK.with(Cell::get) {
-        hook(&g);
-    }
-    CURRENT.with(|c| c.borrow_mut().replace(g))
+/// Makes `g` the running greenlet.
+#[inline]
+fn set_current(g: &GInner) {
+    TLS.with(|t| {
+        t.current.set(g);
+        if let Some(hook) = t.hook.get() {
+            hook(g);
+        }
+    });
+}
+
+/// What the stack-overflow handler needs to know of the running greenlet. Safe to
+/// call from a signal handler: reads plain thread-local cells and the running
+/// greenlet's own fields (it is alive while it runs), allocates nothing.
+pub(crate) fn running_for_signal() -> Option<RunningInfo> {
+    let p = TLS.try_with(|t| t.current.get()).ok()?;
+    // SAFETY: a non-null `current` is the running greenlet, alive while it runs (see
+    // `Tls::current`); the fields read are not being written by this thread (it was
+    // interrupted in greenlet code, not in a switch that updates them).
+    (!p.is_null()).then(|| unsafe { (*p).running_info() })
 }
 
 /// Installs `hook` to be called on every switch of this thread with the greenlet
 /// switched to (the blocking monitor watches switches this way); `None` removes it.
 /// Returns the hook it replaces. The hook must not switch.
 pub(crate) fn set_switch_hook(hook: Option<SwitchHook>) -> Option<SwitchHook> {
-    SWITCH_HOOK.with(|h| h.replace(hook))
+    TLS.with(|t| t.hook.replace(hook))
 }
 
 /// See [`set_switch_hook`].
@@ -414,22 +470,29 @@ pub(crate) fn new_inner(
     })
 }
 
-/// Called first thing after every resume: store the switcher's context, or reclaim
-/// the stack of a greenlet that has just finished.
-fn on_resume(t: Transfer) {
-    if t.data == FROM_DEAD {
-        let dying = DYING.with(|d| d.borrow_mut().take());
-        if let Some(d) = dying {
-            // The finished greenlet's stack is no longer in use: nothing runs on it.
-            if let Some(s) = d.stack.borrow_mut().take() {
-                stack::give_back(s);
+/// Called first thing after every resume, with what `resume` returned: takes the
+/// message out of the switcher's [`Mail`] and stores the switcher's context, or, after
+/// a greenlet's last switch, reclaims its stack.
+#[inline]
+fn receive(t: Transfer) -> Msg {
+    let mail = t.data as *mut Mail;
+    // SAFETY: `mail` is the switcher's `Mail`, in its frame, which stays put while it
+    // is suspended; it is read once, here, before anything could resume the switcher.
+    // The switcher is alive: a suspended greenlet keeps itself alive through its own
+    // frames, a finished one through `dying` until we drop it below.
+    unsafe {
+        let msg = ManuallyDrop::take(&mut (*mail).msg);
+        match ManuallyDrop::take(&mut (*mail).dying) {
+            None => (*(*mail).from).ctx.set(Some(t.context)),
+            Some(d) => {
+                // Nothing runs on the finished greenlet's stack any more.
+                if let Some(s) = d.stack.borrow_mut().take() {
+                    stack::give_back(s);
+                }
+                drop(d);
             }
         }
-    } else {
-        let from = t.data as *const GInner;
-        // SAFETY: `from` is the greenlet that switched to us; its switch_msg frame holds
-        // an Rc to it, so it is alive, and it is suspended right now.
-        unsafe { (*from).ctx.set(Some(t.context)) };
+        msg
     }
 }
 
@@ -454,10 +517,15 @@ pub(crate) fn switch_msg(target: &Rc<GInner>, msg: Msg) -> Result<Msg, SwitchErr
     if std::thread::panicking() {
         return Err(SwitchError::Unwinding);
     }
-    if PHASE.with(Cell::get) == Phase::Exited {
+    let (cur_ptr, phase) = TLS.with(|t| (t.current.get(), t.phase.get()));
+    if phase == Phase::Exited {
         return Err(SwitchError::ThreadExited);
     }
-    let cur_ptr = current_ptr();
+    let cur_ptr = if cur_ptr.is_null() {
+        make_main()
+    } else {
+        cur_ptr
+    };
     if std::ptr::eq(cur_ptr, Rc::as_ptr(target)) {
         return Ok(msg);
     }
@@ -469,28 +537,30 @@ pub(crate) fn switch_msg(target: &Rc<GInner>, msg: Msg) -> Result<Msg, SwitchErr
     } else {
         start_context(target)?
     };
-    TRANSFER.with(|t| t.set(Some(msg)));
-    // CURRENT's reference to us moves into `cur`, which keeps us alive while suspended
-    // (the resumed side writes our context through the pointer).
-    let cur = set_current(target.clone());
+    set_current(target);
+    let mut mail = Mail {
+        from: cur_ptr,
+        msg: ManuallyDrop::new(msg),
+        dying: ManuallyDrop::new(None),
+    };
     // SAFETY: ctx is the target's saved context (or a fresh one on its own stack); the
-    // resumed side stores our context through the pointer before anything else.
-    let t = unsafe { ctx.resume(cur_ptr as usize) };
-    on_resume(t);
-    drop(cur);
-    Ok(TRANSFER.with(|t| t.take()).unwrap_or(Msg::Empty))
+    // resumed side takes `mail` before anything else, and we stay alive while
+    // suspended (see `Tls::current`).
+    let t = unsafe { ctx.resume(std::ptr::from_mut(&mut mail) as usize) };
+    Ok(receive(t))
 }
 
 extern "C" fn entry(t: Transfer) -> ! {
-    on_resume(t);
+    let msg = receive(t);
+    // Held for the whole life of the greenlet: it keeps the greenlet alive while it
+    // runs and while it is suspended (see `Tls::current`).
     let me = current_rc();
-    let msg = TRANSFER.with(|t| t.take());
     let body = me.body.take();
     let result = match (msg, body) {
-        (Some(Msg::Throw(p)), _) => Err(p),
+        (Msg::Throw(p), _) => Err(p),
         (msg, Some(body)) => {
             let arg: Value = match msg {
-                Some(Msg::Value(v)) | Some(Msg::Finished(Ok(v))) => v,
+                Msg::Value(v) | Msg::Finished(Ok(v)) => v,
                 _ => Box::new(()),
             };
             catch_unwind(AssertUnwindSafe(move || body(arg)))
@@ -526,16 +596,19 @@ fn finish(me: Rc<GInner>, result: Result<Value, PanicPayload>) -> ! {
         );
         std::process::abort();
     };
-    TRANSFER.with(|t| t.set(Some(Msg::Finished(result))));
-    // CURRENT's reference to this greenlet comes back here; DYING keeps another until
-    // the receiver has reclaimed the stack.
-    let old = set_current(parent);
-    DYING.with(|d| *d.borrow_mut() = Some(me));
-    drop(old);
-    // SAFETY: every Rc this frame held has been moved out; the receiver reclaims our
-    // stack (it finds us in DYING) once we are off it.
+    set_current(&parent);
+    let from = Rc::as_ptr(&me);
+    let mut mail = Mail {
+        from,
+        msg: ManuallyDrop::new(Msg::Finished(result)),
+        dying: ManuallyDrop::new(Some(me)),
+    };
+    drop(parent);
+    // SAFETY: every reference this frame held has been moved out (`me` into the mail,
+    // `parent` is alive through its own frames or `main`); the receiver takes the mail
+    // and reclaims our stack once we are off it.
     unsafe {
-        ctx.resume(FROM_DEAD);
+        ctx.resume(std::ptr::from_mut(&mut mail) as usize);
     }
     // A finished greenlet's context is never resumed.
     std::process::abort();
@@ -680,6 +753,7 @@ impl RawGreenlet {
     }
 }
 
+#[inline]
 fn deliver(msg: Msg) -> Result<Value, SwitchError> {
     match msg {
         Msg::Value(v) | Msg::Finished(Ok(v)) => Ok(v),
@@ -687,7 +761,6 @@ fn deliver(msg: Msg) -> Result<Value, SwitchError> {
         Msg::Finished(Err(p)) if p.is::<GreenletExit>() => Ok(Box::new(GreenletExit)),
         Msg::Finished(Err(p)) => Err(SwitchError::Panicked(p)),
         Msg::Signal(code) => Ok(Box::new(code)),
-        Msg::Empty => Ok(Box::new(())),
     }
 }
 
@@ -712,7 +785,7 @@ impl Drop for RawGreenlet {
             && !g.dead.get()
             && !g.is_main
             && !g.managed.get()
-            && !Rc::ptr_eq(g, &current_rc())
+            && !std::ptr::eq(Rc::as_ptr(g), current_ptr())
         {
             // Abandoned mid-way: unwind it so its destructors run, then come back here.
             if std::thread::panicking() {

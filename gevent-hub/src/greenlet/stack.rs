@@ -738,16 +738,6 @@ pub(crate) struct RunningInfo {
     pub(crate) name: (*const u8, usize),
 }
 
-thread_local! {
-    static RUNNING: Cell<RunningInfo> = const {
-        Cell::new(RunningInfo { guard_lo: 0, guard_hi: 0, id: 0, name: (std::ptr::null(), 0) })
-    };
-}
-
-pub(crate) fn set_running(info: RunningInfo) {
-    RUNNING.with(|r| r.set(info));
-}
-
 /// The SIGSEGV and SIGBUS dispositions found when the overflow handler was installed:
 /// faults that are not a greenlet's overflow are handed to them. Set once; read by the
 /// handler (a `OnceLock` read is an atomic load, fine in a signal handler).
@@ -857,7 +847,7 @@ extern "C" fn overflow_handler(
     // a const initialiser (no lazy init, no allocation) and writes to stderr with write(2).
     unsafe {
         let addr = (*info).si_addr() as usize;
-        let r = RUNNING.try_with(Cell::get).ok();
+        let r = super::running_for_signal();
         if let Some(r) = r {
             if r.guard_hi != 0 && addr >= r.guard_lo && addr < r.guard_hi {
                 let mut buf = [0u8; 256];

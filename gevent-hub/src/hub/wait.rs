@@ -356,7 +356,6 @@ fn describe(m: &Msg) -> String {
         Msg::Finished(_) => "a child greenlet's return".to_owned(),
         Msg::Signal(code) => format!("scheduler code {code}"),
         Msg::Throw(_) => "a throw".to_owned(),
-        Msg::Empty => "an empty switch".to_owned(),
     }
 }
 
