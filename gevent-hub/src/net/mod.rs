@@ -4,11 +4,13 @@
 //! blocking code ports by changing an import: a read that would block parks the
 //! greenlet and lets the hub run others. Built on `socket2`, non-blocking underneath;
 //! see `sock.rs` for the hot path (one `recv` and one `send` per echoed message) and
-//! for what closing a socket does to a greenlet waiting on it.
+//! for what closing a socket does to a greenlet waiting on it, and `readiness.rs` for
+//! the fd-keyed core every wait goes through.
 //!
 //! Names are resolved off the hub ([`lookup_host`], [`ToSocketAddrs`]). SIGPIPE never
 //! fires: writes use `MSG_NOSIGNAL`, and a write to a reset peer returns `BrokenPipe`.
 
+pub(crate) mod readiness;
 mod resolve;
 mod sock;
 mod tcp;

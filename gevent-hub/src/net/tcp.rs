@@ -1,5 +1,6 @@
 //! `TcpListener` and `TcpStream`, with `std::net`'s names and signatures.
 
+use super::readiness::Direction;
 use super::resolve::{each_addr, ToSocketAddrs};
 use super::sock::Sock;
 use socket2::{Domain, Protocol, SockAddr, Socket, Type};
@@ -94,7 +95,7 @@ impl TcpListener {
     /// # Errors
     /// `accept` errors (`EMFILE` when out of fds, …) or the hub's errors.
     pub fn accept(&self) -> io::Result<(TcpStream, SocketAddr)> {
-        let (s, a) = self.sock.io_op(true, None, accept_raw)?;
+        let (s, a) = self.sock.io_op(Direction::Read, None, accept_raw)?;
         Ok((TcpStream::from_nonblocking(s), sock_addr(&a)?))
     }
 
@@ -103,7 +104,9 @@ impl TcpListener {
     /// # Errors
     /// As [`accept`](TcpListener::accept).
     pub fn accept_timeout(&self, timeout: Duration) -> io::Result<(TcpStream, SocketAddr)> {
-        let (s, a) = self.sock.io_op(true, Some(timeout), accept_raw)?;
+        let (s, a) = self
+            .sock
+            .io_op(Direction::Read, Some(timeout), accept_raw)?;
         Ok((TcpStream::from_nonblocking(s), sock_addr(&a)?))
     }
 
@@ -196,7 +199,7 @@ impl TcpStream {
             Err(e) if e.raw_os_error() == Some(libc::EINPROGRESS) => {}
             Err(e) => return Err(e),
         }
-        stream.sock.wait(false, timeout)?;
+        stream.sock.wait(Direction::Write, timeout)?;
         if let Some(e) = stream.sock.with(|s| s.take_error())? {
             return Err(e);
         }
@@ -272,7 +275,7 @@ impl TcpStream {
     /// # Errors
     /// `InvalidInput` for `Some(Duration::ZERO)`.
     pub fn set_read_timeout(&self, t: Option<Duration>) -> io::Result<()> {
-        self.sock.set_timeout(true, t)
+        self.sock.set_timeout(Direction::Read, t)
     }
 
     /// Writes time out after `t` with `TimedOut` (`None`: never).
@@ -280,7 +283,7 @@ impl TcpStream {
     /// # Errors
     /// `InvalidInput` for `Some(Duration::ZERO)`.
     pub fn set_write_timeout(&self, t: Option<Duration>) -> io::Result<()> {
-        self.sock.set_timeout(false, t)
+        self.sock.set_timeout(Direction::Write, t)
     }
 
     /// The read timeout.
@@ -288,7 +291,7 @@ impl TcpStream {
     /// # Errors
     /// Never; kept for std's signature.
     pub fn read_timeout(&self) -> io::Result<Option<Duration>> {
-        Ok(self.sock.timeout(true))
+        Ok(self.sock.timeout(Direction::Read))
     }
 
     /// The write timeout.
@@ -296,7 +299,7 @@ impl TcpStream {
     /// # Errors
     /// Never; kept for std's signature.
     pub fn write_timeout(&self) -> io::Result<Option<Duration>> {
-        Ok(self.sock.timeout(false))
+        Ok(self.sock.timeout(Direction::Write))
     }
 
     /// Sets `TCP_NODELAY`.
@@ -328,7 +331,7 @@ impl TcpStream {
     /// # Errors
     /// As `read`.
     pub fn peek(&self, buf: &mut [u8]) -> io::Result<usize> {
-        self.sock.io_op(true, None, |s| {
+        self.sock.io_op(Direction::Read, None, |s| {
             // SAFETY: an initialised &mut [u8] is a valid &mut [MaybeUninit<u8>]; recv
             // only writes initialised bytes into it.
             let b = unsafe { &mut *(buf as *mut [u8] as *mut [std::mem::MaybeUninit<u8>]) };
@@ -367,7 +370,7 @@ impl Write for &TcpStream {
         self.sock.write_all(buf)
     }
     fn write_vectored(&mut self, bufs: &[IoSlice<'_>]) -> io::Result<usize> {
-        self.sock.io_op(false, None, |s| {
+        self.sock.io_op(Direction::Write, None, |s| {
             s.send_vectored_with_flags(bufs, libc::MSG_NOSIGNAL)
         })
     }

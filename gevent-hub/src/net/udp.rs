@@ -1,5 +1,6 @@
 //! `UdpSocket`, with `std::net`'s names and signatures.
 
+use super::readiness::Direction;
 use super::resolve::{each_addr, ToSocketAddrs};
 use super::sock::Sock;
 use super::tcp::sock_addr;
@@ -60,7 +61,9 @@ impl UdpSocket {
     /// # Errors
     /// `recvfrom` errors, `TimedOut` with a read timeout.
     pub fn recv_from(&self, buf: &mut [u8]) -> io::Result<(usize, SocketAddr)> {
-        let (n, a) = self.sock.io_op(true, None, |s| s.recv_from(uninit(buf)))?;
+        let (n, a) = self
+            .sock
+            .io_op(Direction::Read, None, |s| s.recv_from(uninit(buf)))?;
         Ok((n, sock_addr(&a)?))
     }
 
@@ -69,7 +72,9 @@ impl UdpSocket {
     /// # Errors
     /// As [`recv_from`](UdpSocket::recv_from).
     pub fn peek_from(&self, buf: &mut [u8]) -> io::Result<(usize, SocketAddr)> {
-        let (n, a) = self.sock.io_op(true, None, |s| s.peek_from(uninit(buf)))?;
+        let (n, a) = self
+            .sock
+            .io_op(Direction::Read, None, |s| s.peek_from(uninit(buf)))?;
         Ok((n, sock_addr(&a)?))
     }
 
@@ -82,7 +87,7 @@ impl UdpSocket {
             io::Error::new(io::ErrorKind::InvalidInput, "no addresses to send data to")
         })?;
         let a = a.into();
-        self.sock.io_op(false, None, |s| {
+        self.sock.io_op(Direction::Write, None, |s| {
             s.send_to_with_flags(buf, &a, libc::MSG_NOSIGNAL)
         })
     }
@@ -108,7 +113,8 @@ impl UdpSocket {
     /// # Errors
     /// `recv` errors.
     pub fn recv(&self, buf: &mut [u8]) -> io::Result<usize> {
-        self.sock.io_op(true, None, |s| s.recv(uninit(buf)))
+        self.sock
+            .io_op(Direction::Read, None, |s| s.recv(uninit(buf)))
     }
 
     /// The local address.
@@ -132,7 +138,7 @@ impl UdpSocket {
     /// # Errors
     /// `InvalidInput` for a zero duration.
     pub fn set_read_timeout(&self, t: Option<Duration>) -> io::Result<()> {
-        self.sock.set_timeout(true, t)
+        self.sock.set_timeout(Direction::Read, t)
     }
 
     /// Send timeout.
@@ -140,7 +146,7 @@ impl UdpSocket {
     /// # Errors
     /// `InvalidInput` for a zero duration.
     pub fn set_write_timeout(&self, t: Option<Duration>) -> io::Result<()> {
-        self.sock.set_timeout(false, t)
+        self.sock.set_timeout(Direction::Write, t)
     }
 
     /// Sets `SO_BROADCAST`.

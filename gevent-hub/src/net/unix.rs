@@ -1,5 +1,6 @@
 //! `UnixStream`, `UnixListener` and `UnixDatagram`, with `std::os::unix::net`'s names.
 
+use super::readiness::Direction;
 use super::sock::Sock;
 use socket2::{Domain, SockAddr, Socket, Type};
 use std::fmt;
@@ -117,7 +118,7 @@ impl UnixStream {
                 if e.raw_os_error() == Some(libc::EINPROGRESS)
                     || e.kind() == io::ErrorKind::WouldBlock =>
             {
-                stream.sock.wait(false, None)?;
+                stream.sock.wait(Direction::Write, None)?;
                 if let Some(e) = stream.sock.with(|s| s.take_error())? {
                     return Err(e);
                 }
@@ -164,7 +165,7 @@ impl UnixStream {
     /// # Errors
     /// `InvalidInput` for a zero duration.
     pub fn set_read_timeout(&self, t: Option<Duration>) -> io::Result<()> {
-        self.sock.set_timeout(true, t)
+        self.sock.set_timeout(Direction::Read, t)
     }
 
     /// Write timeout (`TimedOut`).
@@ -172,7 +173,7 @@ impl UnixStream {
     /// # Errors
     /// `InvalidInput` for a zero duration.
     pub fn set_write_timeout(&self, t: Option<Duration>) -> io::Result<()> {
-        self.sock.set_timeout(false, t)
+        self.sock.set_timeout(Direction::Write, t)
     }
 }
 
@@ -232,7 +233,7 @@ impl UnixListener {
     /// # Errors
     /// `accept` errors.
     pub fn accept(&self) -> io::Result<(UnixStream, SocketAddr)> {
-        let (s, a) = self.sock.io_op(true, None, super::accept_raw)?;
+        let (s, a) = self.sock.io_op(Direction::Read, None, super::accept_raw)?;
         let addr = addr_of(&a).or_else(|_| {
             std_view(s.as_raw_fd(), |v: &std::os::unix::net::UnixStream| {
                 v.peer_addr()
@@ -303,7 +304,7 @@ impl UnixDatagram {
     /// `sendto` errors.
     pub fn send_to<P: AsRef<Path>>(&self, buf: &[u8], path: P) -> io::Result<usize> {
         let a = SockAddr::unix(path)?;
-        self.sock.io_op(false, None, |s| {
+        self.sock.io_op(Direction::Write, None, |s| {
             s.send_to_with_flags(buf, &a, libc::MSG_NOSIGNAL)
         })
     }
@@ -321,7 +322,9 @@ impl UnixDatagram {
     /// # Errors
     /// `recvfrom` errors.
     pub fn recv_from(&self, buf: &mut [u8]) -> io::Result<(usize, SocketAddr)> {
-        let (n, a) = self.sock.io_op(true, None, |s| s.recv_from(uninit(buf)))?;
+        let (n, a) = self
+            .sock
+            .io_op(Direction::Read, None, |s| s.recv_from(uninit(buf)))?;
         let addr = addr_of(&a).or_else(|_| unnamed_addr())?;
         Ok((n, addr))
     }
@@ -331,7 +334,8 @@ impl UnixDatagram {
     /// # Errors
     /// `recv` errors.
     pub fn recv(&self, buf: &mut [u8]) -> io::Result<usize> {
-        self.sock.io_op(true, None, |s| s.recv(uninit(buf)))
+        self.sock
+            .io_op(Direction::Read, None, |s| s.recv(uninit(buf)))
     }
 
     /// Receive timeout (`TimedOut`).
@@ -339,6 +343,6 @@ impl UnixDatagram {
     /// # Errors
     /// `InvalidInput` for a zero duration.
     pub fn set_read_timeout(&self, t: Option<Duration>) -> io::Result<()> {
-        self.sock.set_timeout(true, t)
+        self.sock.set_timeout(Direction::Read, t)
     }
 }
