@@ -210,6 +210,9 @@ pub(crate) struct FdState {
     fd: RawFd,
     /// Retired: closed or forgotten through the core. Every wait fails with `Closed`.
     retired: Cell<bool>,
+    /// The mode the fd's user sees (`set_nonblocking`): `true` means "return
+    /// `WouldBlock` instead of waiting". The fd itself is non-blocking either way.
+    nonblocking: Cell<bool>,
     dirs: [DirState; 2],
 }
 
@@ -227,6 +230,7 @@ impl FdState {
         FdState {
             fd,
             retired: Cell::new(false),
+            nonblocking: Cell::new(false),
             dirs: [DirState::new(), DirState::new()],
         }
     }
@@ -237,6 +241,15 @@ impl FdState {
 
     pub(crate) fn dir(&self, dir: Direction) -> &DirState {
         &self.dirs[dir as usize]
+    }
+
+    /// The user-visible non-blocking mode (see [`FdState::nonblocking`]).
+    pub(crate) fn is_nonblocking(&self) -> bool {
+        self.nonblocking.get()
+    }
+
+    pub(crate) fn set_nonblocking(&self, on: bool) {
+        self.nonblocking.set(on);
     }
 
     /// Waits until the fd is ready in `dir`, up to `timeout` (`None`: no limit; an

@@ -18,6 +18,11 @@
 //!
 //! A socket holds its fd's `Rc<FdState>`, so none of this looks the fd up.
 //!
+//! ## The user's non-blocking mode
+//! The fd is always non-blocking. [`FdState::set_nonblocking`] only changes what the
+//! user sees: in non-blocking mode an operation that would wait returns `WouldBlock`
+//! instead, as std's non-blocking sockets do.
+//!
 //! ## Closing
 //! [`Sock::close`] (and dropping the last handle) retires the fd's state in the core
 //! first, which wakes a greenlet waiting on the socket with an error, so nobody waits on
@@ -36,7 +41,7 @@
 use super::readiness::{self, closed_error, Closes, Direction, FdState};
 use socket2::Socket;
 use std::cell::RefCell;
-use std::io::{self, Read};
+use std::io::{self, IoSliceMut, Read};
 use std::os::fd::{AsRawFd, RawFd};
 use std::rc::Rc;
 use std::time::Duration;
@@ -62,6 +67,11 @@ impl Sock {
 
     pub(crate) fn fd(&self) -> RawFd {
         self.state.fd()
+    }
+
+    /// The fd's state in the readiness core.
+    pub(crate) fn state(&self) -> &FdState {
+        &self.state
     }
 
     /// Runs `f` on the socket, or fails if it was closed.
@@ -100,7 +110,7 @@ impl Sock {
     ) -> io::Result<usize> {
         let d = self.state.dir(Direction::Read);
         loop {
-            if d.is_ready() {
+            if d.is_ready() || self.state.is_nonblocking() {
                 match self.with(&mut op) {
                     Ok(n) => {
                         // A short read means the socket is (very likely) drained.
@@ -109,7 +119,12 @@ impl Sock {
                         }
                         return Ok(n);
                     }
-                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => d.set_ready(false),
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                        d.set_ready(false);
+                        if self.state.is_nonblocking() {
+                            return Err(e);
+                        }
+                    }
                     Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
                     Err(e) => return Err(e),
                 }
@@ -128,8 +143,25 @@ impl Sock {
         self.read_with(cap, |s| (&*s).read(buf))
     }
 
+    /// `readv` into `bufs`, waiting for readability as needed.
+    pub(crate) fn read_vectored(&self, bufs: &mut [IoSliceMut<'_>]) -> io::Result<usize> {
+        let cap = bufs.iter().map(|b| b.len()).sum();
+        let n = bufs.len().min(libc::c_int::MAX as usize) as libc::c_int;
+        self.read_with(cap, |s| {
+            // SAFETY: IoSliceMut is ABI-compatible with iovec on Unix (std documents
+            // it); readv writes at most each slice's length into it, and the fd is ours.
+            let r = unsafe { libc::readv(s.as_raw_fd(), bufs.as_ptr().cast(), n) };
+            if r < 0 {
+                Err(io::Error::last_os_error())
+            } else {
+                Ok(r as usize)
+            }
+        })
+    }
+
     /// Retries `op` (a non-blocking socket call) until it does not say `EAGAIN`, waiting
-    /// in direction `dir` in between, up to `timeout`.
+    /// in direction `dir` in between, up to `timeout`. In the user's non-blocking mode,
+    /// `EAGAIN` is returned (`WouldBlock`) instead.
     pub(crate) fn io_op<R>(
         &self,
         dir: Direction,
@@ -141,6 +173,9 @@ impl Sock {
             match self.with(&mut op) {
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
                     d.set_ready(false);
+                    if self.state.is_nonblocking() {
+                        return Err(e);
+                    }
                     self.wait(dir, timeout)?;
                     d.set_ready(true);
                 }
@@ -172,6 +207,21 @@ impl Sock {
             }
         }
         Ok(())
+    }
+
+    /// Gives up the socket: the last handle gets it as it is, any other gets a `dup`
+    /// of it while the shared socket is closed (its number stays reserved for the other
+    /// handles). Either way the fd leaves the core, waking its waiters.
+    ///
+    /// # Errors
+    /// A closed socket; `dup` errors.
+    pub(crate) fn into_socket(self: Rc<Self>) -> io::Result<Socket> {
+        if Rc::strong_count(&self) == 1 {
+            return self.shut().ok_or_else(|| closed_error("socket"));
+        }
+        let copy = self.with(|s| s.try_clone())?;
+        self.close();
+        Ok(copy)
     }
 
     /// Closes the socket: retires its fd's state (waking waiters with an error, stopping
