@@ -296,3 +296,32 @@ fn a_datagram_from_an_unbound_socket_has_an_unnamed_sender() {
     drop(rx);
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// A socket nobody waits on does not keep the hub's loop alive: after a read was woken
+/// (its watcher stays armed for the next read), a wait that nothing can end fails with
+/// "would block forever" instead of hanging.
+#[test]
+fn an_idle_socket_does_not_keep_the_loop_alive() {
+    let (tx, rx) = std::sync::mpsc::channel();
+    // Its own thread: a hang must fail the test, and a watchdog timer in this hub
+    // would itself keep the loop alive.
+    std::thread::spawn(move || {
+        let (a, b) = UnixStream::pair().unwrap();
+        let reader = spawn(move || {
+            let mut buf = [0u8; 8];
+            let n = (&a).read(&mut buf).unwrap();
+            (a, n)
+        });
+        sleep(Duration::ZERO).unwrap();
+        (&b).write_all(b"x").unwrap();
+        let (a, n) = reader.join().unwrap();
+        assert_eq!(n, 1);
+        let r = gevent_hub::Event::new().wait();
+        let _ = tx.send(matches!(r, Err(gevent_hub::Error::WouldBlockForever(_))));
+        drop((a, b));
+    });
+    let forever = rx
+        .recv_timeout(WATCHDOG)
+        .expect("the wait ended instead of hanging");
+    assert!(forever, "the wait failed with WouldBlockForever");
+}

@@ -1,9 +1,8 @@
-//! The cooperative socket core every `net` type is built on.
+//! The cooperative socket every `net` type wraps: a non-blocking socket and its fd's
+//! state in the [readiness core](super::readiness).
 //!
-//! A socket is non-blocking underneath. An operation is tried first; when the kernel
-//! says `EAGAIN`, the greenlet waits on the socket's io watcher and tries again. Each
-//! direction has one io watcher, made on first use and reused for every wait after
-//! that (no allocation, no watcher re-creation per message).
+//! An operation is tried first; when the kernel says `EAGAIN`, the greenlet waits
+//! through the core and tries again.
 //!
 //! ## The hot path
 //! Per echo message a server should make one `recv` and one `send`, like a C server on
@@ -12,15 +11,23 @@
 //!   hold, the socket is taken to be drained, and the next read waits for readiness
 //!   first instead of paying for a `recv` that fails with `EAGAIN` (tokio does the
 //!   same; gevent does not, and pays a failed `recv` before every wait).
-//! - *Lazy disarm*: after a wake-up the read watcher stays started. If it fires while
-//!   nobody waits, its callback stops it. In a request/response exchange the next wait
-//!   finds it still armed, so libev never has to change the epoll set.
+//! - *Lazy disarm* (the core's, for fds whose closes it hears of): after a wake-up the
+//!   read watcher stays started. If it fires while nobody waits, its callback stops it.
+//!   In a request/response exchange the next wait finds it still armed, so libev never
+//!   has to change the epoll set.
+//!
+//! A socket holds its fd's `Rc<FdState>`, so none of this looks the fd up.
+//!
+//! ## The user's non-blocking mode
+//! The fd is always non-blocking. [`FdState::set_nonblocking`] only changes what the
+//! user sees: in non-blocking mode an operation that would wait returns `WouldBlock`
+//! instead, as std's non-blocking sockets do.
 //!
 //! ## Closing
-//! [`Sock::close`] (and dropping the last handle) wakes a greenlet waiting on the
-//! socket with an error before the fd is closed, so nobody waits on a recycled fd.
-//! Two greenlets waiting to read (or to write) the same socket at once is an error,
-//! not a hang.
+//! [`Sock::close`] (and dropping the last handle) retires the fd's state in the core
+//! first, which wakes a greenlet waiting on the socket with an error, so nobody waits on
+//! a recycled fd. Two greenlets waiting to read (or to write) the same socket at once is
+//! an error, not a hang.
 //!
 //! An explicit `close` while handles remain releases the socket at once (the peer sees
 //! the connection end, a listener stops listening) but keeps its fd *number* reserved
@@ -28,209 +35,150 @@
 //! it, so a `BorrowedFd` taken from a handle never comes to name another file (what
 //! `AsFd` promises). Using the placeholder fails (`ENOTCONN`, `EINVAL`). If no
 //! placeholder can be had (out of fds), the socket is shut down instead and closed
-//! with its last handle.
+//! with its last handle. The core forgets the number at the release, and again just
+//! before the placeholder goes.
 
-use crate::hub::{get_hub, Wait, Waker};
-use gevent_core::{Events, Io};
+use super::readiness::{self, closed_error, Closes, Direction, FdState};
 use socket2::Socket;
-use std::cell::{Cell, RefCell};
-use std::io::{self, Read};
+use std::cell::RefCell;
+use std::io::{self, IoSliceMut, Read};
 use std::os::fd::{AsRawFd, RawFd};
 use std::rc::Rc;
 use std::time::Duration;
 
-/// One direction (read or write) of a socket.
-#[derive(Default)]
-struct Direction {
-    io: RefCell<Option<Io>>,
-    /// The greenlet waiting in this direction, if any.
-    waiter: Rc<RefCell<Option<Waker>>>,
-    timeout: Cell<Option<Duration>>,
-}
-
 /// A socket shared by the handles of one `net` object (`try_clone` shares it).
 pub(crate) struct Sock {
     sock: RefCell<Option<Socket>>,
-    /// After an explicit `close`: what holds `fd`'s number until the last handle goes
+    /// After an explicit `close`: what holds the fd's number until the last handle goes
     /// (the placeholder, or the shut-down socket itself).
     reserved: RefCell<Option<Socket>>,
-    fd: RawFd,
-    /// Believed readable: the last read filled the buffer, or nobody has looked yet.
-    read_ready: Cell<bool>,
-    read: Direction,
-    write: Direction,
-}
-
-pub(crate) fn closed_error() -> io::Error {
-    io::Error::new(
-        io::ErrorKind::NotConnected,
-        "the socket was closed (possibly by another greenlet while this one waited on it)",
-    )
-}
-
-fn concurrent_error(dir: &str) -> io::Error {
-    io::Error::new(
-        io::ErrorKind::ResourceBusy,
-        format!("another greenlet is already waiting to {dir} this socket; use one reader and one writer per socket"),
-    )
-}
-
-fn timed_out(dir: &str) -> io::Error {
-    io::Error::new(io::ErrorKind::TimedOut, format!("socket {dir} timed out"))
+    state: Rc<FdState>,
 }
 
 impl Sock {
     /// Wraps a socket that is already non-blocking (e.g. from `accept4(SOCK_NONBLOCK)`).
     pub(crate) fn from_nonblocking(s: Socket) -> Sock {
         Sock {
-            fd: s.as_raw_fd(),
+            state: readiness::adopt(s.as_raw_fd()),
             sock: RefCell::new(Some(s)),
             reserved: RefCell::new(None),
-            read_ready: Cell::new(true),
-            read: Direction::default(),
-            write: Direction::default(),
         }
     }
 
     pub(crate) fn fd(&self) -> RawFd {
-        self.fd
+        self.state.fd()
+    }
+
+    /// The fd's state in the readiness core.
+    pub(crate) fn state(&self) -> &FdState {
+        &self.state
     }
 
     /// Runs `f` on the socket, or fails if it was closed.
     pub(crate) fn with<R>(&self, f: impl FnOnce(&Socket) -> io::Result<R>) -> io::Result<R> {
         match &*self.sock.borrow() {
             Some(s) => f(s),
-            None => Err(closed_error()),
+            None => Err(closed_error("socket")),
         }
     }
 
-    pub(crate) fn is_closed(&self) -> bool {
-        self.sock.borrow().is_none()
+    pub(crate) fn set_timeout(&self, dir: Direction, t: Option<Duration>) -> io::Result<()> {
+        self.state.dir(dir).set_timeout(t)
     }
 
-    pub(crate) fn set_timeout(&self, read: bool, t: Option<Duration>) -> io::Result<()> {
-        if t == Some(Duration::ZERO) {
-            // As std: a zero timeout is an error, not "no timeout".
-            return Err(io::Error::new(
-                io::ErrorKind::InvalidInput,
-                "cannot set a 0 duration timeout",
-            ));
-        }
-        if read { &self.read } else { &self.write }.timeout.set(t);
-        Ok(())
+    pub(crate) fn timeout(&self, dir: Direction) -> Option<Duration> {
+        self.state.dir(dir).timeout()
     }
 
-    pub(crate) fn timeout(&self, read: bool) -> Option<Duration> {
-        if read { &self.read } else { &self.write }.timeout.get()
+    /// Waits until the socket is ready in `dir`, up to `timeout` (`None`: this
+    /// direction's own timeout).
+    pub(crate) fn wait(&self, dir: Direction, timeout: Option<Duration>) -> io::Result<()> {
+        if self.sock.borrow().is_none() {
+            return Err(closed_error("socket"));
+        }
+        self.state
+            .wait(dir, timeout.or(self.timeout(dir)), Closes::Reported)
+            .map_err(|e| e.into_io(dir, "socket"))
     }
 
-    /// Waits until the socket is readable (`read`) or writable, up to `timeout`
-    /// (`None`: this direction's own timeout).
-    pub(crate) fn wait(&self, read: bool, timeout: Option<Duration>) -> io::Result<()> {
-        let dir = if read { &self.read } else { &self.write };
-        let what = if read { "read from" } else { "write to" };
-        if self.is_closed() {
-            return Err(closed_error());
-        }
-        if dir.waiter.borrow().as_ref().is_some_and(Waker::is_valid) {
-            return Err(concurrent_error(what));
-        }
-        let mut w = Wait::new(if read {
-            "a socket to become readable"
-        } else {
-            "a socket to become writable"
-        })
-        .map_err(io::Error::from)?;
-        if let Some(d) = timeout.or(dir.timeout.get()) {
-            w.set_timeout(d).map_err(io::Error::from)?;
-        }
-        self.arm(dir, read)?;
-        *dir.waiter.borrow_mut() = Some(w.waker());
-        let r = w.park();
-        dir.waiter.borrow_mut().take();
-        if self.is_closed() {
-            return Err(closed_error());
-        }
-        match r {
-            Ok(true) => Ok(()),
-            Ok(false) => {
-                // Timed out: nobody waits now, so do not leave the watcher armed.
-                if let Some(io) = &*dir.io.borrow() {
-                    io.disarm();
-                }
-                Err(timed_out(if read { "read" } else { "write" }))
-            }
-            Err(e) => {
-                if let Some(io) = &*dir.io.borrow() {
-                    io.disarm();
-                }
-                Err(e.into())
-            }
-        }
-    }
-
-    /// Starts this direction's watcher (made on first use).
-    fn arm(&self, dir: &Direction, read: bool) -> io::Result<()> {
-        let mut slot = dir.io.borrow_mut();
-        if let Some(io) = &*slot {
-            return io.rearm().map_err(io::Error::from);
-        }
-        let hub = get_hub();
-        let events = if read { Events::READ } else { Events::WRITE };
-        let io = hub
-            .get_loop()
-            .io(self.fd, events)
-            .map_err(io::Error::from)?;
-        let waiter = dir.waiter.clone();
-        io.start(move |w, _| {
-            let waker = waiter.borrow().clone();
-            match waker {
-                Some(k) if k.is_valid() => k.wake(),
-                // Ready while nobody waits: stop until somebody does (lazy disarm).
-                _ => w.disarm(),
-            }
-        })
-        .map_err(io::Error::from)?;
-        *slot = Some(io);
-        Ok(())
-    }
-
-    /// `recv` into `buf`, waiting for readability as needed.
-    pub(crate) fn read(&self, buf: &mut [u8]) -> io::Result<usize> {
+    /// A stream read into buffers of `cap` bytes in all: `op` (one system call) is
+    /// tried when the socket is believed readable, else after waiting for readability.
+    fn read_with(
+        &self,
+        cap: usize,
+        mut op: impl FnMut(&Socket) -> io::Result<usize>,
+    ) -> io::Result<usize> {
+        let d = self.state.dir(Direction::Read);
         loop {
-            if self.read_ready.get() {
-                match self.with(|s| (&*s).read(buf)) {
+            if d.is_ready() || self.state.is_nonblocking() {
+                match self.with(&mut op) {
                     Ok(n) => {
                         // A short read means the socket is (very likely) drained.
-                        if n < buf.len() {
-                            self.read_ready.set(false);
+                        if n < cap {
+                            d.set_ready(false);
                         }
                         return Ok(n);
                     }
-                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => self.read_ready.set(false),
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                        d.set_ready(false);
+                        if self.state.is_nonblocking() {
+                            return Err(e);
+                        }
+                    }
                     Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
                     Err(e) => return Err(e),
                 }
             }
-            if buf.is_empty() {
+            if cap == 0 {
                 return Ok(0);
             }
-            self.wait(true, None)?;
-            self.read_ready.set(true);
+            self.wait(Direction::Read, None)?;
+            d.set_ready(true);
         }
     }
 
+    /// `recv` into `buf`, waiting for readability as needed.
+    pub(crate) fn read(&self, buf: &mut [u8]) -> io::Result<usize> {
+        let cap = buf.len();
+        self.read_with(cap, |s| (&*s).read(buf))
+    }
+
+    /// `readv` into `bufs`, waiting for readability as needed.
+    pub(crate) fn read_vectored(&self, bufs: &mut [IoSliceMut<'_>]) -> io::Result<usize> {
+        let cap = bufs.iter().map(|b| b.len()).sum();
+        let n = bufs.len().min(libc::c_int::MAX as usize) as libc::c_int;
+        self.read_with(cap, |s| {
+            // SAFETY: IoSliceMut is ABI-compatible with iovec on Unix (std documents
+            // it); readv writes at most each slice's length into it, and the fd is ours.
+            let r = unsafe { libc::readv(s.as_raw_fd(), bufs.as_ptr().cast(), n) };
+            if r < 0 {
+                Err(io::Error::last_os_error())
+            } else {
+                Ok(r as usize)
+            }
+        })
+    }
+
     /// Retries `op` (a non-blocking socket call) until it does not say `EAGAIN`, waiting
-    /// in direction `read` in between, up to `timeout`.
+    /// in direction `dir` in between, up to `timeout`. In the user's non-blocking mode,
+    /// `EAGAIN` is returned (`WouldBlock`) instead.
     pub(crate) fn io_op<R>(
         &self,
-        read: bool,
+        dir: Direction,
         timeout: Option<Duration>,
         mut op: impl FnMut(&Socket) -> io::Result<R>,
     ) -> io::Result<R> {
+        let d = self.state.dir(dir);
         loop {
             match self.with(&mut op) {
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => self.wait(read, timeout)?,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                    d.set_ready(false);
+                    if self.state.is_nonblocking() {
+                        return Err(e);
+                    }
+                    self.wait(dir, timeout)?;
+                    d.set_ready(true);
+                }
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
                 r => return r,
             }
@@ -239,45 +187,55 @@ impl Sock {
 
     /// `send` (never raising SIGPIPE), waiting for writability as needed.
     pub(crate) fn write(&self, buf: &[u8]) -> io::Result<usize> {
-        self.io_op(false, None, |s| s.send_with_flags(buf, libc::MSG_NOSIGNAL))
+        self.io_op(Direction::Write, None, |s| {
+            s.send_with_flags(buf, libc::MSG_NOSIGNAL)
+        })
     }
 
     /// Writes all of `buf` (gevent's `sendall`).
     pub(crate) fn write_all(&self, mut buf: &[u8]) -> io::Result<()> {
         while !buf.is_empty() {
-            match self.write(buf)? {
-                0 => {
+            match self.write(buf) {
+                Ok(0) => {
                     return Err(io::Error::new(
                         io::ErrorKind::WriteZero,
                         "failed to write whole buffer",
                     ))
                 }
-                n => buf = &buf[n..],
+                Ok(n) => buf = &buf[n..],
+                Err(e) => return Err(e),
             }
         }
         Ok(())
     }
 
-    /// Closes the socket: wakes waiters (they get an error), stops the watchers, and
-    /// releases the socket, keeping its fd number reserved until the last handle is
-    /// dropped (see the module docs). Idempotent.
+    /// Gives up the socket: the last handle gets it as it is, any other gets a `dup`
+    /// of it while the shared socket is closed (its number stays reserved for the other
+    /// handles). Either way the fd leaves the core, waking its waiters.
+    ///
+    /// # Errors
+    /// A closed socket; `dup` errors.
+    pub(crate) fn into_socket(self: Rc<Self>) -> io::Result<Socket> {
+        if Rc::strong_count(&self) == 1 {
+            return self.shut().ok_or_else(|| closed_error("socket"));
+        }
+        let copy = self.with(|s| s.try_clone())?;
+        self.close();
+        Ok(copy)
+    }
+
+    /// Closes the socket: retires its fd's state (waking waiters with an error, stopping
+    /// the watchers) and releases the socket, keeping its fd number reserved until the
+    /// last handle is dropped (see the module docs). Idempotent.
     pub(crate) fn close(&self) {
         let Some(s) = self.shut() else { return };
         *self.reserved.borrow_mut() = Some(reserve_number(s));
     }
 
-    /// The part of closing shared with the last handle's drop: wake, stop, take out.
+    /// The part of closing shared with the last handle's drop: retire, take out.
     fn shut(&self) -> Option<Socket> {
         let s = self.sock.borrow_mut().take()?;
-        for dir in [&self.read, &self.write] {
-            if let Some(io) = dir.io.borrow_mut().take() {
-                io.stop();
-            }
-            let waiter = dir.waiter.borrow_mut().take();
-            if let Some(w) = waiter {
-                w.wake();
-            }
-        }
+        self.state.retire();
         Some(s)
     }
 }
@@ -300,8 +258,9 @@ fn reserve_number(s: Socket) -> Socket {
         // (the real socket, released once no other fd refers to it) and makes `fd`
         // name the placeholder. `s` keeps owning the number `fd`.
         let r = unsafe { libc::dup3(ph, fd, libc::O_CLOEXEC) };
-        // SAFETY: `ph` is ours and no longer needed (on success `fd` is its copy).
-        unsafe { libc::close(ph) };
+        // SAFETY: `ph` is ours and no longer needed (on success `fd` is its copy). A
+        // failed close of it leaks nothing more than the failure says.
+        let _ = unsafe { libc::close(ph) };
         if r == fd {
             return s;
         }
@@ -314,16 +273,29 @@ impl Drop for Sock {
     fn drop(&mut self) {
         // The last handle: the number may go now.
         drop(self.shut());
-        drop(self.reserved.get_mut().take());
+        if let Some(placeholder) = self.reserved.get_mut().take() {
+            // Somebody may have waited on the placeholder's number meanwhile.
+            readiness::forget(placeholder.as_raw_fd());
+            drop(placeholder);
+        }
     }
 }
 
 /// gevent's `wait_read`: waits until a foreign fd is readable, up to `timeout`.
 ///
+/// The wait goes through the readiness core: the fd's io watcher is made on the first
+/// wait and reused by every later one (closes of a foreign fd are not reported to the
+/// core, so the watcher is disarmed when each wait ends, and a number that was closed
+/// and reused meanwhile is watched afresh). At most one greenlet waits for an fd to
+/// become readable at a time, and a net socket's own waits count.
+///
 /// # Errors
-/// `TimedOut`, or the hub's errors (would block forever, called in the hub).
+/// `TimedOut`; `ResourceBusy` if another greenlet waits to read `fd` already;
+/// `NotConnected` if the fd was closed through the core (a net socket's `close`)
+/// meanwhile; an error for a negative or closed fd; the hub's errors (would block
+/// forever, called in the hub).
 pub fn wait_read(fd: RawFd, timeout: Option<Duration>) -> io::Result<()> {
-    wait_fd(fd, Events::READ, timeout)
+    wait_fd(fd, Direction::Read, timeout)
 }
 
 /// gevent's `wait_write`: waits until a foreign fd is writable, up to `timeout`.
@@ -331,20 +303,10 @@ pub fn wait_read(fd: RawFd, timeout: Option<Duration>) -> io::Result<()> {
 /// # Errors
 /// As [`wait_read`].
 pub fn wait_write(fd: RawFd, timeout: Option<Duration>) -> io::Result<()> {
-    wait_fd(fd, Events::WRITE, timeout)
+    wait_fd(fd, Direction::Write, timeout)
 }
 
-fn wait_fd(fd: RawFd, events: Events, timeout: Option<Duration>) -> io::Result<()> {
-    let w = Wait::timed("a file descriptor", timeout).map_err(io::Error::from)?;
-    let io = get_hub()
-        .get_loop()
-        .io(fd, events)
-        .map_err(io::Error::from)?;
-    let k = w.waker();
-    io.start(move |_, _| k.wake()).map_err(io::Error::from)?;
-    match w.park() {
-        Ok(true) => Ok(()),
-        Ok(false) => Err(timed_out("wait")),
-        Err(e) => Err(e.into()),
-    }
+fn wait_fd(fd: RawFd, dir: Direction, timeout: Option<Duration>) -> io::Result<()> {
+    readiness::wait(fd, dir, timeout, Closes::Unreported)
+        .map_err(|e| e.into_io(dir, "file descriptor"))
 }

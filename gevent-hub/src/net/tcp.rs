@@ -1,12 +1,14 @@
-//! `TcpListener` and `TcpStream`, with `std::net`'s names and signatures.
+//! `TcpListener` and `TcpStream`, with `std::net`'s names and signatures (the shared
+//! surface comes from [`std_surface!`](super::surface)).
 
+use super::readiness::Direction;
 use super::resolve::{each_addr, ToSocketAddrs};
 use super::sock::Sock;
+use super::surface::std_surface;
 use socket2::{Domain, Protocol, SockAddr, Socket, Type};
-use std::fmt;
-use std::io::{self, IoSlice, Read, Write};
-use std::net::{Shutdown, SocketAddr};
-use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, IntoRawFd, OwnedFd, RawFd};
+use std::io;
+use std::net::SocketAddr;
+use std::os::fd::{AsRawFd, FromRawFd};
 use std::rc::Rc;
 use std::time::Duration;
 
@@ -16,6 +18,16 @@ pub const DEFAULT_BACKLOG: i32 = 1024;
 pub(crate) fn sock_addr(a: &SockAddr) -> io::Result<SocketAddr> {
     a.as_socket()
         .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "not an IP socket address"))
+}
+
+/// The local IP address of `s`.
+pub(crate) fn local_ip(s: &Socket) -> io::Result<SocketAddr> {
+    sock_addr(&s.local_addr()?)
+}
+
+/// The peer's IP address of `s`.
+pub(crate) fn peer_ip(s: &Socket) -> io::Result<SocketAddr> {
+    sock_addr(&s.peer_addr()?)
 }
 
 /// Accepts one connection: `accept4` with `SOCK_NONBLOCK | SOCK_CLOEXEC`, one system call.
@@ -45,14 +57,7 @@ pub struct TcpListener {
     sock: Rc<Sock>,
 }
 
-impl fmt::Debug for TcpListener {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("TcpListener")
-            .field("fd", &self.sock.fd())
-            .field("addr", &self.local_addr().ok())
-            .finish()
-    }
-}
+std_surface!(TcpListener: std::net::TcpListener, SocketAddr, local = local_ip; ttl);
 
 impl TcpListener {
     /// Binds to `addr` (trying each address it resolves to) with `SO_REUSEADDR` and a
@@ -84,17 +89,16 @@ impl TcpListener {
 
     /// Wraps a socket that is non-blocking and listening already.
     pub(crate) fn from_socket(s: Socket) -> TcpListener {
-        TcpListener {
-            sock: Rc::new(Sock::from_nonblocking(s)),
-        }
+        TcpListener::from_nonblocking(s)
     }
 
     /// Accepts a connection, waiting (cooperatively) for one.
     ///
     /// # Errors
-    /// `accept` errors (`EMFILE` when out of fds, …) or the hub's errors.
+    /// `accept` errors (`EMFILE` when out of fds, …), `WouldBlock` in non-blocking
+    /// mode, or the hub's errors.
     pub fn accept(&self) -> io::Result<(TcpStream, SocketAddr)> {
-        let (s, a) = self.sock.io_op(true, None, accept_raw)?;
+        let (s, a) = self.sock.io_op(Direction::Read, None, accept_raw)?;
         Ok((TcpStream::from_nonblocking(s), sock_addr(&a)?))
     }
 
@@ -103,44 +107,15 @@ impl TcpListener {
     /// # Errors
     /// As [`accept`](TcpListener::accept).
     pub fn accept_timeout(&self, timeout: Duration) -> io::Result<(TcpStream, SocketAddr)> {
-        let (s, a) = self.sock.io_op(true, Some(timeout), accept_raw)?;
+        let (s, a) = self
+            .sock
+            .io_op(Direction::Read, Some(timeout), accept_raw)?;
         Ok((TcpStream::from_nonblocking(s), sock_addr(&a)?))
     }
 
     /// An endless iterator of accepted connections (or errors), as std's.
     pub fn incoming(&self) -> Incoming<'_> {
         Incoming { listener: self }
-    }
-
-    /// The address it is bound to.
-    ///
-    /// # Errors
-    /// `getsockname` errors.
-    pub fn local_addr(&self) -> io::Result<SocketAddr> {
-        self.sock.with(|s| sock_addr(&s.local_addr()?))
-    }
-
-    /// Another handle to the same listener.
-    ///
-    /// # Errors
-    /// Never, today; kept for std's signature.
-    pub fn try_clone(&self) -> io::Result<TcpListener> {
-        Ok(TcpListener {
-            sock: self.sock.clone(),
-        })
-    }
-
-    /// Closes it now, waking a greenlet blocked in `accept` with an error.
-    pub fn close(&self) {
-        self.sock.close();
-    }
-
-    /// The pending socket error (`SO_ERROR`).
-    ///
-    /// # Errors
-    /// `getsockopt` errors.
-    pub fn take_error(&self) -> io::Result<Option<io::Error>> {
-        self.sock.with(|s| s.take_error())
     }
 }
 
@@ -167,23 +142,10 @@ pub struct TcpStream {
     sock: Rc<Sock>,
 }
 
-impl fmt::Debug for TcpStream {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("TcpStream")
-            .field("fd", &self.sock.fd())
-            .field("local", &self.local_addr().ok())
-            .field("peer", &self.peer_addr().ok())
-            .finish()
-    }
-}
+std_surface!(TcpStream: std::net::TcpStream, SocketAddr, local = local_ip, peer = peer_ip;
+    timeouts, stream, ttl);
 
 impl TcpStream {
-    pub(crate) fn from_nonblocking(s: Socket) -> TcpStream {
-        TcpStream {
-            sock: Rc::new(Sock::from_nonblocking(s)),
-        }
-    }
-
     fn connect_one(addr: &SocketAddr, timeout: Option<Duration>) -> io::Result<TcpStream> {
         let s = Socket::new(
             Domain::for_address(*addr),
@@ -196,7 +158,7 @@ impl TcpStream {
             Err(e) if e.raw_os_error() == Some(libc::EINPROGRESS) => {}
             Err(e) => return Err(e),
         }
-        stream.sock.wait(false, timeout)?;
+        stream.sock.wait(Direction::Write, timeout)?;
         if let Some(e) = stream.sock.with(|s| s.take_error())? {
             return Err(e);
         }
@@ -226,79 +188,6 @@ impl TcpStream {
         TcpStream::connect_one(addr, Some(timeout))
     }
 
-    /// The remote address.
-    ///
-    /// # Errors
-    /// `getpeername` errors (`NotConnected`).
-    pub fn peer_addr(&self) -> io::Result<SocketAddr> {
-        self.sock.with(|s| sock_addr(&s.peer_addr()?))
-    }
-
-    /// The local address.
-    ///
-    /// # Errors
-    /// `getsockname` errors.
-    pub fn local_addr(&self) -> io::Result<SocketAddr> {
-        self.sock.with(|s| sock_addr(&s.local_addr()?))
-    }
-
-    /// Shuts down the read, write or both halves.
-    ///
-    /// # Errors
-    /// `shutdown` errors.
-    pub fn shutdown(&self, how: Shutdown) -> io::Result<()> {
-        self.sock.with(|s| s.shutdown(how))
-    }
-
-    /// Another handle to the same socket.
-    ///
-    /// # Errors
-    /// Never, today; kept for std's signature.
-    pub fn try_clone(&self) -> io::Result<TcpStream> {
-        Ok(TcpStream {
-            sock: self.sock.clone(),
-        })
-    }
-
-    /// Closes the socket now (for every handle), waking any greenlet waiting on it
-    /// with an error (gevent's `close`).
-    pub fn close(&self) {
-        self.sock.close();
-    }
-
-    /// Reads time out after `t` with `TimedOut` (`None`: never). A zero duration is
-    /// an error, as in std.
-    ///
-    /// # Errors
-    /// `InvalidInput` for `Some(Duration::ZERO)`.
-    pub fn set_read_timeout(&self, t: Option<Duration>) -> io::Result<()> {
-        self.sock.set_timeout(true, t)
-    }
-
-    /// Writes time out after `t` with `TimedOut` (`None`: never).
-    ///
-    /// # Errors
-    /// `InvalidInput` for `Some(Duration::ZERO)`.
-    pub fn set_write_timeout(&self, t: Option<Duration>) -> io::Result<()> {
-        self.sock.set_timeout(false, t)
-    }
-
-    /// The read timeout.
-    ///
-    /// # Errors
-    /// Never; kept for std's signature.
-    pub fn read_timeout(&self) -> io::Result<Option<Duration>> {
-        Ok(self.sock.timeout(true))
-    }
-
-    /// The write timeout.
-    ///
-    /// # Errors
-    /// Never; kept for std's signature.
-    pub fn write_timeout(&self) -> io::Result<Option<Duration>> {
-        Ok(self.sock.timeout(false))
-    }
-
     /// Sets `TCP_NODELAY`.
     ///
     /// # Errors
@@ -315,35 +204,6 @@ impl TcpStream {
         self.sock.with(|s| s.tcp_nodelay())
     }
 
-    /// Sets the IP TTL.
-    ///
-    /// # Errors
-    /// `setsockopt` errors.
-    pub fn set_ttl(&self, ttl: u32) -> io::Result<()> {
-        self.sock.with(|s| s.set_ttl_v4(ttl))
-    }
-
-    /// Reads without consuming, waiting for data.
-    ///
-    /// # Errors
-    /// As `read`.
-    pub fn peek(&self, buf: &mut [u8]) -> io::Result<usize> {
-        self.sock.io_op(true, None, |s| {
-            // SAFETY: an initialised &mut [u8] is a valid &mut [MaybeUninit<u8>]; recv
-            // only writes initialised bytes into it.
-            let b = unsafe { &mut *(buf as *mut [u8] as *mut [std::mem::MaybeUninit<u8>]) };
-            s.peek(b)
-        })
-    }
-
-    /// The pending socket error (`SO_ERROR`).
-    ///
-    /// # Errors
-    /// `getsockopt` errors.
-    pub fn take_error(&self) -> io::Result<Option<io::Error>> {
-        self.sock.with(|s| s.take_error())
-    }
-
     /// Sends all of `buf` (gevent's `sendall`; `write_all` does the same).
     ///
     /// # Errors
@@ -352,50 +212,3 @@ impl TcpStream {
         self.sock.write_all(buf)
     }
 }
-
-impl Read for &TcpStream {
-    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        self.sock.read(buf)
-    }
-}
-
-impl Write for &TcpStream {
-    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        self.sock.write(buf)
-    }
-    fn write_all(&mut self, buf: &[u8]) -> io::Result<()> {
-        self.sock.write_all(buf)
-    }
-    fn write_vectored(&mut self, bufs: &[IoSlice<'_>]) -> io::Result<usize> {
-        self.sock.io_op(false, None, |s| {
-            s.send_vectored_with_flags(bufs, libc::MSG_NOSIGNAL)
-        })
-    }
-    fn flush(&mut self) -> io::Result<()> {
-        Ok(())
-    }
-}
-
-impl Read for TcpStream {
-    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        (&*self).read(buf)
-    }
-}
-
-impl Write for TcpStream {
-    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        (&*self).write(buf)
-    }
-    fn write_all(&mut self, buf: &[u8]) -> io::Result<()> {
-        (&*self).write_all(buf)
-    }
-    fn write_vectored(&mut self, bufs: &[IoSlice<'_>]) -> io::Result<usize> {
-        (&*self).write_vectored(bufs)
-    }
-    fn flush(&mut self) -> io::Result<()> {
-        Ok(())
-    }
-}
-
-super::fd_conversions!(TcpStream, std::net::TcpStream, from_nonblocking);
-super::fd_conversions!(TcpListener, std::net::TcpListener, from_socket);

@@ -1,44 +1,25 @@
-//! `UdpSocket`, with `std::net`'s names and signatures.
+//! `UdpSocket`, with `std::net`'s names and signatures (the shared surface comes from
+//! [`std_surface!`](super::surface)).
 
+use super::readiness::Direction;
 use super::resolve::{each_addr, ToSocketAddrs};
 use super::sock::Sock;
-use super::tcp::sock_addr;
+use super::surface::{std_surface, uninit};
+use super::tcp::{local_ip, peer_ip, sock_addr};
 use socket2::{Domain, Protocol, Socket, Type};
-use std::fmt;
 use std::io;
-use std::mem::MaybeUninit;
-use std::net::SocketAddr;
-use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, IntoRawFd, OwnedFd, RawFd};
+use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::rc::Rc;
-use std::time::Duration;
-
-fn uninit(buf: &mut [u8]) -> &mut [MaybeUninit<u8>] {
-    // SAFETY: an initialised byte slice is a valid slice of MaybeUninit bytes, and the
-    // socket calls only ever write initialised bytes into it.
-    unsafe { &mut *(buf as *mut [u8] as *mut [MaybeUninit<u8>]) }
-}
 
 /// A UDP socket; receiving parks the greenlet, not the thread.
 pub struct UdpSocket {
     sock: Rc<Sock>,
 }
 
-impl fmt::Debug for UdpSocket {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("UdpSocket")
-            .field("fd", &self.sock.fd())
-            .field("addr", &self.local_addr().ok())
-            .finish()
-    }
-}
+std_surface!(UdpSocket: std::net::UdpSocket, SocketAddr, local = local_ip, peer = peer_ip;
+    timeouts, datagram, ttl);
 
 impl UdpSocket {
-    fn from_nonblocking(s: Socket) -> UdpSocket {
-        UdpSocket {
-            sock: Rc::new(Sock::from_nonblocking(s)),
-        }
-    }
-
     /// Binds to `addr`.
     ///
     /// # Errors
@@ -60,7 +41,9 @@ impl UdpSocket {
     /// # Errors
     /// `recvfrom` errors, `TimedOut` with a read timeout.
     pub fn recv_from(&self, buf: &mut [u8]) -> io::Result<(usize, SocketAddr)> {
-        let (n, a) = self.sock.io_op(true, None, |s| s.recv_from(uninit(buf)))?;
+        let (n, a) = self
+            .sock
+            .io_op(Direction::Read, None, |s| s.recv_from(uninit(buf)))?;
         Ok((n, sock_addr(&a)?))
     }
 
@@ -69,20 +52,22 @@ impl UdpSocket {
     /// # Errors
     /// As [`recv_from`](UdpSocket::recv_from).
     pub fn peek_from(&self, buf: &mut [u8]) -> io::Result<(usize, SocketAddr)> {
-        let (n, a) = self.sock.io_op(true, None, |s| s.peek_from(uninit(buf)))?;
+        let (n, a) = self
+            .sock
+            .io_op(Direction::Read, None, |s| s.peek_from(uninit(buf)))?;
         Ok((n, sock_addr(&a)?))
     }
 
     /// Sends `buf` to `addr`.
     ///
     /// # Errors
-    /// Resolution or `sendto` errors.
+    /// Resolution or `sendto` errors, `TimedOut` with a write timeout.
     pub fn send_to<A: ToSocketAddrs>(&self, buf: &[u8], addr: A) -> io::Result<usize> {
         let a = addr.to_socket_addrs()?.into_iter().next().ok_or_else(|| {
             io::Error::new(io::ErrorKind::InvalidInput, "no addresses to send data to")
         })?;
         let a = a.into();
-        self.sock.io_op(false, None, |s| {
+        self.sock.io_op(Direction::Write, None, |s| {
             s.send_to_with_flags(buf, &a, libc::MSG_NOSIGNAL)
         })
     }
@@ -95,54 +80,6 @@ impl UdpSocket {
         each_addr(&addr, |a| self.sock.with(|s| s.connect(&(*a).into())))
     }
 
-    /// Sends to the connected peer.
-    ///
-    /// # Errors
-    /// `send` errors (`NotConnected` before `connect`).
-    pub fn send(&self, buf: &[u8]) -> io::Result<usize> {
-        self.sock.write(buf)
-    }
-
-    /// Receives from the connected peer.
-    ///
-    /// # Errors
-    /// `recv` errors.
-    pub fn recv(&self, buf: &mut [u8]) -> io::Result<usize> {
-        self.sock.io_op(true, None, |s| s.recv(uninit(buf)))
-    }
-
-    /// The local address.
-    ///
-    /// # Errors
-    /// `getsockname` errors.
-    pub fn local_addr(&self) -> io::Result<SocketAddr> {
-        self.sock.with(|s| sock_addr(&s.local_addr()?))
-    }
-
-    /// The connected peer.
-    ///
-    /// # Errors
-    /// `NotConnected` before `connect`.
-    pub fn peer_addr(&self) -> io::Result<SocketAddr> {
-        self.sock.with(|s| sock_addr(&s.peer_addr()?))
-    }
-
-    /// Receive timeout (`TimedOut` when it expires).
-    ///
-    /// # Errors
-    /// `InvalidInput` for a zero duration.
-    pub fn set_read_timeout(&self, t: Option<Duration>) -> io::Result<()> {
-        self.sock.set_timeout(true, t)
-    }
-
-    /// Send timeout.
-    ///
-    /// # Errors
-    /// `InvalidInput` for a zero duration.
-    pub fn set_write_timeout(&self, t: Option<Duration>) -> io::Result<()> {
-        self.sock.set_timeout(false, t)
-    }
-
     /// Sets `SO_BROADCAST`.
     ///
     /// # Errors
@@ -151,20 +88,95 @@ impl UdpSocket {
         self.sock.with(|s| s.set_broadcast(on))
     }
 
-    /// Another handle to the same socket.
+    /// Reads `SO_BROADCAST`.
     ///
     /// # Errors
-    /// Never, today; kept for std's signature.
-    pub fn try_clone(&self) -> io::Result<UdpSocket> {
-        Ok(UdpSocket {
-            sock: self.sock.clone(),
-        })
+    /// `getsockopt` errors.
+    pub fn broadcast(&self) -> io::Result<bool> {
+        self.sock.with(|s| s.broadcast())
     }
 
-    /// Closes it now, waking a greenlet blocked on it with an error.
-    pub fn close(&self) {
-        self.sock.close();
+    /// Sets `IP_MULTICAST_LOOP`.
+    ///
+    /// # Errors
+    /// `setsockopt` errors.
+    pub fn set_multicast_loop_v4(&self, on: bool) -> io::Result<()> {
+        self.sock.with(|s| s.set_multicast_loop_v4(on))
+    }
+
+    /// Reads `IP_MULTICAST_LOOP`.
+    ///
+    /// # Errors
+    /// `getsockopt` errors.
+    pub fn multicast_loop_v4(&self) -> io::Result<bool> {
+        self.sock.with(|s| s.multicast_loop_v4())
+    }
+
+    /// Sets `IP_MULTICAST_TTL`.
+    ///
+    /// # Errors
+    /// `setsockopt` errors.
+    pub fn set_multicast_ttl_v4(&self, ttl: u32) -> io::Result<()> {
+        self.sock.with(|s| s.set_multicast_ttl_v4(ttl))
+    }
+
+    /// Reads `IP_MULTICAST_TTL`.
+    ///
+    /// # Errors
+    /// `getsockopt` errors.
+    pub fn multicast_ttl_v4(&self) -> io::Result<u32> {
+        self.sock.with(|s| s.multicast_ttl_v4())
+    }
+
+    /// Sets `IPV6_MULTICAST_LOOP`.
+    ///
+    /// # Errors
+    /// `setsockopt` errors.
+    pub fn set_multicast_loop_v6(&self, on: bool) -> io::Result<()> {
+        self.sock.with(|s| s.set_multicast_loop_v6(on))
+    }
+
+    /// Reads `IPV6_MULTICAST_LOOP`.
+    ///
+    /// # Errors
+    /// `getsockopt` errors.
+    pub fn multicast_loop_v6(&self) -> io::Result<bool> {
+        self.sock.with(|s| s.multicast_loop_v6())
+    }
+
+    /// Joins the IPv4 multicast group `multiaddr` on `interface`.
+    ///
+    /// # Errors
+    /// `setsockopt` errors.
+    pub fn join_multicast_v4(&self, multiaddr: &Ipv4Addr, interface: &Ipv4Addr) -> io::Result<()> {
+        self.sock
+            .with(|s| s.join_multicast_v4(multiaddr, interface))
+    }
+
+    /// Joins the IPv6 multicast group `multiaddr` on interface index `interface`.
+    ///
+    /// # Errors
+    /// `setsockopt` errors.
+    pub fn join_multicast_v6(&self, multiaddr: &Ipv6Addr, interface: u32) -> io::Result<()> {
+        self.sock
+            .with(|s| s.join_multicast_v6(multiaddr, interface))
+    }
+
+    /// Leaves the IPv4 multicast group `multiaddr` on `interface`.
+    ///
+    /// # Errors
+    /// `setsockopt` errors.
+    pub fn leave_multicast_v4(&self, multiaddr: &Ipv4Addr, interface: &Ipv4Addr) -> io::Result<()> {
+        self.sock
+            .with(|s| s.leave_multicast_v4(multiaddr, interface))
+    }
+
+    /// Leaves the IPv6 multicast group `multiaddr` on interface index `interface`.
+    ///
+    /// # Errors
+    /// `setsockopt` errors.
+    pub fn leave_multicast_v6(&self, multiaddr: &Ipv6Addr, interface: u32) -> io::Result<()> {
+        self.sock
+            .with(|s| s.leave_multicast_v6(multiaddr, interface))
     }
 }
-
-super::fd_conversions!(UdpSocket, std::net::UdpSocket, from_nonblocking);

@@ -1,21 +1,16 @@
-//! `UnixStream`, `UnixListener` and `UnixDatagram`, with `std::os::unix::net`'s names.
+//! `UnixStream`, `UnixListener` and `UnixDatagram`, with `std::os::unix::net`'s names
+//! (the shared surface comes from [`std_surface!`](super::surface)).
 
+use super::readiness::Direction;
 use super::sock::Sock;
+use super::surface::{std_surface, uninit};
 use socket2::{Domain, SockAddr, Socket, Type};
-use std::fmt;
-use std::io::{self, Read, Write};
-use std::mem::{ManuallyDrop, MaybeUninit};
-use std::net::Shutdown;
-use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, IntoRawFd, OwnedFd, RawFd};
+use std::io;
+use std::mem::ManuallyDrop;
+use std::os::fd::{AsRawFd, FromRawFd, RawFd};
 use std::os::unix::net::SocketAddr;
 use std::path::Path;
 use std::rc::Rc;
-use std::time::Duration;
-
-fn uninit(buf: &mut [u8]) -> &mut [MaybeUninit<u8>] {
-    // SAFETY: see udp.rs: initialised bytes are valid MaybeUninit bytes.
-    unsafe { &mut *(buf as *mut [u8] as *mut [MaybeUninit<u8>]) }
-}
 
 /// Runs `f` with a std view of `fd` (for the address getters, whose std types have no
 /// public constructors for every case).
@@ -24,6 +19,21 @@ fn std_view<T: FromRawFd, R>(fd: RawFd, f: impl FnOnce(&T) -> R) -> R {
     // and it does not outlive this call.
     let v = ManuallyDrop::new(unsafe { T::from_raw_fd(fd) });
     f(&v)
+}
+
+/// The local address of a Unix socket of any type (`getsockname` through std, which
+/// can represent unnamed and abstract addresses).
+fn local_unix(s: &Socket) -> io::Result<SocketAddr> {
+    std_view(s.as_raw_fd(), |v: &std::os::unix::net::UnixDatagram| {
+        v.local_addr()
+    })
+}
+
+/// The peer's address of a Unix socket of any type (`getpeername` through std).
+fn peer_unix(s: &Socket) -> io::Result<SocketAddr> {
+    std_view(s.as_raw_fd(), |v: &std::os::unix::net::UnixStream| {
+        v.peer_addr()
+    })
 }
 
 fn addr_of(a: &SockAddr) -> io::Result<SocketAddr> {
@@ -36,71 +46,39 @@ fn addr_of(a: &SockAddr) -> io::Result<SocketAddr> {
     }
 }
 
+/// socket2's form of a std address: a path, or (Linux) an abstract name.
+fn sock_addr_of(a: &SocketAddr) -> io::Result<SockAddr> {
+    use std::os::linux::net::SocketAddrExt;
+    use std::os::unix::ffi::OsStrExt;
+    if let Some(p) = a.as_pathname() {
+        return SockAddr::unix(p);
+    }
+    if let Some(name) = a.as_abstract_name() {
+        // socket2 takes a leading NUL byte as "abstract".
+        let mut b = Vec::with_capacity(name.len() + 1);
+        b.push(0);
+        b.extend_from_slice(name);
+        return SockAddr::unix(std::ffi::OsStr::from_bytes(&b));
+    }
+    Err(io::Error::new(
+        io::ErrorKind::InvalidInput,
+        "an unnamed unix socket address cannot be bound to or connected to",
+    ))
+}
+
 /// An unnamed address, as std reports an unbound peer. std has no constructor for
 /// one; the local address of an unbound socket is one.
 fn unnamed_addr() -> io::Result<SocketAddr> {
     std::os::unix::net::UnixDatagram::unbound()?.local_addr()
 }
 
-macro_rules! unix_common {
-    ($t:ident, $std:ty) => {
-        impl $t {
-            fn from_nonblocking(s: Socket) -> $t {
-                $t {
-                    sock: Rc::new(Sock::from_nonblocking(s)),
-                }
-            }
-
-            /// The local address.
-            ///
-            /// # Errors
-            /// `getsockname` errors, or a closed socket.
-            pub fn local_addr(&self) -> io::Result<SocketAddr> {
-                self.sock
-                    .with(|s| std_view(s.as_raw_fd(), |v: &$std| v.local_addr()))
-            }
-
-            /// Another handle to the same socket.
-            ///
-            /// # Errors
-            /// Never, today; kept for std's signature.
-            pub fn try_clone(&self) -> io::Result<$t> {
-                Ok($t {
-                    sock: self.sock.clone(),
-                })
-            }
-
-            /// Closes it now, waking a greenlet blocked on it with an error.
-            pub fn close(&self) {
-                self.sock.close();
-            }
-
-            /// The pending socket error (`SO_ERROR`).
-            ///
-            /// # Errors
-            /// `getsockopt` errors.
-            pub fn take_error(&self) -> io::Result<Option<io::Error>> {
-                self.sock.with(|s| s.take_error())
-            }
-        }
-
-        impl fmt::Debug for $t {
-            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                f.debug_struct(stringify!($t))
-                    .field("fd", &self.sock.fd())
-                    .finish()
-            }
-        }
-
-        super::fd_conversions!($t, $std, from_nonblocking);
-    };
-}
-
 /// A Unix stream socket; reads and writes park the greenlet.
 pub struct UnixStream {
     sock: Rc<Sock>,
 }
-unix_common!(UnixStream, std::os::unix::net::UnixStream);
+
+std_surface!(UnixStream: std::os::unix::net::UnixStream, SocketAddr,
+    local = local_unix, peer = peer_unix; timeouts, stream);
 
 impl UnixStream {
     /// Connects to the socket at `path`.
@@ -108,16 +86,27 @@ impl UnixStream {
     /// # Errors
     /// `connect` errors.
     pub fn connect<P: AsRef<Path>>(path: P) -> io::Result<UnixStream> {
+        UnixStream::connect_sock_addr(&SockAddr::unix(path)?)
+    }
+
+    /// Connects to the socket at `addr` (a path or an abstract name).
+    ///
+    /// # Errors
+    /// `InvalidInput` for an unnamed address; `connect` errors.
+    pub fn connect_addr(addr: &SocketAddr) -> io::Result<UnixStream> {
+        UnixStream::connect_sock_addr(&sock_addr_of(addr)?)
+    }
+
+    fn connect_sock_addr(addr: &SockAddr) -> io::Result<UnixStream> {
         let s = Socket::new(Domain::UNIX, Type::STREAM.nonblocking(), None)?;
         let stream = UnixStream::from_nonblocking(s);
-        let addr = SockAddr::unix(path)?;
-        match stream.sock.with(|s| s.connect(&addr)) {
+        match stream.sock.with(|s| s.connect(addr)) {
             Ok(()) => {}
             Err(e)
                 if e.raw_os_error() == Some(libc::EINPROGRESS)
                     || e.kind() == io::ErrorKind::WouldBlock =>
             {
-                stream.sock.wait(false, None)?;
+                stream.sock.wait(Direction::Write, None)?;
                 if let Some(e) = stream.sock.with(|s| s.take_error())? {
                     return Err(e);
                 }
@@ -138,82 +127,14 @@ impl UnixStream {
             UnixStream::from_nonblocking(b),
         ))
     }
-
-    /// The peer's address.
-    ///
-    /// # Errors
-    /// `getpeername` errors.
-    pub fn peer_addr(&self) -> io::Result<SocketAddr> {
-        self.sock.with(|s| {
-            std_view(s.as_raw_fd(), |v: &std::os::unix::net::UnixStream| {
-                v.peer_addr()
-            })
-        })
-    }
-
-    /// Shuts down one or both halves.
-    ///
-    /// # Errors
-    /// `shutdown` errors.
-    pub fn shutdown(&self, how: Shutdown) -> io::Result<()> {
-        self.sock.with(|s| s.shutdown(how))
-    }
-
-    /// Read timeout (`TimedOut`).
-    ///
-    /// # Errors
-    /// `InvalidInput` for a zero duration.
-    pub fn set_read_timeout(&self, t: Option<Duration>) -> io::Result<()> {
-        self.sock.set_timeout(true, t)
-    }
-
-    /// Write timeout (`TimedOut`).
-    ///
-    /// # Errors
-    /// `InvalidInput` for a zero duration.
-    pub fn set_write_timeout(&self, t: Option<Duration>) -> io::Result<()> {
-        self.sock.set_timeout(false, t)
-    }
-}
-
-impl Read for &UnixStream {
-    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        self.sock.read(buf)
-    }
-}
-impl Write for &UnixStream {
-    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        self.sock.write(buf)
-    }
-    fn write_all(&mut self, buf: &[u8]) -> io::Result<()> {
-        self.sock.write_all(buf)
-    }
-    fn flush(&mut self) -> io::Result<()> {
-        Ok(())
-    }
-}
-impl Read for UnixStream {
-    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        (&*self).read(buf)
-    }
-}
-impl Write for UnixStream {
-    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        (&*self).write(buf)
-    }
-    fn write_all(&mut self, buf: &[u8]) -> io::Result<()> {
-        (&*self).write_all(buf)
-    }
-    fn flush(&mut self) -> io::Result<()> {
-        Ok(())
-    }
 }
 
 /// A Unix listening socket.
 pub struct UnixListener {
     sock: Rc<Sock>,
 }
-unix_common!(UnixListener, std::os::unix::net::UnixListener);
+
+std_surface!(UnixListener: std::os::unix::net::UnixListener, SocketAddr, local = local_unix;);
 
 impl UnixListener {
     /// Binds and listens at `path`.
@@ -221,8 +142,20 @@ impl UnixListener {
     /// # Errors
     /// `bind` (e.g. the path exists) or `listen` errors.
     pub fn bind<P: AsRef<Path>>(path: P) -> io::Result<UnixListener> {
+        UnixListener::bind_sock_addr(&SockAddr::unix(path)?)
+    }
+
+    /// Binds and listens at `addr` (a path or an abstract name).
+    ///
+    /// # Errors
+    /// `InvalidInput` for an unnamed address; `bind` or `listen` errors.
+    pub fn bind_addr(addr: &SocketAddr) -> io::Result<UnixListener> {
+        UnixListener::bind_sock_addr(&sock_addr_of(addr)?)
+    }
+
+    fn bind_sock_addr(addr: &SockAddr) -> io::Result<UnixListener> {
         let s = Socket::new(Domain::UNIX, Type::STREAM.nonblocking(), None)?;
-        s.bind(&SockAddr::unix(path)?)?;
+        s.bind(addr)?;
         s.listen(super::DEFAULT_BACKLOG)?;
         Ok(UnixListener::from_nonblocking(s))
     }
@@ -230,14 +163,10 @@ impl UnixListener {
     /// Accepts a connection, waiting for one.
     ///
     /// # Errors
-    /// `accept` errors.
+    /// `accept` errors, `WouldBlock` in non-blocking mode.
     pub fn accept(&self) -> io::Result<(UnixStream, SocketAddr)> {
-        let (s, a) = self.sock.io_op(true, None, super::accept_raw)?;
-        let addr = addr_of(&a).or_else(|_| {
-            std_view(s.as_raw_fd(), |v: &std::os::unix::net::UnixStream| {
-                v.peer_addr()
-            })
-        })?;
+        let (s, a) = self.sock.io_op(Direction::Read, None, super::accept_raw)?;
+        let addr = addr_of(&a).or_else(|_| peer_unix(&s))?;
         Ok((UnixStream::from_nonblocking(s), addr))
     }
 
@@ -251,7 +180,9 @@ impl UnixListener {
 pub struct UnixDatagram {
     sock: Rc<Sock>,
 }
-unix_common!(UnixDatagram, std::os::unix::net::UnixDatagram);
+
+std_surface!(UnixDatagram: std::os::unix::net::UnixDatagram, SocketAddr,
+    local = local_unix, peer = peer_unix; timeouts, datagram);
 
 impl UnixDatagram {
     /// Binds to `path`.
@@ -259,8 +190,20 @@ impl UnixDatagram {
     /// # Errors
     /// `bind` errors.
     pub fn bind<P: AsRef<Path>>(path: P) -> io::Result<UnixDatagram> {
+        UnixDatagram::bind_sock_addr(&SockAddr::unix(path)?)
+    }
+
+    /// Binds to `addr` (a path or an abstract name).
+    ///
+    /// # Errors
+    /// `InvalidInput` for an unnamed address; `bind` errors.
+    pub fn bind_addr(addr: &SocketAddr) -> io::Result<UnixDatagram> {
+        UnixDatagram::bind_sock_addr(&sock_addr_of(addr)?)
+    }
+
+    fn bind_sock_addr(addr: &SockAddr) -> io::Result<UnixDatagram> {
         let s = Socket::new(Domain::UNIX, Type::DGRAM.nonblocking(), None)?;
-        s.bind(&SockAddr::unix(path)?)?;
+        s.bind(addr)?;
         Ok(UnixDatagram::from_nonblocking(s))
     }
 
@@ -297,23 +240,35 @@ impl UnixDatagram {
         self.sock.with(|s| s.connect(&a))
     }
 
+    /// Sets the default peer to `addr` (a path or an abstract name).
+    ///
+    /// # Errors
+    /// `InvalidInput` for an unnamed address; `connect` errors.
+    pub fn connect_addr(&self, addr: &SocketAddr) -> io::Result<()> {
+        let a = sock_addr_of(addr)?;
+        self.sock.with(|s| s.connect(&a))
+    }
+
     /// Sends to `path`.
     ///
     /// # Errors
     /// `sendto` errors.
     pub fn send_to<P: AsRef<Path>>(&self, buf: &[u8], path: P) -> io::Result<usize> {
-        let a = SockAddr::unix(path)?;
-        self.sock.io_op(false, None, |s| {
-            s.send_to_with_flags(buf, &a, libc::MSG_NOSIGNAL)
-        })
+        self.send_to_sock_addr(buf, &SockAddr::unix(path)?)
     }
 
-    /// Sends to the connected peer.
+    /// Sends to `addr` (a path or an abstract name).
     ///
     /// # Errors
-    /// `send` errors.
-    pub fn send(&self, buf: &[u8]) -> io::Result<usize> {
-        self.sock.write(buf)
+    /// `InvalidInput` for an unnamed address; `sendto` errors.
+    pub fn send_to_addr(&self, buf: &[u8], addr: &SocketAddr) -> io::Result<usize> {
+        self.send_to_sock_addr(buf, &sock_addr_of(addr)?)
+    }
+
+    fn send_to_sock_addr(&self, buf: &[u8], a: &SockAddr) -> io::Result<usize> {
+        self.sock.io_op(Direction::Write, None, |s| {
+            s.send_to_with_flags(buf, a, libc::MSG_NOSIGNAL)
+        })
     }
 
     /// Receives a datagram and its sender's address.
@@ -321,24 +276,30 @@ impl UnixDatagram {
     /// # Errors
     /// `recvfrom` errors.
     pub fn recv_from(&self, buf: &mut [u8]) -> io::Result<(usize, SocketAddr)> {
-        let (n, a) = self.sock.io_op(true, None, |s| s.recv_from(uninit(buf)))?;
+        let (n, a) = self
+            .sock
+            .io_op(Direction::Read, None, |s| s.recv_from(uninit(buf)))?;
         let addr = addr_of(&a).or_else(|_| unnamed_addr())?;
         Ok((n, addr))
     }
 
-    /// Receives a datagram.
+    /// Like [`recv_from`](UnixDatagram::recv_from), without removing the datagram.
     ///
     /// # Errors
-    /// `recv` errors.
-    pub fn recv(&self, buf: &mut [u8]) -> io::Result<usize> {
-        self.sock.io_op(true, None, |s| s.recv(uninit(buf)))
+    /// As [`recv_from`](UnixDatagram::recv_from).
+    pub fn peek_from(&self, buf: &mut [u8]) -> io::Result<(usize, SocketAddr)> {
+        let (n, a) = self
+            .sock
+            .io_op(Direction::Read, None, |s| s.peek_from(uninit(buf)))?;
+        let addr = addr_of(&a).or_else(|_| unnamed_addr())?;
+        Ok((n, addr))
     }
 
-    /// Receive timeout (`TimedOut`).
+    /// Shuts down the read, write or both halves.
     ///
     /// # Errors
-    /// `InvalidInput` for a zero duration.
-    pub fn set_read_timeout(&self, t: Option<Duration>) -> io::Result<()> {
-        self.sock.set_timeout(true, t)
+    /// `shutdown` errors.
+    pub fn shutdown(&self, how: std::net::Shutdown) -> io::Result<()> {
+        self.sock.with(|s| s.shutdown(how))
     }
 }
