@@ -51,6 +51,7 @@ use gevent_core::{Events, Io};
 use std::cell::{Cell, RefCell};
 use std::fmt;
 use std::io;
+use std::mem::ManuallyDrop;
 use std::os::fd::RawFd;
 use std::rc::{Rc, Weak};
 use std::time::Duration;
@@ -401,18 +402,36 @@ impl Drop for Parked<'_> {
 }
 
 /// The per-thread map from fd number to state.
-#[derive(Default)]
 struct Registry {
     fds: Vec<Option<Rc<FdState>>>,
     /// Io watchers made by this thread's core so far (for [`stats`]).
     watchers_created: u64,
+    /// The thread-exit hook that empties the registry is registered.
+    hooked: bool,
 }
 
 thread_local! {
-    // With a destructor: at thread exit it drops the state nobody else holds (and so
-    // its watchers, which hold the loop). Every access uses `try_with`: owners hold
-    // their state themselves and cope with the registry being gone.
-    static REGISTRY: RefCell<Registry> = RefCell::new(Registry::default());
+    // No destructor (thread teardown must not depend on the order thread-locals are
+    // destroyed in): a greenlet-layer exit hook empties it instead, dropping the state
+    // nobody else holds (and so its watchers, which hold the loop). Owners hold their
+    // state themselves and cope with the registry being empty.
+    static REGISTRY: ManuallyDrop<RefCell<Registry>> = const {
+        ManuallyDrop::new(RefCell::new(Registry {
+            fds: Vec::new(),
+            watchers_created: 0,
+            hooked: false,
+        }))
+    };
+}
+
+/// Registers, once per thread, the exit hook that empties the registry.
+fn hook_exit(r: &mut Registry) {
+    if !r.hooked {
+        r.hooked = crate::greenlet::at_thread_exit(|| {
+            let fds = REGISTRY.with(|r| std::mem::take(&mut r.borrow_mut().fds));
+            drop(fds);
+        });
+    }
 }
 
 fn index(fd: RawFd) -> Result<usize, WaitError> {
@@ -429,6 +448,7 @@ pub(crate) fn state(fd: RawFd) -> Result<Rc<FdState>, WaitError> {
     REGISTRY
         .try_with(|r| {
             let mut r = r.borrow_mut();
+            hook_exit(&mut r);
             if r.fds.len() <= i {
                 r.fds.resize_with(i + 1, || None);
             }
@@ -451,6 +471,7 @@ pub(crate) fn adopt(fd: RawFd) -> Rc<FdState> {
     let old = REGISTRY
         .try_with(|r| {
             let mut r = r.borrow_mut();
+            hook_exit(&mut r);
             if r.fds.len() <= i {
                 r.fds.resize_with(i + 1, || None);
             }
