@@ -35,7 +35,6 @@ use crate::net::{TcpListener, TcpStream, ToSocketAddrs, UdpSocket, DEFAULT_BACKL
 use crate::pool::Pool;
 use crate::spawn::{current_id, joinall, killall, sleep, spawn, AnyGreenlet, Greenlet, Outcome};
 use crate::sync::Event;
-use socket2::{Domain, Protocol, Socket, Type};
 use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
 use std::fmt;
@@ -183,20 +182,7 @@ impl StreamServer {
         opts: ServerOptions,
         handler: impl Fn(TcpStream, SocketAddr) + 'static,
     ) -> io::Result<StreamServer> {
-        let listener = crate::net::resolve_each(&addr, |a| {
-            let s = Socket::new(
-                Domain::for_address(*a),
-                Type::STREAM.nonblocking(),
-                Some(Protocol::TCP),
-            )?;
-            s.set_reuse_address(true)?;
-            if opts.reuse_port {
-                s.set_reuse_port(true)?;
-            }
-            s.bind(&(*a).into())?;
-            s.listen(opts.backlog)?;
-            Ok(TcpListener::from_socket(s))
-        })?;
+        let listener = TcpListener::bind_with(addr, opts.backlog, opts.reuse_port)?;
         StreamServer::build(listener, opts.max_connections, opts.kill_timeout, handler)
     }
 

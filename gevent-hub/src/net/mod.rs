@@ -63,5 +63,4 @@ pub use tcp::{Incoming, TcpListener, TcpStream, DEFAULT_BACKLOG};
 pub use udp::UdpSocket;
 pub use unix::{UnixDatagram, UnixListener, UnixStream};
 
-pub(crate) use resolve::each_addr as resolve_each;
 pub(crate) use tcp::accept_raw;

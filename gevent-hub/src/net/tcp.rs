@@ -74,6 +74,20 @@ impl TcpListener {
     /// # Errors
     /// As [`bind`](TcpListener::bind).
     pub fn bind_with_backlog<A: ToSocketAddrs>(addr: A, backlog: i32) -> io::Result<TcpListener> {
+        TcpListener::bind_with(addr, backlog, false)
+    }
+
+    /// [`bind_with_backlog`](TcpListener::bind_with_backlog), optionally with
+    /// `SO_REUSEPORT`, so that one listener per thread can share a port (the kernel
+    /// spreads the connections over them).
+    ///
+    /// # Errors
+    /// As [`bind`](TcpListener::bind).
+    pub fn bind_with<A: ToSocketAddrs>(
+        addr: A,
+        backlog: i32,
+        reuse_port: bool,
+    ) -> io::Result<TcpListener> {
         each_addr(&addr, |a| {
             let s = Socket::new(
                 Domain::for_address(*a),
@@ -81,6 +95,9 @@ impl TcpListener {
                 Some(Protocol::TCP),
             )?;
             s.set_reuse_address(true)?;
+            if reuse_port {
+                s.set_reuse_port(true)?;
+            }
             s.bind(&(*a).into())?;
             s.listen(backlog)?;
             Ok(TcpListener::from_socket(s))
@@ -88,7 +105,7 @@ impl TcpListener {
     }
 
     /// Wraps a socket that is non-blocking and listening already.
-    pub(crate) fn from_socket(s: Socket) -> TcpListener {
+    fn from_socket(s: Socket) -> TcpListener {
         TcpListener::from_nonblocking(s)
     }
 
