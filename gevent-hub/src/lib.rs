@@ -52,6 +52,7 @@
 //! greenlets holding the hub too long, gevent's `monitor_thread`).
 #![deny(missing_docs, missing_debug_implementations, rust_2018_idioms)]
 #![deny(unsafe_op_in_unsafe_fn)]
+#![deny(clippy::undocumented_unsafe_blocks)]
 
 mod diag;
 mod error;

@@ -315,9 +315,9 @@ impl Chunk {
             let (lo, _) = chunk.guard(i);
             let r = match kind {
                 GuardKind::Marker => install_marker(lo as *mut u8, page),
-                // SAFETY: the guard page lies inside the mapping made above, which
-                // nothing uses yet.
                 GuardKind::Mprotect => {
+                    // SAFETY: the guard page lies inside the mapping made above, which
+                    // nothing uses yet.
                     cvt(unsafe { libc::mprotect(lo as *mut libc::c_void, page, libc::PROT_NONE) })
                 }
             };

@@ -151,11 +151,7 @@ impl Sock {
             // SAFETY: IoSliceMut is ABI-compatible with iovec on Unix (std documents
             // it); readv writes at most each slice's length into it, and the fd is ours.
             let r = unsafe { libc::readv(s.as_raw_fd(), bufs.as_ptr().cast(), n) };
-            if r < 0 {
-                Err(io::Error::last_os_error())
-            } else {
-                Ok(r as usize)
-            }
+            crate::sys::cvt(r).map(|r| r as usize)
         })
     }
 
@@ -253,15 +249,15 @@ fn reserve_number(s: Socket) -> Socket {
             0,
         )
     };
-    if ph >= 0 {
+    if let Ok(ph) = crate::sys::cvt(ph) {
         // SAFETY: both fds are open and ours; dup3 atomically closes what `fd` named
         // (the real socket, released once no other fd refers to it) and makes `fd`
         // name the placeholder. `s` keeps owning the number `fd`.
-        let r = unsafe { libc::dup3(ph, fd, libc::O_CLOEXEC) };
+        let r = crate::sys::cvt(unsafe { libc::dup3(ph, fd, libc::O_CLOEXEC) });
         // SAFETY: `ph` is ours and no longer needed (on success `fd` is its copy). A
         // failed close of it leaks nothing more than the failure says.
-        let _ = unsafe { libc::close(ph) };
-        if r == fd {
+        let _ = crate::sys::cvt(unsafe { libc::close(ph) });
+        if r.is_ok() {
             return s;
         }
     }

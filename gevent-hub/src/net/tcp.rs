@@ -43,11 +43,7 @@ pub(crate) fn accept_raw(s: &Socket) -> io::Result<(Socket, SockAddr)> {
                 len,
                 libc::SOCK_NONBLOCK | libc::SOCK_CLOEXEC,
             );
-            if r < 0 {
-                Err(io::Error::last_os_error())
-            } else {
-                Ok(Socket::from_raw_fd(r))
-            }
+            crate::sys::cvt(r).map(|fd| Socket::from_raw_fd(fd))
         })
     }
 }
