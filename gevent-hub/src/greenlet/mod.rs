@@ -47,7 +47,7 @@ use context::{Context, Transfer};
 use stack::GreenletStack;
 pub(crate) use stack::RunningInfo;
 use std::any::Any;
-use std::cell::{Cell, OnceCell, RefCell};
+use std::cell::{Cell, RefCell};
 use std::fmt;
 use std::mem::ManuallyDrop;
 use std::panic::{catch_unwind, resume_unwind, AssertUnwindSafe};
@@ -147,9 +147,23 @@ pub(crate) struct GInner {
     /// Owned by whatever schedules it (the hub): its lifetime is that layer's business,
     /// so dropping the last raw handle does not kill it.
     pub(crate) managed: Cell<bool>,
-    /// The scheduling layer's own state for this greenlet (the hub's record), kept
-    /// here and dropped with the greenlet; this layer never looks inside.
-    ext: OnceCell<Rc<dyn Any>>,
+    /// The scheduling layer's own state for this greenlet (the hub's record): a
+    /// pointer that layer set with the function that frees it, called when the
+    /// greenlet is dropped. This layer never looks inside.
+    ext: Cell<*const ()>,
+    ext_drop: Cell<Option<ExtDrop>>,
+}
+
+/// Frees what [`GInner::set_extension`] stored.
+pub(crate) type ExtDrop = unsafe fn(*const ());
+
+impl Drop for GInner {
+    fn drop(&mut self) {
+        if let Some(free) = self.ext_drop.take() {
+            // SAFETY: `set_extension`'s contract: `free` frees `ext`, once.
+            unsafe { free(self.ext.replace(std::ptr::null())) };
+        }
+    }
 }
 
 impl GInner {
@@ -180,9 +194,20 @@ impl GInner {
         }
         Ok(())
     }
-    /// The scheduling layer's slot for its own per-greenlet state.
-    pub(crate) fn extension(&self) -> &OnceCell<Rc<dyn Any>> {
-        &self.ext
+    /// The scheduling layer's per-greenlet state, as it stored it (null if not yet).
+    pub(crate) fn extension(&self) -> *const () {
+        self.ext.get()
+    }
+
+    /// Stores the scheduling layer's per-greenlet state, once.
+    ///
+    /// # Safety
+    /// `p` must stay valid until `free(p)` is called, which this greenlet does when it
+    /// is dropped; nothing else may free it. The slot must be empty.
+    pub(crate) unsafe fn set_extension(&self, p: *const (), free: ExtDrop) {
+        debug_assert!(self.ext.get().is_null());
+        self.ext.set(p);
+        self.ext_drop.set(Some(free));
     }
     /// Its parent, to change (the hub re-parents greenlets it ends at thread exit).
     pub(crate) fn parent_mut(&self) -> std::cell::RefMut<'_, Option<Rc<GInner>>> {
@@ -382,7 +407,8 @@ fn make_main() -> *const GInner {
         is_main: true,
         handles: Cell::new(0),
         managed: Cell::new(true),
-        ext: OnceCell::new(),
+        ext: Cell::new(std::ptr::null()),
+        ext_drop: Cell::new(None),
     });
     if phase() == Phase::Exited {
         // Once torn down, the thread gets no new record: this one only answers the
@@ -466,7 +492,8 @@ pub(crate) fn new_inner(
         is_main: false,
         handles: Cell::new(0),
         managed: Cell::new(false),
-        ext: OnceCell::new(),
+        ext: Cell::new(std::ptr::null()),
+        ext_drop: Cell::new(None),
     })
 }
 

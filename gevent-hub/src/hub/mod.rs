@@ -70,6 +70,7 @@ use crate::greenlet::{self, current_rc, switch_msg, GInner, GreenletExit, Msg, P
 use gevent_core::{Loop, Timer};
 use record::record_of;
 use std::cell::{Cell, RefCell};
+use std::collections::VecDeque;
 use std::fmt;
 use std::mem::ManuallyDrop;
 use std::rc::{Rc, Weak};
@@ -154,6 +155,12 @@ pub struct Hub {
     /// Set once its thread has begun to end: nothing is scheduled any more.
     exiting: Cell<bool>,
     members: RefCell<Members>,
+    /// Wake-ups made outside the hub, waiting for it to resume their greenlets, in
+    /// order: drained in batches by one queued callback instead of one callback (and
+    /// one allocation) per wake-up.
+    ready: RefCell<VecDeque<Wakeup>>,
+    /// A drain of `ready` is queued.
+    drain_queued: Cell<bool>,
     /// The blocking monitor `GEVENT_MONITOR_THREAD_ENABLE` asked for, for the hub's
     /// lifetime (last: dropped after the hub greenlet has left its loop).
     _monitor: Option<monitor::BlockingMonitor>,
@@ -306,6 +313,8 @@ impl Hub {
             inbox,
             exiting: Cell::new(false),
             members: RefCell::new(Members::default()),
+            ready: RefCell::new(VecDeque::new()),
+            drain_queued: Cell::new(false),
             _monitor: monitor,
         })
     }
@@ -345,6 +354,15 @@ impl Hub {
         self.raw.clone()
     }
 
+    /// Queues a wake-up for the hub to deliver at its next callback phase (the first
+    /// one queues the drain).
+    pub(crate) fn queue_wakeup(&self, rec: Rc<record::Record>, seq: u64, why: Wake) {
+        self.ready.borrow_mut().push_back((rec, seq, why));
+        if !self.drain_queued.replace(true) {
+            self.lp.run_callback(drain_ready);
+        }
+    }
+
     /// Records a greenlet to end at thread exit; returns its slot for [`Hub::forget`].
     pub(crate) fn enroll(&self, m: Weak<dyn Member>) -> usize {
         self.members.borrow_mut().insert(m)
@@ -353,6 +371,28 @@ impl Hub {
     /// The greenlet in `slot` has finished (or is gone).
     pub(crate) fn forget(&self, slot: usize) {
         self.members.borrow_mut().remove(slot);
+    }
+}
+
+/// A wake-up waiting in the hub's ready queue: whose, for which wait, and why.
+type Wakeup = (Rc<record::Record>, u64, Wake);
+
+/// The queued callback that delivers the ready queue's wake-ups. It delivers those
+/// queued before it started; wake-ups queued while it runs (by the greenlets it
+/// resumes) go to a drain queued behind the other callbacks, so that the loop's
+/// callback budget and its I/O still get their turn.
+fn drain_ready() {
+    let Some(batch) = hub_if_any(|h| {
+        h.drain_queued.set(false);
+        h.ready.borrow().len()
+    }) else {
+        return;
+    };
+    for _ in 0..batch {
+        let Some(Some((rec, seq, why))) = hub_if_any(|h| h.ready.borrow_mut().pop_front()) else {
+            break;
+        };
+        wait::resume_queued(&rec, seq, why);
     }
 }
 

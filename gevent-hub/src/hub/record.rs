@@ -4,7 +4,6 @@
 //! is in it.
 
 use crate::greenlet::{GInner, PanicPayload};
-use std::any::Any;
 use std::cell::Cell;
 use std::panic::Location;
 use std::rc::{Rc, Weak};
@@ -38,23 +37,39 @@ impl Record {
 
 /// The record of `g`, made on first use.
 pub(crate) fn record_of(g: &Rc<GInner>) -> Rc<Record> {
-    let ext = g.extension().get_or_init(|| {
-        Rc::new(Record {
+    let mut p = g.extension().cast::<Record>();
+    if p.is_null() {
+        let rec = Rc::new(Record {
             g: Rc::downgrade(g),
             wait_seq: Cell::new(0),
             parked: Cell::new(false),
             pending_throw: Cell::new(None),
             spawned_at: Cell::new(None),
-        }) as Rc<dyn Any>
-    });
-    match Rc::clone(ext).downcast::<Record>() {
-        Ok(r) => r,
-        // Only this module fills a greenlet's extension slot.
-        Err(_) => unreachable!("a greenlet's extension is always the hub's record"),
+        });
+        p = Rc::into_raw(rec);
+        // SAFETY: the slot is empty (checked above) and only this module fills it: with
+        // an `Rc<Record>` whose count `free_record` gives back when the greenlet goes.
+        unsafe { g.set_extension(p.cast(), free_record) };
     }
+    // SAFETY: the slot holds an `Rc<Record>` made above (see `free_record`), alive as
+    // long as the greenlet, which the caller holds; the new count is the caller's.
+    unsafe {
+        Rc::increment_strong_count(p);
+        Rc::from_raw(p)
+    }
+}
+
+/// Gives back the slot's count on the record (the greenlet is being dropped).
+///
+/// # Safety
+/// `p` is a greenlet's extension as [`record_of`] set it, passed once.
+unsafe fn free_record(p: *const ()) {
+    // SAFETY: the caller's contract: `p` came from `Rc::into_raw` of a Record.
+    drop(unsafe { Rc::from_raw(p.cast::<Record>()) });
 }
 
 /// The record of `g` if it has one (diagnostics that must not make one).
 pub(crate) fn record_if_any(g: &GInner) -> Option<&Record> {
-    g.extension().get()?.downcast_ref::<Record>()
+    // SAFETY: a non-null slot holds a Record (see `record_of`), alive as long as `g`.
+    unsafe { g.extension().cast::<Record>().as_ref() }
 }

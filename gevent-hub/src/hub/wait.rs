@@ -110,9 +110,13 @@ fn resume(rec: &Rc<Record>, seq: u64, why: Wake) {
             }
         }
     } else {
-        let rec = rec.clone();
-        hub_if_any(|hub| hub.get_loop().run_callback(move || resume(&rec, seq, why)));
+        hub_if_any(|hub| hub.queue_wakeup(rec.clone(), seq, why));
     }
+}
+
+/// Resumes, from the hub's ready queue, a wake-up queued by [`resume`].
+pub(super) fn resume_queued(rec: &Rc<Record>, seq: u64, why: Wake) {
+    resume(rec, seq, why);
 }
 
 /// Where notifications for a wait on many objects gather: the tags of the objects
