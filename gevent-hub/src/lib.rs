@@ -45,11 +45,20 @@
 //! released. Greenlets are therefore never leaked by an ending thread, whatever order
 //! std destroys the thread's other thread-locals in.
 //!
-//! Modules: [`greenlet`] (raw switching), [`stack`] (stacks and overflow reports),
-//! the hub ([`get_hub`], [`Wait`], [`HubHandle`]), the greenlet API ([`spawn`],
-//! [`Greenlet`], [`joinall`], [`killall`], [`wait`], [`iwait`], [`sleep`]), and
-//! [`Timeout`]/[`with_timeout`], and [`monitor`] (a watchdog thread that reports
-//! greenlets holding the hub too long, gevent's `monitor_thread`).
+//! ## The layers, bottom up
+//! Each layer uses only those below it (CI checks there is no cycle between them):
+//!
+//! | layer | public face | what it is |
+//! |---|---|---|
+//! | the greenlet core | [`greenlet`], [`stack`] | raw coroutines: switching with values, parents, `throw`; stacks carved from shared mappings, the overflow report. Knows nothing of the hub. |
+//! | the hub | [`get_hub`], [`Hub`], [`HubHandle`], [`Wait`], [`Waker`], [`Waitable`], [`monitor`] | one per thread, the greenlet that runs the libev loop; its record of each greenlet; the wait vocabulary; other threads' handles; the blocking monitor. |
+//! | spawning | [`spawn`], [`Builder`], [`Greenlet`], [`joinall`], [`killall`], [`wait`], [`iwait`], [`sleep`], [`idle`], [`Timeout`], [`with_timeout`], [`pool::Group`] | gevent's greenlet API on the hub. |
+//! | [`sync`] | [`Event`], [`AsyncResult`], [`Semaphore`], [`Lock`], [`Queue`], … | synchronisation between greenlets. |
+//! | [`pool`] | [`pool::Pool`] | a bounded group. |
+//! | [`threadpool`] | [`ThreadPool`], [`spawn_blocking`] | blocking work on OS threads. |
+//! | [`signal`] | [`signal::signal_handler`] | signals run greenlets. |
+//! | [`net`] | `TcpStream`, `TcpListener`, `UdpSocket`, Unix sockets, `wait_read`/`wait_write` | cooperative sockets with `std::net`'s surface, on one fd-keyed readiness core. |
+//! | [`server`] | `StreamServer`, `DatagramServer` | servers. |
 #![deny(missing_docs, missing_debug_implementations, rust_2018_idioms)]
 #![deny(unsafe_op_in_unsafe_fn)]
 #![deny(clippy::undocumented_unsafe_blocks)]
