@@ -2,7 +2,7 @@
 
 use crate::error::Result;
 use crate::greenlet;
-use crate::hub::{get_hub, hub_if_any, Wait};
+use crate::hub::{get_hub, Wait};
 use std::cell::Cell;
 use std::rc::Rc;
 use std::time::Duration;
@@ -16,9 +16,9 @@ pub fn sleep(d: Duration) -> Result<()> {
     let w = Wait::new("sleep")?;
     let wk = w.waker();
     if d.is_zero() {
-        // A yield: queue our own wake-up behind everything already queued. Nothing
-        // else holds a waker of this wait, so the first wake-up is ours.
-        hub_if_any(|h| h.get_loop().run_callback(move || wk.wake()));
+        // A yield: a wake-up made outside the hub is queued behind everything already
+        // queued. Nothing else holds a waker of this wait, so the first is ours.
+        wk.wake();
         w.park()?;
         return Ok(());
     }
