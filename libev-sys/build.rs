@@ -69,16 +69,19 @@ fn main() {
     // libm: ev.c uses floor() for periodic watchers.
     println!("cargo:rustc-link-lib=m");
 
-    // The layout and macro probe used by the crate's tests, with warnings on.
-    cc::Build::new()
-        .file(csrc.join("probe.c"))
-        .include(&csrc)
-        .include(&vendor)
-        .warnings(true)
-        .extra_warnings(true)
-        // ev.h's own ev_io_modify macro trips -Wparentheses where it expands.
-        .flag_if_supported("-Wno-parentheses")
-        .compile("ev_probe");
+    // The layout and macro probe used by the crate's own tests, with warnings on; only
+    // with the `probe` feature, which those tests turn on (see Cargo.toml).
+    if env::var_os("CARGO_FEATURE_PROBE").is_some() {
+        cc::Build::new()
+            .file(csrc.join("probe.c"))
+            .include(&csrc)
+            .include(&vendor)
+            .warnings(true)
+            .extra_warnings(true)
+            // ev.h's own ev_io_modify macro trips -Wparentheses where it expands.
+            .flag_if_supported("-Wno-parentheses")
+            .compile("ev_probe");
+    }
 
     println!(
         "cargo:include={}",

@@ -31,5 +31,6 @@ pub use bindings::*;
 pub mod macros;
 pub use macros::*;
 
+#[cfg(feature = "probe")]
 #[doc(hidden)]
 pub mod probe;
