@@ -18,8 +18,17 @@
 #![no_std]
 #![allow(non_camel_case_types, non_upper_case_globals, non_snake_case)]
 #![warn(missing_debug_implementations, rust_2018_idioms)]
+#![deny(unsafe_op_in_unsafe_fn, clippy::undocumented_unsafe_blocks)]
 
-#[allow(clippy::all, missing_docs, missing_debug_implementations)]
+// bindgen's output: its few unsafe operations (union field accessors, layout tests) are
+// generated and carry no SAFETY comments.
+#[allow(
+    clippy::all,
+    clippy::undocumented_unsafe_blocks,
+    unsafe_op_in_unsafe_fn,
+    missing_docs,
+    missing_debug_implementations
+)]
 mod bindings {
     #[cfg(not(feature = "buildtime-bindgen"))]
     include!("bindings.rs");
