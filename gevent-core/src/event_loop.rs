@@ -34,7 +34,7 @@ use std::mem::ManuallyDrop;
 use std::ops::Deref;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::rc::{Rc, Weak};
-use std::sync::Mutex;
+use std::sync::{Mutex, OnceLock};
 use std::thread::ThreadId;
 use std::time::{Duration, Instant};
 
@@ -60,12 +60,9 @@ pub enum Break {
 #[derive(Clone, Copy, PartialEq, Eq, Default)]
 pub struct Flags(pub u32);
 
-const FLAG_NAMES: &[(&str, u32)] = &[
-    ("select", ffi::EVBACKEND_SELECT),
-    ("poll", ffi::EVBACKEND_POLL),
-    ("epoll", ffi::EVBACKEND_EPOLL),
-    ("linuxaio", ffi::EVBACKEND_LINUXAIO),
-    ("iouring", ffi::EVBACKEND_IOURING),
+/// libev's behaviour flags, by gevent's names. The backends' names come from
+/// [`libev_sys::BACKENDS`], the workspace's one list of them.
+const BEHAVIOUR_FLAGS: &[(&str, u32)] = &[
     ("noenv", ffi::EVFLAG_NOENV),
     ("forkcheck", ffi::EVFLAG_FORKCHECK),
     ("noinotify", ffi::EVFLAG_NOINOTIFY),
@@ -73,9 +70,18 @@ const FLAG_NAMES: &[(&str, u32)] = &[
     ("nosigmask", ffi::EVFLAG_NOSIGMASK),
     ("notimerfd", ffi::EVFLAG_NOTIMERFD),
 ];
-const VALID_NAMES: &str =
-    "select, poll, epoll, linuxaio, iouring, noenv, forkcheck, noinotify, signalfd, nosigmask, notimerfd";
 const BACKEND_MASK: u32 = ffi::EVBACKEND_MASK;
+
+/// Every name [`Flags`] parses, with its bits: the backends, then the behaviour flags.
+fn flag_names() -> impl Iterator<Item = (&'static str, u32)> {
+    ffi::BACKENDS.iter().chain(BEHAVIOUR_FLAGS).copied()
+}
+
+/// The names of [`flag_names`] as a list for messages: `"select, poll, …"`.
+fn valid_names() -> &'static str {
+    static VALID: OnceLock<String> = OnceLock::new();
+    VALID.get_or_init(|| flag_names().map(|(n, _)| n).collect::<Vec<_>>().join(", "))
+}
 
 impl Flags {
     /// Let libev choose (`EVFLAG_AUTO`): the recommended backends.
@@ -101,12 +107,12 @@ impl std::str::FromStr for Flags {
         for name in s.split([',', ' ']).map(str::trim).filter(|n| !n.is_empty()) {
             let lower = name.to_ascii_lowercase();
             let lower = lower.strip_prefix("ev").unwrap_or(&lower);
-            match FLAG_NAMES.iter().find(|(n, _)| *n == lower) {
-                Some(&(_, b)) => bits |= b,
+            match flag_names().find(|&(n, _)| n == lower) {
+                Some((_, b)) => bits |= b,
                 None => {
                     return Err(Error::UnknownBackend {
                         name: name.to_owned(),
-                        valid: VALID_NAMES,
+                        valid: valid_names(),
                     })
                 }
             }
@@ -123,10 +129,9 @@ impl fmt::Debug for Flags {
 
 /// The names of the bits set in `bits`, comma-separated (`"epoll,signalfd"`).
 pub fn backend_names(bits: u32) -> String {
-    let names: Vec<&str> = FLAG_NAMES
-        .iter()
-        .filter(|(_, b)| bits & b != 0)
-        .map(|(n, _)| *n)
+    let names: Vec<&str> = flag_names()
+        .filter(|&(_, b)| bits & b != 0)
+        .map(|(n, _)| n)
         .collect();
     if names.is_empty() {
         "auto".into()

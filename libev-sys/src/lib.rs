@@ -40,6 +40,16 @@ pub use bindings::*;
 pub mod macros;
 pub use macros::*;
 
+macro_rules! backends {
+    ($($name:ident = $bit:ident),* $(,)?) => {
+        /// Every I/O backend libev has on Linux, as `(name, EVBACKEND_* bit)`, whether
+        /// compiled in or not (`ev_supported_backends` says which this build and kernel
+        /// have). The workspace's one list of backend names (`src/backend_table.rs`).
+        pub const BACKENDS: &[(&str, core::ffi::c_uint)] = &[$((stringify!($name), $bit)),*];
+    };
+}
+include!("backend_table.rs");
+
 #[cfg(feature = "probe")]
 #[doc(hidden)]
 pub mod probe;
