@@ -2,10 +2,14 @@
 //!
 //! libev `assert`s or `abort`s on many misuses (a negative fd, one signal on two loops,
 //! a child watcher off the default loop, …). Every such case reachable from the safe
-//! API is checked first and reported as one of these variants instead.
+//! API is checked first and reported as one of these variants instead. A panic in a
+//! callback is not an error of this kind: it travels as a [`PanicPayload`].
 
 use std::fmt;
 use std::io;
+
+/// A panic payload, as `std::panic::catch_unwind` returns it.
+pub type PanicPayload = Box<dyn std::any::Any + Send + 'static>;
 
 /// Result alias for this crate.
 pub type Result<T, E = Error> = std::result::Result<T, E>;

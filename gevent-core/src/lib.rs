@@ -60,18 +60,22 @@
 #![deny(missing_docs, missing_debug_implementations, rust_2018_idioms)]
 #![deny(unsafe_op_in_unsafe_fn)]
 
+mod callbacks;
+mod default_loop;
 mod error;
 mod event_loop;
 mod events;
+mod flags;
+mod sys;
+mod syserr;
 pub mod watcher;
 mod watchers;
 
-pub use error::{Error, Result};
-pub use event_loop::{
-    backend_names, recommended_backends, supported_backends, version, Break, Callback, Flags, Loop,
-    PanicPayload,
-};
+pub use callbacks::Callback;
+pub use error::{Error, PanicPayload, Result};
+pub use event_loop::{version, Break, Loop};
 pub use events::Events;
+pub use flags::{backend_names, recommended_backends, supported_backends, Flags};
 pub use watcher::{Kind, Watcher, WatcherRef, WeakWatcher, MAXPRI, MINPRI};
 pub use watchers::async_::{Async, AsyncSender};
 pub use watchers::child::Child;

@@ -641,10 +641,3 @@ macro_rules! kind {
     };
 }
 pub(crate) use kind;
-
-/// A zeroed libev watcher struct, ready for `ev_TYPE_set` and [`Watcher::new`].
-pub(crate) fn zeroed<R: EvWatcher>() -> R {
-    // SAFETY: libev watcher structs are plain C data (integers, doubles, raw and
-    // nullable function pointers, `struct stat`); all-zero is a valid value of each.
-    unsafe { std::mem::zeroed() }
-}

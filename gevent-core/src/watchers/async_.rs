@@ -11,7 +11,8 @@
 //! before any async or signal watcher was started on the loop trips an assertion.
 
 use crate::event_loop::Loop;
-use crate::watcher::{zeroed, Watcher, WatcherRef};
+use crate::sys::zeroed;
+use crate::watcher::{Watcher, WatcherRef};
 use libev_sys as ffi;
 use std::fmt;
 use std::sync::{Arc, Mutex, MutexGuard};

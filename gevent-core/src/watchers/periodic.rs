@@ -13,9 +13,12 @@
 //! and `run` resumes it, or the error handler gets it), and the watcher stays quiet
 //! until restarted.
 
+use crate::error::PanicPayload;
 use crate::error::{Error, Result};
-use crate::event_loop::{secs, Loop, PanicPayload};
-use crate::watcher::{zeroed, Watcher, WatcherRef};
+use crate::event_loop::Loop;
+use crate::sys::secs;
+use crate::sys::zeroed;
+use crate::watcher::{Watcher, WatcherRef};
 use libev_sys as ffi;
 use std::cell::{Cell, RefCell};
 use std::fmt;

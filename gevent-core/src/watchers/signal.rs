@@ -12,7 +12,8 @@
 
 use crate::error::{Error, Result};
 use crate::event_loop::Loop;
-use crate::watcher::{kind, zeroed, Watcher, WatcherRef};
+use crate::sys::zeroed;
+use crate::watcher::{kind, Watcher, WatcherRef};
 use libev_sys as ffi;
 use std::cell::Cell;
 use std::sync::Mutex;

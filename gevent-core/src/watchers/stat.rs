@@ -6,8 +6,10 @@
 //! has no attributes (`None`), so creation and deletion are changes too.
 
 use crate::error::{Error, Result};
-use crate::event_loop::{secs, Loop};
-use crate::watcher::{kind, zeroed, Watcher, WatcherRef};
+use crate::event_loop::Loop;
+use crate::sys::secs;
+use crate::sys::zeroed;
+use crate::watcher::{kind, Watcher, WatcherRef};
 use libev_sys as ffi;
 use std::ffi::CString;
 use std::os::unix::ffi::OsStrExt;

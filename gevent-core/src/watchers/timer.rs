@@ -9,8 +9,10 @@
 //! (ev.pod's "be smart about timeouts", strategy 2) over stop + start.
 
 use crate::error::{Error, Result};
-use crate::event_loop::{secs, Loop};
-use crate::watcher::{kind, zeroed, Watcher, WatcherRef};
+use crate::event_loop::Loop;
+use crate::sys::secs;
+use crate::sys::zeroed;
+use crate::watcher::{kind, Watcher, WatcherRef};
 use libev_sys as ffi;
 use std::time::Duration;
 

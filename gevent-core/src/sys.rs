@@ -1,0 +1,23 @@
+//! The crate's edge to C, written once: all-zero libev structs, and libev's time (`f64`
+//! seconds) as a `Duration`.
+
+use libev_sys::EvWatcher;
+use std::time::Duration;
+
+/// A zeroed libev watcher struct, ready for `ev_TYPE_set` and `Watcher::new`.
+pub(crate) fn zeroed<R: EvWatcher>() -> R {
+    // SAFETY: libev watcher structs are plain C data (integers, doubles, raw and
+    // nullable function pointers, `struct stat`); all-zero is a valid value of each.
+    unsafe { std::mem::zeroed() }
+}
+
+/// libev time (seconds as `f64`) to a `Duration`: negatives (and NaN) read as zero,
+/// and times too large for a `Duration` (a timer set to `Duration::MAX`, which the
+/// `f64` rounds up) as `Duration::MAX`, "never".
+pub(crate) fn secs(t: f64) -> Duration {
+    if t > 0.0 {
+        Duration::try_from_secs_f64(t).unwrap_or(Duration::MAX)
+    } else {
+        Duration::ZERO
+    }
+}
