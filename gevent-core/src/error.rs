@@ -76,7 +76,7 @@ impl fmt::Display for Error {
                 write!(f, "illegal io event mask {m:#x}: only READ ({:#x}) and WRITE ({:#x}) are allowed", 1, 2)
             }
             Error::SignalOutOfRange(s) => {
-                write!(f, "signal number {s} is out of range 1..{}", crate::NSIG)
+                write!(f, "signal number {s} is out of range 1..{}", crate::sys::NSIG)
             }
             Error::SignalUncatchable(s) => write!(f, "signal {s} cannot be caught (SIGKILL and SIGSTOP never can)"),
             Error::SignalInUse(s) => write!(
@@ -90,8 +90,8 @@ impl fmt::Display for Error {
             Error::PriorityOutOfRange(p) => write!(
                 f,
                 "priority {p} is out of range {}..={}",
-                crate::MINPRI,
-                crate::MAXPRI
+                crate::sys::MINPRI,
+                crate::sys::MAXPRI
             ),
             Error::WatcherActive(what) => write!(f, "cannot {what} while the watcher is active; stop it first"),
             Error::NoCallback(w) => write!(f, "the {w} watcher has no callback; start it with one first"),

@@ -22,9 +22,9 @@ use crate::callbacks::{Callback, CallbackQueue};
 use crate::default_loop::{self, DefaultLoopOwner};
 use crate::error::{Error, PanicPayload, Result};
 use crate::flags::{backend_names, check_backends, Flags};
+use crate::registry::Registry;
 use crate::sys::secs;
 use crate::syserr;
-use crate::watcher::{Detached, LoopLink};
 use libev_sys as ffi;
 use std::cell::{Cell, RefCell};
 use std::ffi::c_int;
@@ -75,10 +75,8 @@ pub(crate) struct LoopInner {
     /// replaced or cleared itself while running is not put back afterwards.
     handler_epoch: Cell<u64>,
     callbacks: CallbackQueue,
-    /// Watchers kept alive without a handle (`Watcher::detach`), until they stop.
-    pub(crate) detached: RefCell<Vec<Rc<dyn Detached>>>,
-    /// Active child watchers: libev's SIGCHLD reaping runs only while this is > 0.
-    pub(crate) children: Cell<usize>,
+    /// Detached watchers and the child-watcher count.
+    pub(crate) watchers: Registry,
     /// Set by [`Loop::quiesce`]: no callback of this loop runs any more.
     pub(crate) quiesced: Cell<bool>,
 }
@@ -154,14 +152,7 @@ impl LoopInner {
 
     /// The last `Loop` handle went away: stop and drop what only the loop kept alive.
     fn release_detached(&self) {
-        let (keep, release): (Vec<_>, Vec<_>) = std::mem::take(&mut *self.detached.borrow_mut())
-            .into_iter()
-            .partition(|w| w.fires_at_destroy());
-        self.detached.borrow_mut().extend(keep);
-        for w in &release {
-            w.stop_detached();
-        }
-        drop(release);
+        self.watchers.release_detached();
         // Free the closures themselves, not just the queue's references: a `Callback`
         // handle would otherwise keep a closure that can never run alive (and pending).
         self.callbacks.discard();
@@ -414,8 +405,7 @@ impl Loop {
             error_handler: RefCell::new(None),
             handler_epoch: Cell::new(0),
             callbacks: CallbackQueue::new(raw),
-            detached: RefCell::new(Vec::new()),
-            children: Cell::new(0),
+            watchers: Registry::default(),
             quiesced: Cell::new(false),
         });
         // SAFETY: `inner` lives in an Rc (stable address) for as long as the loop; the
@@ -654,10 +644,6 @@ impl Loop {
     /// drain runs until the queue is empty.
     pub fn set_callback_budget(&self, d: Duration) {
         self.inner.callbacks.set_budget(d);
-    }
-
-    pub(crate) fn link(&self) -> LoopLink {
-        LoopLink::Strong(self.inner.clone())
     }
 }
 

@@ -66,6 +66,7 @@ mod error;
 mod event_loop;
 mod events;
 mod flags;
+mod registry;
 mod sys;
 mod syserr;
 pub mod watcher;

@@ -1,8 +1,15 @@
-//! The crate's edge to C, written once: all-zero libev structs, and libev's time (`f64`
-//! seconds) as a `Duration`.
+//! The crate's edge to C, written once: all-zero libev structs, libev's time (`f64`
+//! seconds) as a `Duration`, and the limits libev and the kernel set.
 
-use libev_sys::EvWatcher;
+use libev_sys::{self as ffi, EvWatcher};
 use std::time::Duration;
+
+/// The lowest watcher priority (`EV_MINPRI`).
+pub const MINPRI: i32 = ffi::EV_MINPRI;
+/// The highest watcher priority (`EV_MAXPRI`).
+pub const MAXPRI: i32 = ffi::EV_MAXPRI;
+/// One past the highest signal number (`NSIG`): valid signals are `1..NSIG`.
+pub const NSIG: i32 = 65;
 
 /// A zeroed libev watcher struct, ready for `ev_TYPE_set` and `Watcher::new`.
 pub(crate) fn zeroed<R: EvWatcher>() -> R {

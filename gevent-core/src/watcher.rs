@@ -25,6 +25,7 @@
 use crate::error::{Error, Result};
 use crate::event_loop::{Loop, LoopInner, LoopRc, LoopWeak};
 use crate::events::Events;
+use crate::registry::Detached;
 use libev_sys::{self as ffi, EvWatcher};
 use std::cell::{Cell, RefCell, UnsafeCell};
 use std::ffi::c_int;
@@ -33,10 +34,7 @@ use std::ops::Deref;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::rc::{Rc, Weak};
 
-/// The lowest watcher priority (`EV_MINPRI`).
-pub const MINPRI: i32 = ffi::EV_MINPRI;
-/// The highest watcher priority (`EV_MAXPRI`).
-pub const MAXPRI: i32 = ffi::EV_MAXPRI;
+pub use crate::sys::{MAXPRI, MINPRI};
 
 type RawCb<R> = Option<unsafe extern "C" fn(*mut ffi::ev_loop, *mut R, c_int)>;
 type BoxedCb<K> = Box<dyn FnMut(&WatcherRef<K>, Events)>;
@@ -104,14 +102,6 @@ impl LoopLink {
             LoopLink::Weak(w, _) => w.upgrade(),
         }
     }
-}
-
-/// A watcher kept alive by its loop after [`Watcher::detach`].
-pub(crate) trait Detached {
-    fn stop_detached(&self);
-    /// Cleanup watchers stay listed until the loop is destroyed: that is when they fire.
-    fn fires_at_destroy(&self) -> bool;
-    fn addr(&self) -> *const ();
 }
 
 impl<K: Kind> Detached for WatcherRef<K> {
@@ -233,7 +223,7 @@ impl<K: Kind> Watcher<K> {
         let link = if K::WEAK_LOOP {
             LoopLink::Weak(lp.inner.downgrade(), lp.inner.raw)
         } else {
-            lp.link()
+            LoopLink::Strong(lp.inner.clone())
         };
         let inner = Rc::new(WatcherRef {
             extra,
@@ -290,7 +280,7 @@ impl<K: Kind> Watcher<K> {
                 return;
             }
             inner.detached.set(true);
-            lp.detached.borrow_mut().push(inner);
+            lp.watchers.keep(inner);
         }
     }
 }
@@ -452,15 +442,9 @@ impl<K: Kind> WatcherRef<K> {
     fn undetach(&self) {
         if self.detached.replace(false) {
             if let Some(lp) = self.lp.inner() {
-                let me = self as *const Self as *const ();
-                let taken = {
-                    let mut list = lp.detached.borrow_mut();
-                    list.iter()
-                        .position(|w| w.addr() == me)
-                        .map(|i| list.swap_remove(i))
-                };
-                // Dropped outside the borrow: this may free `self`'s allocation's last
-                // external reference, but the caller still holds one.
+                let taken = lp.watchers.take(self as *const Self as *const ());
+                // Dropped outside the list's borrow: this may free `self`'s allocation's
+                // last external reference, but the caller still holds one.
                 drop(taken);
             }
         }

@@ -28,12 +28,12 @@ kind! {
     {
         fn before_start(w: &WatcherRef<Self>) -> crate::Result<()> {
             let lp = w.loop_inner().ok_or(Error::LoopReleased)?;
-            if lp.children.get() == 0 {
+            if lp.watchers.no_children() {
                 claim(libc::SIGCHLD, lp.raw)?;
                 // SAFETY: lp.raw is the default loop (checked when the watcher was made).
                 unsafe { ffi::libev_sys_child_reaping_start(lp.raw) };
             }
-            lp.children.set(lp.children.get() + 1);
+            lp.watchers.add_child();
             w.extra.set(true);
             // Reap children that exited before anyone was listening.
             // SAFETY: live default loop.
@@ -45,9 +45,7 @@ kind! {
                 return;
             }
             if let Some(lp) = w.loop_inner() {
-                let n = lp.children.get() - 1;
-                lp.children.set(n);
-                if n == 0 {
+                if lp.watchers.remove_child() {
                     // SAFETY: live default loop.
                     unsafe { ffi::libev_sys_child_reaping_stop(lp.raw) };
                     release(libc::SIGCHLD, lp.raw);

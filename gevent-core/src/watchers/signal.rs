@@ -18,8 +18,7 @@ use libev_sys as ffi;
 use std::cell::Cell;
 use std::sync::Mutex;
 
-/// One past the highest signal number (`NSIG`): valid signals are `1..NSIG`.
-pub const NSIG: i32 = 65;
+pub use crate::sys::NSIG;
 
 kind! {
     /// Marker for signal watchers.
