@@ -13,7 +13,7 @@
 //! callback, which calls [`CallbackQueue::drain`] with the loop's panic routing.
 
 use crate::error::PanicPayload;
-use crate::sys::zeroed;
+use crate::sys::{zeroed, EvRef};
 use libev_sys as ffi;
 use std::cell::{Cell, RefCell, UnsafeCell};
 use std::collections::VecDeque;
@@ -104,8 +104,8 @@ pub(crate) type PrepareCb = unsafe extern "C" fn(*mut ffi::ev_loop, *mut ffi::ev
 pub(crate) struct CallbackQueue {
     raw: *mut ffi::ev_loop,
     queue: RefCell<VecDeque<Rc<dyn Queued>>>,
-    /// True while the queue holds an `ev_ref` on the loop.
-    holds_ref: Cell<bool>,
+    /// Held while anything is queued: the queue keeps the loop alive until drained.
+    hold: RefCell<Option<EvRef>>,
     budget: Cell<Duration>,
     /// Drains the queue before the loop blocks.
     prepare: UnsafeCell<ffi::ev_prepare>,
@@ -120,7 +120,7 @@ impl CallbackQueue {
         CallbackQueue {
             raw,
             queue: RefCell::new(VecDeque::new()),
-            holds_ref: Cell::new(false),
+            hold: RefCell::new(None),
             budget: Cell::new(Duration::from_millis(5)),
             prepare: UnsafeCell::new(zeroed()),
             timer0: UnsafeCell::new(zeroed()),
@@ -152,6 +152,9 @@ impl CallbackQueue {
     /// # Safety
     /// The loop must be alive and used on this thread; [`start`](Self::start) ran.
     pub(crate) unsafe fn stop(&self) {
+        // Already released when the last `Loop` handle discarded the queue (nothing can
+        // queue without one); let go of it here anyway, so it cannot outlive the loop.
+        drop(self.hold.take());
         // SAFETY: the caller's contract.
         unsafe {
             // The prepare watcher was unref'd after its start; give the reference back
@@ -167,10 +170,13 @@ impl CallbackQueue {
     pub(crate) fn push<F: FnOnce() + 'static>(&self, f: F) -> Callback {
         let cb = Callback::new(f);
         self.queue.borrow_mut().push_back(cb.slot.clone());
-        if !self.holds_ref.replace(true) {
-            // SAFETY: live loop. The queue keeps the loop alive until drained.
-            unsafe { ffi::ev_ref(self.raw) };
+        let mut hold = self.hold.borrow_mut();
+        if hold.is_none() {
+            // SAFETY: live loop; the guard is dropped when the queue is drained or
+            // discarded, and at the latest by `stop`, before the loop is destroyed.
+            *hold = Some(unsafe { EvRef::new(self.raw) });
         }
+        drop(hold);
         cb
     }
 
@@ -181,7 +187,7 @@ impl CallbackQueue {
 
     /// True while something is queued (and the queue holds its reference on the loop).
     pub(crate) fn has_queued(&self) -> bool {
-        self.holds_ref.get()
+        self.hold.borrow().is_some()
     }
 
     pub(crate) fn set_budget(&self, d: Duration) {
@@ -196,10 +202,7 @@ impl CallbackQueue {
         }
         // SAFETY: live loop; timer0 lives inside self.
         unsafe { ffi::ev_timer_stop(self.raw, self.timer0.get()) };
-        if self.holds_ref.replace(false) {
-            // SAFETY: live loop; pairs with the ev_ref taken when the queue filled.
-            unsafe { ffi::ev_unref(self.raw) };
-        }
+        drop(self.hold.take());
     }
 
     /// Runs queued callbacks until the queue is empty or the budget is spent; a
@@ -223,17 +226,14 @@ impl CallbackQueue {
             }
         }
         let left = !self.queue.borrow().is_empty();
-        // SAFETY: live loop; timer0 lives inside self.
-        unsafe {
-            if left {
-                // More work queued: do not let the coming poll block.
-                ffi::ev_timer_start(self.raw, self.timer0.get());
-            } else {
-                ffi::ev_timer_stop(self.raw, self.timer0.get());
-                if self.holds_ref.replace(false) {
-                    ffi::ev_unref(self.raw);
-                }
-            }
+        if left {
+            // More work queued: do not let the coming poll block.
+            // SAFETY: live loop; timer0 lives inside self.
+            unsafe { ffi::ev_timer_start(self.raw, self.timer0.get()) };
+        } else {
+            // SAFETY: live loop; timer0 lives inside self.
+            unsafe { ffi::ev_timer_stop(self.raw, self.timer0.get()) };
+            drop(self.hold.take());
         }
     }
 }

@@ -23,7 +23,7 @@ use crate::default_loop::{self, DefaultLoopOwner};
 use crate::error::{Error, PanicPayload, Result};
 use crate::flags::{backend_names, check_backends, Flags};
 use crate::registry::Registry;
-use crate::sys::secs;
+use crate::sys::{secs, EvRef};
 use crate::syserr;
 use libev_sys as ffi;
 use std::cell::{Cell, RefCell};
@@ -259,6 +259,21 @@ impl Drop for LoopRc {
                 std::panic::resume_unwind(p);
             }
         }
+    }
+}
+
+/// A reference on a loop that keeps its [`run`](Loop::run) from returning: the RAII
+/// form of [`Loop::ref_`]/[`Loop::unref`], made by [`Loop::hold`].
+#[must_use = "the loop is held only while the guard lives"]
+pub struct LoopRef {
+    /// Dropped first: `ev_unref` runs while `_lp` still keeps the loop alive.
+    _held: EvRef,
+    _lp: LoopRc,
+}
+
+impl fmt::Debug for LoopRef {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("LoopRef").finish_non_exhaustive()
     }
 }
 
@@ -534,8 +549,30 @@ impl Loop {
         unsafe { ffi::ev_pending_count(self.inner.raw) }
     }
 
+    /// Keeps [`run`](Loop::run) from returning until the guard is dropped: `ev_ref` now,
+    /// `ev_unref` on drop. The guard can be stored anywhere on this thread; it keeps
+    /// the loop itself alive as a watcher does, but is not a `Loop` handle.
+    ///
+    /// ```
+    /// # use gevent_core::Loop;
+    /// let lp = Loop::new()?;
+    /// let busy = lp.hold();
+    /// assert!(lp.run_nowait()?); // held: there is still something to wait for
+    /// drop(busy);
+    /// lp.run()?; // returns: nothing left
+    /// # Ok::<(), gevent_core::Error>(())
+    /// ```
+    pub fn hold(&self) -> LoopRef {
+        LoopRef {
+            // SAFETY: live loop, on its own thread (Loop is !Send); the guard's own
+            // strong reference keeps it alive until the EvRef is dropped.
+            _held: unsafe { EvRef::new(self.inner.raw) },
+            _lp: self.inner.clone(),
+        }
+    }
+
     /// Adds a reference that keeps `run` from returning (`ev_ref`). Pair with
-    /// [`unref`](Loop::unref).
+    /// [`unref`](Loop::unref), or let [`hold`](Loop::hold) pair them.
     pub fn ref_(&self) {
         // SAFETY: live loop.
         unsafe { ffi::ev_ref(self.inner.raw) }

@@ -74,7 +74,7 @@ mod watchers;
 
 pub use callbacks::Callback;
 pub use error::{Error, PanicPayload, Result};
-pub use event_loop::{version, Break, Loop};
+pub use event_loop::{version, Break, Loop, LoopRef};
 pub use events::Events;
 pub use flags::{backend_names, recommended_backends, supported_backends, Flags};
 pub use watcher::{Kind, Watcher, WatcherRef, WeakWatcher, MAXPRI, MINPRI};
