@@ -1,8 +1,8 @@
-//! The crate's edge to C, written once: all-zero libev structs, libev's time (`f64`
-//! seconds) as a `Duration`, an `ev_ref` as a guard, and the limits libev and the
-//! kernel set.
+//! The crate's edge to C, written once: [`syscall!`] for raw libc calls, all-zero C
+//! structs, libev's time (`f64` seconds) as a `Duration`, an `ev_ref` as a guard, and
+//! the limits libev and the kernel set.
 
-use libev_sys::{self as ffi, EvWatcher};
+use libev_sys as ffi;
 use std::time::Duration;
 
 /// The lowest watcher priority (`EV_MINPRI`).
@@ -39,10 +39,57 @@ impl Drop for EvRef {
     }
 }
 
-/// A zeroed libev watcher struct, ready for `ev_TYPE_set` and `Watcher::new`.
-pub(crate) fn zeroed<R: EvWatcher>() -> R {
-    // SAFETY: libev watcher structs are plain C data (integers, doubles, raw and
-    // nullable function pointers, `struct stat`); all-zero is a valid value of each.
+/// Calls a libc function, turning its `-1` into the `errno` it set, as mio does:
+/// `syscall!(fcntl(fd, libc::F_GETFD))` is an `io::Result<c_int>`. Every raw libc call
+/// of the crate goes through it. The call itself stays unsafe: write it inside an
+/// `unsafe` block, under a `// SAFETY:` line that says why it is sound.
+macro_rules! syscall {
+    ($fn:ident ( $($arg:expr),* $(,)? )) => {{
+        let res = libc::$fn($($arg),*);
+        if res == -1 {
+            Err(std::io::Error::last_os_error())
+        } else {
+            Ok(res)
+        }
+    }};
+}
+pub(crate) use syscall;
+
+/// C structs for which all-zero bytes are a valid value.
+///
+/// # Safety
+/// Implement only for plain C data: integers, floats, raw and nullable function
+/// pointers, and structs or arrays of those.
+pub(crate) unsafe trait Zeroable {}
+
+macro_rules! zeroable {
+    ($($t:ty),* $(,)?) => {$(
+        // SAFETY: libev's watcher structs hold integers, doubles, raw and nullable
+        // function pointers and a `struct stat`; `sigaction` holds a handler (0 is
+        // SIG_DFL), a signal set, flags and a nullable function pointer.
+        unsafe impl Zeroable for $t {}
+    )*};
+}
+zeroable!(
+    ffi::ev_io,
+    ffi::ev_timer,
+    ffi::ev_periodic,
+    ffi::ev_signal,
+    ffi::ev_child,
+    ffi::ev_stat,
+    ffi::ev_idle,
+    ffi::ev_prepare,
+    ffi::ev_check,
+    ffi::ev_fork,
+    ffi::ev_cleanup,
+    ffi::ev_async,
+    libc::sigaction,
+);
+
+/// An all-zero C struct: a libev watcher ready for `ev_TYPE_set` and `Watcher::new`,
+/// or an out-parameter for libc.
+pub(crate) fn zeroed<T: Zeroable>() -> T {
+    // SAFETY: all-zero is a valid T (Zeroable's contract).
     unsafe { std::mem::zeroed() }
 }
 

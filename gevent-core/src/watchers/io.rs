@@ -21,7 +21,7 @@
 use crate::error::{Error, Result};
 use crate::event_loop::Loop;
 use crate::events::Events;
-use crate::sys::zeroed;
+use crate::sys::{syscall, zeroed};
 use crate::watcher::{kind, Watcher, WatcherRef};
 use libev_sys as ffi;
 use std::os::fd::RawFd;
@@ -67,10 +67,9 @@ fn check_fd(fd: RawFd) -> Result<()> {
     if fd < 0 {
         return Err(Error::NegativeFd(fd));
     }
-    // SAFETY: F_GETFD only reads the descriptor flags.
-    if unsafe { libc::fcntl(fd, libc::F_GETFD) } == -1 {
-        return Err(Error::ClosedFd(fd));
-    }
+    // SAFETY: F_GETFD only reads the descriptor's flags, and takes any fd number. It
+    // fails with EBADF only, for an fd that is not open.
+    unsafe { syscall!(fcntl(fd, libc::F_GETFD)) }.map_err(|_| Error::ClosedFd(fd))?;
     Ok(())
 }
 

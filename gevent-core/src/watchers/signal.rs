@@ -12,7 +12,7 @@
 
 use crate::error::{Error, Result};
 use crate::event_loop::Loop;
-use crate::sys::zeroed;
+use crate::sys::{syscall, zeroed};
 use crate::watcher::{kind, Watcher, WatcherRef};
 use libev_sys as ffi;
 use std::cell::Cell;
@@ -66,11 +66,12 @@ pub(crate) fn claim(signum: i32, l: *mut ffi::ev_loop) -> Result<()> {
         return Err(Error::SignalInUse(signum));
     }
     if slot.count == 0 {
-        // SAFETY: reads the current disposition only (null new action).
-        slot.before = unsafe {
-            let mut old: libc::sigaction = std::mem::zeroed();
-            (libc::sigaction(signum, std::ptr::null(), &mut old) == 0).then_some(old)
-        };
+        let mut old: libc::sigaction = zeroed();
+        // SAFETY: with a null new action sigaction only writes the current disposition
+        // into `old`, a live out-parameter. It fails only for an invalid signal number
+        // (check_signum ruled that out); then there would be nothing to put back.
+        let read = unsafe { syscall!(sigaction(signum, std::ptr::null(), &mut old)) };
+        slot.before = read.ok().map(|_| old);
     }
     slot.lp = l as usize;
     slot.count += 1;
@@ -88,7 +89,11 @@ pub(crate) fn release(signum: i32, l: *mut ffi::ev_loop) {
             if let Some(before) = slot.before.take() {
                 // SAFETY: restores a disposition the process had before; libev no longer
                 // has a watcher for this signal, so its handler is not needed.
-                unsafe { libc::sigaction(signum, &before, std::ptr::null_mut()) };
+                let restored =
+                    unsafe { syscall!(sigaction(signum, &before, std::ptr::null_mut())) };
+                // It fails only for an invalid signal number or disposition, and both
+                // came from a successful call on the same signal: nothing to recover.
+                debug_assert!(restored.is_ok(), "restore signal {signum}: {restored:?}");
             }
         }
     }
