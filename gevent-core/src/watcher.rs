@@ -79,6 +79,17 @@ pub trait Kind: sealed::Sealed + Sized + 'static {
     /// Bookkeeping after the watcher stopped (by `stop`, never by libev itself).
     #[doc(hidden)]
     fn after_stop(_w: &WatcherRef<Self>) {}
+    /// Runs `start`, the `ev_TYPE_start` call. A type that must do something around it
+    /// (hold a lock, catch what libev calls back into) overrides this.
+    #[doc(hidden)]
+    fn around_start(_w: &WatcherRef<Self>, start: impl FnOnce()) {
+        start()
+    }
+    /// Runs `stop`, the `ev_TYPE_stop` call; see [`Kind::around_start`].
+    #[doc(hidden)]
+    fn around_stop(_w: &WatcherRef<Self>, stop: impl FnOnce()) {
+        stop()
+    }
 }
 
 /// The loop a watcher belongs to.
@@ -286,10 +297,6 @@ impl<K: Kind> Watcher<K> {
 }
 
 impl<K: Kind> WatcherRef<K> {
-    pub(crate) fn raw(&self) -> *mut K::Raw {
-        self.raw.get()
-    }
-
     /// The raw libev watcher, for calling libev directly. It must not be started or
     /// stopped behind this type's back.
     pub fn as_raw(&self) -> *mut K::Raw {
@@ -341,8 +348,10 @@ impl<K: Kind> WatcherRef<K> {
 
     /// `ev_TYPE_start` plus the ref bookkeeping; the callback must already be set.
     pub(crate) fn start_raw(&self, l: *mut ffi::ev_loop) {
-        // SAFETY: the struct is initialised and lives as long as the Rc (rule 1).
-        unsafe { K::ev_start(l, self.raw()) };
+        K::around_start(self, || {
+            // SAFETY: the struct is initialised and lives as long as the Rc (rule 1).
+            unsafe { K::ev_start(l, self.as_raw()) }
+        });
         self.after_start(l);
     }
 
@@ -400,17 +409,18 @@ impl<K: Kind> WatcherRef<K> {
             self.rebalance_ref(l);
             // SAFETY: the struct is valid; ev_TYPE_stop also clears a pending event, and
             // is a no-op for an inactive watcher.
-            unsafe {
-                ffi::ev_clear_pending(l, self.raw().cast());
-                K::ev_stop(l, self.raw());
-            }
+            unsafe { ffi::ev_clear_pending(l, self.as_raw().cast()) };
+            K::around_stop(self, || {
+                // SAFETY: as above.
+                unsafe { K::ev_stop(l, self.as_raw()) }
+            });
             K::after_stop(self);
         } else if let Some(l) = self.destroying_loop() {
             // A cleanup watcher still queued by ev_loop_destroy (another cleanup callback
             // is stopping or dropping it): take it out of the queue before it is freed.
             // SAFETY: see `destroying_loop`; the pending queue is alive until every
             // queued watcher was invoked.
-            unsafe { ffi::ev_clear_pending(l, self.raw().cast()) };
+            unsafe { ffi::ev_clear_pending(l, self.as_raw().cast()) };
         }
         if drop_cb {
             self.set_cb(None);
@@ -453,13 +463,13 @@ impl<K: Kind> WatcherRef<K> {
     /// True while started (`ev_is_active`).
     pub fn is_active(&self) -> bool {
         // SAFETY: the struct is valid for reads.
-        unsafe { ffi::ev_is_active(self.raw()) != 0 }
+        unsafe { ffi::ev_is_active(self.as_raw()) != 0 }
     }
 
     /// True while an event waits for the callback (`ev_is_pending`).
     pub fn is_pending(&self) -> bool {
         // SAFETY: the struct is valid for reads.
-        unsafe { ffi::ev_is_pending(self.raw()) != 0 }
+        unsafe { ffi::ev_is_pending(self.as_raw()) != 0 }
     }
 
     /// True if a callback is set. Inside its own callback this is true until the
@@ -477,7 +487,7 @@ impl<K: Kind> WatcherRef<K> {
     /// The priority, `MINPRI..=MAXPRI` (`ev_priority`).
     pub fn priority(&self) -> i32 {
         // SAFETY: the struct is valid for reads.
-        unsafe { ffi::ev_priority(self.raw()) }
+        unsafe { ffi::ev_priority(self.as_raw()) }
     }
 
     /// Sets the priority: pending watchers with a higher priority run first.
@@ -493,7 +503,7 @@ impl<K: Kind> WatcherRef<K> {
             return Err(Error::WatcherActive("change the priority"));
         }
         // SAFETY: inactive watcher.
-        unsafe { ffi::ev_set_priority(self.raw(), pri) };
+        unsafe { ffi::ev_set_priority(self.as_raw(), pri) };
         Ok(())
     }
 
@@ -524,7 +534,7 @@ impl<K: Kind> WatcherRef<K> {
     pub fn feed(&self, events: Events) {
         if let Some(l) = self.raw_loop() {
             // SAFETY: live loop and watcher; stop/drop clear the pending state (rule 1).
-            unsafe { ffi::ev_feed_event(l, self.raw().cast(), events.bits() as c_int) }
+            unsafe { ffi::ev_feed_event(l, self.as_raw().cast(), events.bits() as c_int) }
         }
     }
 
@@ -534,7 +544,7 @@ impl<K: Kind> WatcherRef<K> {
         match self.raw_loop().or_else(|| self.destroying_loop()) {
             // SAFETY: live loop and watcher.
             Some(l) => {
-                Events::from_bits(unsafe { ffi::ev_clear_pending(l, self.raw().cast()) } as u32)
+                Events::from_bits(unsafe { ffi::ev_clear_pending(l, self.as_raw().cast()) } as u32)
             }
             None => Events::NONE,
         }
@@ -549,16 +559,29 @@ impl<K: Kind> WatcherRef<K> {
     }
 }
 
-/// The one C callback for every watcher of type `K`.
-unsafe extern "C" fn trampoline<K: Kind>(l: *mut ffi::ev_loop, w: *mut K::Raw, revents: c_int) {
-    // SAFETY: data was set to the WatcherRef in Watcher::new, and the WatcherRef is
-    // alive: libev only calls active or pending watchers, and dropping the last handle
-    // stops and un-pends first. The extra count keeps it alive through the callback.
-    let this = unsafe {
-        let p = (*(w as *mut ffi::ev_watcher)).data as *const WatcherRef<K>;
+/// The watcher whose libev struct is `w`, found through the struct's `data` field
+/// (set by [`Watcher::new`] before the struct can be started), with a strong count
+/// that keeps it alive for as long as the caller holds the `Rc`: the one way back
+/// from a libev pointer to its watcher.
+///
+/// # Safety
+/// `w` must be the libev struct of a live watcher of kind `K`, made by `Watcher::new`.
+pub(crate) unsafe fn watcher_of<K: Kind>(w: *mut K::Raw) -> Rc<WatcherRef<K>> {
+    // SAFETY: K::Raw begins with the ev_watcher header (EvWatcher); its `data` points
+    // at the WatcherRef inside an Rc allocation, alive by the caller's contract, so
+    // taking one more strong count and an Rc for it is sound.
+    unsafe {
+        let p = (*w.cast::<ffi::ev_watcher>()).data as *const WatcherRef<K>;
         Rc::increment_strong_count(p);
         Rc::from_raw(p)
-    };
+    }
+}
+
+/// The one C callback for every watcher of type `K`.
+unsafe extern "C" fn trampoline<K: Kind>(l: *mut ffi::ev_loop, w: *mut K::Raw, revents: c_int) {
+    // SAFETY: libev calls only active or pending watchers, and those are alive:
+    // dropping the last handle stops and un-pends first.
+    let this = unsafe { watcher_of::<K>(w) };
     this.after_libev_stop(l);
     // A quiesced loop runs no callback, but cleanup watchers still fire as it is
     // destroyed: they are how a program hooks that moment.

@@ -12,7 +12,7 @@
 
 use crate::event_loop::Loop;
 use crate::sys::zeroed;
-use crate::watcher::{Watcher, WatcherRef};
+use crate::watcher::{kind, Watcher, WatcherRef};
 use libev_sys as ffi;
 use std::fmt;
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -74,41 +74,30 @@ impl Drop for AsyncExtra {
     }
 }
 
-/// Marker for async watchers.
-///
-/// Written out rather than made with `kind!`: starting and stopping take the senders'
-/// lock, so a send from another thread never races `ev_async_start` (which clears the
-/// watcher's flag) and never reaches a stopped watcher.
-#[derive(Debug)]
-pub enum AsyncKind {}
-impl crate::watcher::sealed::Sealed for AsyncKind {}
-impl crate::watcher::Kind for AsyncKind {
-    type Raw = ffi::ev_async;
-    type Extra = AsyncExtra;
-    const NAME: &'static str = "async";
-    unsafe fn ev_start(l: *mut ffi::ev_loop, w: *mut Self::Raw) {
-        // SAFETY: data points at the WatcherRef (set in Watcher::new), which the caller
-        // keeps alive.
-        let this = unsafe { &*((*w).data as *const WatcherRef<AsyncKind>) };
-        let mut target = this.extra.0.lock();
-        // SAFETY: forwarded from the generic machinery.
-        unsafe { ffi::ev_async_start(l, w) };
-        if let Some(t) = &mut *target {
-            t.started = true;
-            if std::mem::take(&mut t.early) {
-                t.send();
+kind! {
+    /// Marker for async watchers.
+    AsyncKind: ev_async, "async", ev_async_start / ev_async_stop, extra = AsyncExtra;
+    {
+        // Starting and stopping take the senders' lock, so a send from another thread
+        // never races ev_async_start (which clears the watcher's flag) and never reaches
+        // a stopped watcher.
+        fn around_start(w: &WatcherRef<Self>, start: impl FnOnce()) {
+            let mut target = w.extra.0.lock();
+            start();
+            if let Some(t) = &mut *target {
+                t.started = true;
+                if std::mem::take(&mut t.early) {
+                    t.send();
+                }
             }
         }
-    }
-    unsafe fn ev_stop(l: *mut ffi::ev_loop, w: *mut Self::Raw) {
-        // SAFETY: as in ev_start.
-        let this = unsafe { &*((*w).data as *const WatcherRef<AsyncKind>) };
-        let mut target = this.extra.0.lock();
-        // SAFETY: forwarded from the generic machinery.
-        unsafe { ffi::ev_async_stop(l, w) };
-        if let Some(t) = &mut *target {
-            t.started = false;
-            t.early = false;
+        fn around_stop(w: &WatcherRef<Self>, stop: impl FnOnce()) {
+            let mut target = w.extra.0.lock();
+            stop();
+            if let Some(t) = &mut *target {
+                t.started = false;
+                t.early = false;
+            }
         }
     }
 }
@@ -157,7 +146,7 @@ impl Loop {
         let w: Async = Watcher::new(self, zeroed(), AsyncExtra(shared.clone()));
         *shared.lock() = Some(Target {
             lp: self.as_raw(),
-            w: w.raw(),
+            w: w.as_raw(),
             started: false,
             early: false,
         });
@@ -179,7 +168,7 @@ impl WatcherRef<AsyncKind> {
     pub fn pending(&self) -> bool {
         match &*self.extra.0.lock() {
             // SAFETY: the struct is valid for reads; the field is read as volatile.
-            Some(t) if t.started => unsafe { ffi::ev_async_pending(self.raw()) != 0 },
+            Some(t) if t.started => unsafe { ffi::ev_async_pending(self.as_raw()) != 0 },
             Some(t) => t.early,
             None => false,
         }

@@ -83,19 +83,19 @@ impl WatcherRef<ChildKind> {
     /// The pid being watched (0: any).
     pub fn pid(&self) -> i32 {
         // SAFETY: the struct is valid for reads.
-        unsafe { (*self.raw()).pid }
+        unsafe { (*self.as_raw()).pid }
     }
 
     /// The pid that changed status last (`rpid`).
     pub fn rpid(&self) -> i32 {
         // SAFETY: the struct is valid for reads.
-        unsafe { (*self.raw()).rpid }
+        unsafe { (*self.as_raw()).rpid }
     }
 
     /// The raw `waitpid` status of that change (`rstatus`).
     pub fn rstatus(&self) -> i32 {
         // SAFETY: the struct is valid for reads.
-        unsafe { (*self.raw()).rstatus }
+        unsafe { (*self.as_raw()).rstatus }
     }
 
     /// `rstatus` as a `std::process::ExitStatus`.

@@ -60,7 +60,7 @@ pub type Io = Watcher<IoKind>;
 fn reapply_fd(w: &WatcherRef<IoKind>) {
     // SAFETY: called right before `ev_io_start` on an inactive watcher, the only time
     // libev allows the mask to change; libev clears the bit again in `ev_io_start`.
-    unsafe { (*w.raw()).events |= ffi::EV__IOFDSET };
+    unsafe { (*w.as_raw()).events |= ffi::EV__IOFDSET };
 }
 
 fn check_fd(fd: RawFd) -> Result<()> {
@@ -100,13 +100,14 @@ impl WatcherRef<IoKind> {
     /// The watched fd.
     pub fn fd(&self) -> RawFd {
         // SAFETY: the struct is valid for reads.
-        unsafe { (*self.raw()).fd }
+        unsafe { (*self.as_raw()).fd }
     }
 
     /// The events of interest.
     pub fn events(&self) -> Events {
         // SAFETY: the struct is valid for reads.
-        Events::from_bits(unsafe { (*self.raw()).events } as u32) & (Events::READ | Events::WRITE)
+        Events::from_bits(unsafe { (*self.as_raw()).events } as u32)
+            & (Events::READ | Events::WRITE)
     }
 
     /// Changes fd and events (`ev_io_set`); only while stopped.
@@ -120,7 +121,7 @@ impl WatcherRef<IoKind> {
         check_fd(fd)?;
         check_events(events)?;
         // SAFETY: inactive watcher.
-        unsafe { ffi::ev_io_set(self.raw(), fd, events.bits() as i32) };
+        unsafe { ffi::ev_io_set(self.as_raw(), fd, events.bits() as i32) };
         Ok(())
     }
 
@@ -134,7 +135,7 @@ impl WatcherRef<IoKind> {
         }
         check_events(events)?;
         // SAFETY: inactive watcher.
-        unsafe { ffi::ev_io_modify(self.raw(), events.bits() as i32) };
+        unsafe { ffi::ev_io_modify(self.as_raw(), events.bits() as i32) };
         Ok(())
     }
 }

@@ -18,7 +18,7 @@ use crate::error::{Error, Result};
 use crate::event_loop::Loop;
 use crate::sys::secs;
 use crate::sys::zeroed;
-use crate::watcher::{Watcher, WatcherRef};
+use crate::watcher::{kind, watcher_of, Watcher, WatcherRef};
 use libev_sys as ffi;
 use std::cell::{Cell, RefCell};
 use std::fmt;
@@ -27,27 +27,16 @@ use std::time::Duration;
 
 type Reschedule = Box<dyn FnMut(Duration) -> Duration>;
 
-/// Marker for periodic watchers.
-///
-/// Written out rather than made with `kind!`: starting must re-raise a panic from the
-/// reschedule closure, which libev calls from inside `ev_periodic_start`.
-#[derive(Debug)]
-pub enum PeriodicKind {}
-impl crate::watcher::sealed::Sealed for PeriodicKind {}
-impl crate::watcher::Kind for PeriodicKind {
-    type Raw = ffi::ev_periodic;
-    type Extra = PeriodicExtra;
-    const NAME: &'static str = "periodic";
-    unsafe fn ev_start(l: *mut ffi::ev_loop, w: *mut Self::Raw) {
-        // SAFETY: data points at the WatcherRef (set in Watcher::new before any start),
-        // which the caller keeps alive.
-        let this = unsafe { &*((*w).data as *const WatcherRef<PeriodicKind>) };
-        // SAFETY: forwarded from the generic machinery.
-        this.rescheduling(|| unsafe { ffi::ev_periodic_start(l, w) });
-    }
-    unsafe fn ev_stop(l: *mut ffi::ev_loop, w: *mut Self::Raw) {
-        // SAFETY: forwarded from the generic machinery.
-        unsafe { ffi::ev_periodic_stop(l, w) }
+kind! {
+    /// Marker for periodic watchers.
+    PeriodicKind: ev_periodic, "periodic", ev_periodic_start / ev_periodic_stop,
+        extra = PeriodicExtra;
+    {
+        // libev calls the reschedule closure from inside ev_periodic_start: a panic
+        // there is re-raised once the start has returned.
+        fn around_start(w: &WatcherRef<Self>, start: impl FnOnce()) {
+            w.rescheduling(start);
+        }
     }
 }
 
@@ -86,8 +75,9 @@ impl PeriodicExtra {
 pub type Periodic = Watcher<PeriodicKind>;
 
 unsafe extern "C" fn reschedule_cb(w: *mut ffi::ev_periodic, now: f64) -> f64 {
-    // SAFETY: data points at the WatcherRef (set in Watcher::new before any start).
-    let this = unsafe { &*((*w).data as *const WatcherRef<PeriodicKind>) };
+    // SAFETY: libev calls this only for a started watcher (Watcher::new made it and
+    // set the callback), which is alive while it is active.
+    let this = unsafe { watcher_of::<PeriodicKind>(w) };
     let taken = this.extra.reschedule.borrow_mut().take();
     let Some(mut f) = taken else { return now };
     let r = catch_unwind(AssertUnwindSafe(|| f(secs(now))));
@@ -137,19 +127,19 @@ impl WatcherRef<PeriodicKind> {
     /// The absolute time (since the Unix epoch) the watcher fires next (`ev_periodic_at`).
     pub fn at(&self) -> Duration {
         // SAFETY: the struct is valid for reads.
-        secs(unsafe { ffi::ev_periodic_at(self.raw()) })
+        secs(unsafe { ffi::ev_periodic_at(self.as_raw()) })
     }
 
     /// The offset.
     pub fn offset(&self) -> Duration {
         // SAFETY: the struct is valid for reads.
-        secs(unsafe { (*self.raw()).offset })
+        secs(unsafe { (*self.as_raw()).offset })
     }
 
     /// The interval (zero for one-shot and rescheduled watchers).
     pub fn interval(&self) -> Duration {
         // SAFETY: the struct is valid for reads.
-        secs(unsafe { (*self.raw()).interval })
+        secs(unsafe { (*self.as_raw()).interval })
     }
 
     /// Changes offset and interval (`ev_periodic_set`); only while stopped. Keeps a
@@ -163,9 +153,9 @@ impl WatcherRef<PeriodicKind> {
         }
         // SAFETY: inactive watcher.
         unsafe {
-            let rcb = (*self.raw()).reschedule_cb;
+            let rcb = (*self.as_raw()).reschedule_cb;
             ffi::ev_periodic_set(
-                self.raw(),
+                self.as_raw(),
                 offset.as_secs_f64(),
                 interval.as_secs_f64(),
                 rcb,
@@ -185,7 +175,7 @@ impl WatcherRef<PeriodicKind> {
             return Err(Error::NoCallback("periodic"));
         }
         // SAFETY: live loop and watcher; again = stop + start in libev.
-        self.rescheduling(|| unsafe { ffi::ev_periodic_again(l, self.raw()) });
+        self.rescheduling(|| unsafe { ffi::ev_periodic_again(l, self.as_raw()) });
         self.after_start(l);
         Ok(())
     }

@@ -128,6 +128,6 @@ impl WatcherRef<SignalKind> {
     /// The signal number.
     pub fn signum(&self) -> i32 {
         // SAFETY: the struct is valid for reads.
-        unsafe { (*self.raw()).signum }
+        unsafe { (*self.as_raw()).signum }
     }
 }

@@ -57,26 +57,26 @@ impl WatcherRef<StatKind> {
     /// non-zero interval below libev's minimum (about 0.1 s) reads as that minimum.
     pub fn interval(&self) -> Duration {
         // SAFETY: the struct is valid for reads.
-        secs(unsafe { (*self.raw()).interval })
+        secs(unsafe { (*self.as_raw()).interval })
     }
 
     /// The attributes seen last, `None` if the path did not exist.
     pub fn attr(&self) -> Option<libc::stat> {
         // SAFETY: the struct is valid for reads.
-        exists(unsafe { &(*self.raw()).attr })
+        exists(unsafe { &(*self.as_raw()).attr })
     }
 
     /// The attributes before the last change, `None` if the path did not exist.
     pub fn prev(&self) -> Option<libc::stat> {
         // SAFETY: the struct is valid for reads.
-        exists(unsafe { &(*self.raw()).prev })
+        exists(unsafe { &(*self.as_raw()).prev })
     }
 
     /// Reads the path's attributes now into [`attr`](WatcherRef::attr) (`ev_stat_stat`).
     pub fn stat_now(&self) -> Option<libc::stat> {
         if let Some(l) = self.raw_loop() {
             // SAFETY: live loop and watcher; ev_stat_stat only writes `attr`.
-            unsafe { ffi::ev_stat_stat(l, self.raw()) };
+            unsafe { ffi::ev_stat_stat(l, self.as_raw()) };
         }
         self.attr()
     }

@@ -46,14 +46,14 @@ impl WatcherRef<TimerKind> {
             return Err(Error::WatcherActive("set a timer"));
         }
         // SAFETY: inactive watcher.
-        unsafe { ffi::ev_timer_set(self.raw(), after.as_secs_f64(), repeat.as_secs_f64()) };
+        unsafe { ffi::ev_timer_set(self.as_raw(), after.as_secs_f64(), repeat.as_secs_f64()) };
         Ok(())
     }
 
     /// The repeat interval.
     pub fn repeat(&self) -> Duration {
         // SAFETY: the struct is valid for reads.
-        secs(unsafe { (*self.raw()).repeat })
+        secs(unsafe { (*self.as_raw()).repeat })
     }
 
     /// Changes the repeat interval; takes effect at the next expiry or
@@ -61,7 +61,7 @@ impl WatcherRef<TimerKind> {
     pub fn set_repeat(&self, repeat: Duration) {
         // SAFETY: libev reads `repeat` only when rescheduling; writing it is allowed
         // while active (ev.pod, "ev_timer").
-        unsafe { (*self.raw()).repeat = repeat.as_secs_f64() }
+        unsafe { (*self.as_raw()).repeat = repeat.as_secs_f64() }
     }
 
     /// `ev_timer_again`: restarts a repeating timer to fire `repeat` from now; stops it
@@ -79,14 +79,14 @@ impl WatcherRef<TimerKind> {
                 self.stop_inner(false);
             } else {
                 // SAFETY: live loop and active watcher.
-                unsafe { ffi::ev_timer_again(l, self.raw()) };
+                unsafe { ffi::ev_timer_again(l, self.as_raw()) };
             }
         } else if !repeat.is_zero() {
             if !self.has_callback() {
                 return Err(Error::NoCallback("timer"));
             }
             // SAFETY: live loop; the stopped timer is started with `repeat`.
-            unsafe { ffi::ev_timer_again(l, self.raw()) };
+            unsafe { ffi::ev_timer_again(l, self.as_raw()) };
             self.after_start(l);
         }
         Ok(())
@@ -96,7 +96,9 @@ impl WatcherRef<TimerKind> {
     pub fn remaining(&self) -> Duration {
         match self.raw_loop() {
             // SAFETY: live loop and watcher.
-            Some(l) if self.is_active() => secs(unsafe { ffi::ev_timer_remaining(l, self.raw()) }),
+            Some(l) if self.is_active() => {
+                secs(unsafe { ffi::ev_timer_remaining(l, self.as_raw()) })
+            }
             _ => Duration::ZERO,
         }
     }
