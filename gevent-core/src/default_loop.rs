@@ -24,6 +24,7 @@ fn owner() -> MutexGuard<'static, Option<ThreadId>> {
 
 /// This thread's ownership of libev's default loop. Dropping it lets another thread
 /// create the default loop again; the loop's state does so after `ev_loop_destroy`.
+#[must_use]
 pub(crate) struct DefaultLoopOwner {
     /// Owned by one thread, like the loop.
     _thread: PhantomData<*const ()>,

@@ -292,6 +292,7 @@ thread_local! {
 /// fn assert_send<T: Send>() {}
 /// assert_send::<gevent_core::Loop>();
 /// ```
+#[must_use = "dropping the last Loop handle stops its detached watchers and drops its queued callbacks"]
 pub struct Loop {
     pub(crate) inner: LoopRc,
 }
@@ -578,7 +579,7 @@ impl Loop {
         unsafe { ffi::ev_ref(self.inner.raw) }
     }
 
-    /// Drops a reference (`ev_unref`); see [`Watcher::set_ref`](crate::WatcherRef::set_ref)
+    /// Drops a reference (`ev_unref`); see [`Watcher::set_ref`](crate::WatcherCore::set_ref)
     /// for the per-watcher form, which is what you usually want.
     pub fn unref(&self) {
         // SAFETY: live loop.

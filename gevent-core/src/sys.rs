@@ -14,6 +14,7 @@ pub const NSIG: i32 = 65;
 
 /// An `ev_ref` held on a loop (it keeps `ev_run` from returning), given back with
 /// `ev_unref` when dropped: what pairs the two calls everywhere in this crate.
+#[must_use]
 pub(crate) struct EvRef {
     raw: *mut ffi::ev_loop,
 }

@@ -53,6 +53,7 @@ pub(crate) fn install() {
 
 /// Marks a loop as the one inside `ev_run` on this thread, so that a system error
 /// breaks it, until dropped (which puts back the loop of an enclosing `run`).
+#[must_use]
 pub(crate) struct Running {
     outer: *mut ffi::ev_loop,
 }

@@ -4,11 +4,11 @@
 //!   Watcher<K>  (owning handle; drop = stop)
 //!       │ Rc
 //!       ▼
-//!   WatcherRef<K> ── raw: UnsafeCell<ev_TYPE>   ◄── libev holds &raw while active/pending
-//!       │            cb:  Box<dyn FnMut(&WatcherRef<K>, Events)>
-//!       │            loop link (LoopRc; LoopWeak for cleanup watchers)
+//!   WatcherCore<K> ── raw: UnsafeCell<ev_TYPE>   ◄── libev holds &raw while active/pending
+//!       │              cb:  Box<dyn FnMut(&WatcherCore<K>, Events)>
+//!       │              loop link (LoopRc; LoopWeak for cleanup watchers)
 //!       ▼
-//!   raw.data = pointer to the WatcherRef ──► trampoline::<K> finds its way back
+//!   raw.data = pointer to the WatcherCore ──► trampoline::<K> finds its way back
 //! ```
 //!
 //! The libev struct lives inside an `Rc` allocation, so it never moves (rule 1). The
@@ -37,7 +37,7 @@ use std::rc::{Rc, Weak};
 pub use crate::sys::{MAXPRI, MINPRI};
 
 type RawCb<R> = Option<unsafe extern "C" fn(*mut ffi::ev_loop, *mut R, c_int)>;
-type BoxedCb<K> = Box<dyn FnMut(&WatcherRef<K>, Events)>;
+type BoxedCb<K> = Box<dyn FnMut(&WatcherCore<K>, Events)>;
 
 pub(crate) mod sealed {
     pub trait Sealed {}
@@ -66,28 +66,28 @@ pub trait Kind: sealed::Sealed + Sized + 'static {
     unsafe fn ev_stop(l: *mut ffi::ev_loop, w: *mut Self::Raw);
     /// Validation and bookkeeping before `ev_TYPE_start` (e.g. is the fd open?).
     #[doc(hidden)]
-    fn before_start(_w: &WatcherRef<Self>) -> Result<()> {
+    fn before_start(_w: &WatcherCore<Self>) -> Result<()> {
         Ok(())
     }
-    /// Validation before [`rearm`](WatcherRef::rearm) (a restart with the same
+    /// Validation before [`rearm`](WatcherCore::rearm) (a restart with the same
     /// callback). Defaults to [`Kind::before_start`]; io watchers skip the fd check
     /// there, since rearming is the per-wait hot path of every socket.
     #[doc(hidden)]
-    fn before_rearm(w: &WatcherRef<Self>) -> Result<()> {
+    fn before_rearm(w: &WatcherCore<Self>) -> Result<()> {
         Self::before_start(w)
     }
     /// Bookkeeping after the watcher stopped (by `stop`, never by libev itself).
     #[doc(hidden)]
-    fn after_stop(_w: &WatcherRef<Self>) {}
+    fn after_stop(_w: &WatcherCore<Self>) {}
     /// Runs `start`, the `ev_TYPE_start` call. A type that must do something around it
     /// (hold a lock, catch what libev calls back into) overrides this.
     #[doc(hidden)]
-    fn around_start(_w: &WatcherRef<Self>, start: impl FnOnce()) {
+    fn around_start(_w: &WatcherCore<Self>, start: impl FnOnce()) {
         start()
     }
     /// Runs `stop`, the `ev_TYPE_stop` call; see [`Kind::around_start`].
     #[doc(hidden)]
-    fn around_stop(_w: &WatcherRef<Self>, stop: impl FnOnce()) {
+    fn around_stop(_w: &WatcherCore<Self>, stop: impl FnOnce()) {
         stop()
     }
 }
@@ -115,7 +115,7 @@ impl LoopLink {
     }
 }
 
-impl<K: Kind> Detached for WatcherRef<K> {
+impl<K: Kind> Detached for WatcherCore<K> {
     fn stop_detached(&self) {
         self.stop();
     }
@@ -127,9 +127,11 @@ impl<K: Kind> Detached for WatcherRef<K> {
     }
 }
 
-/// A watcher, seen from a callback or through its owning [`Watcher`] handle. All the
-/// common operations live here.
-pub struct WatcherRef<K: Kind> {
+/// The watcher itself: the libev struct, its callback and its link to the loop, in the
+/// one heap allocation that the owning [`Watcher`] handle, the trampoline and (for a
+/// detached watcher) the loop share. Callbacks receive `&WatcherCore<K>`, and
+/// `Watcher<K>` derefs to it; all the common operations live here.
+pub struct WatcherCore<K: Kind> {
     /// First field, so it is dropped first: an async watcher's extra detaches its
     /// cross-thread senders before anything else of the watcher goes.
     pub(crate) extra: K::Extra,
@@ -150,21 +152,25 @@ pub struct WatcherRef<K: Kind> {
     detached: Cell<bool>,
 }
 
+/// The old name of [`WatcherCore`], kept while code still uses it.
+pub type WatcherRef<K> = WatcherCore<K>;
+
 /// An owning watcher handle: made from a [`Loop`], started with a closure, stopped
-/// when dropped. Derefs to [`WatcherRef`] for the common operations; each watcher
-/// type adds its own ([`Timer::again`](crate::WatcherRef::again), …).
+/// when dropped. Derefs to [`WatcherCore`] for the common operations; each watcher
+/// type adds its own ([`Timer::again`](crate::WatcherCore::again), …).
 ///
 /// ```compile_fail
 /// fn assert_send<T: Send>() {}
 /// assert_send::<gevent_core::Timer>();
 /// ```
+#[must_use = "dropping a watcher handle stops the watcher; `detach` keeps it running"]
 pub struct Watcher<K: Kind> {
-    inner: Rc<WatcherRef<K>>,
+    inner: Rc<WatcherCore<K>>,
 }
 
 impl<K: Kind> Deref for Watcher<K> {
-    type Target = WatcherRef<K>;
-    fn deref(&self) -> &WatcherRef<K> {
+    type Target = WatcherCore<K>;
+    fn deref(&self) -> &WatcherCore<K> {
         &self.inner
     }
 }
@@ -179,7 +185,7 @@ impl<K: Kind> Drop for Watcher<K> {
 /// A weak handle to a detached watcher ([`Watcher::detach_weak`]): it can stop the
 /// watcher while the loop still owns it, and does not keep it alive.
 pub struct WeakWatcher<K: Kind> {
-    inner: Weak<WatcherRef<K>>,
+    inner: Weak<WatcherCore<K>>,
 }
 
 impl<K: Kind> WeakWatcher<K> {
@@ -210,7 +216,7 @@ impl<K: Kind> fmt::Debug for WeakWatcher<K> {
     }
 }
 
-impl<K: Kind> fmt::Debug for WatcherRef<K> {
+impl<K: Kind> fmt::Debug for WatcherCore<K> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct(K::NAME)
             .field("active", &self.is_active())
@@ -236,7 +242,7 @@ impl<K: Kind> Watcher<K> {
         } else {
             LoopLink::Strong(lp.inner.clone())
         };
-        let inner = Rc::new(WatcherRef {
+        let inner = Rc::new(WatcherCore {
             extra,
             raw: UnsafeCell::new(raw),
             lp: link,
@@ -249,7 +255,7 @@ impl<K: Kind> Watcher<K> {
         });
         let w = inner.raw.get();
         // SAFETY: the struct now has its final address inside the Rc. ev_init keeps the
-        // ev_TYPE_set fields and resets the header; data points back at the WatcherRef.
+        // ev_TYPE_set fields and resets the header; data points back at the WatcherCore.
         unsafe {
             let cb: RawCb<K::Raw> = Some(trampoline::<K>);
             ffi::ev_init(w, cb);
@@ -296,7 +302,7 @@ impl<K: Kind> Watcher<K> {
     }
 }
 
-impl<K: Kind> WatcherRef<K> {
+impl<K: Kind> WatcherCore<K> {
     /// The raw libev watcher, for calling libev directly. It must not be started or
     /// stopped behind this type's back.
     pub fn as_raw(&self) -> *mut K::Raw {
@@ -330,7 +336,7 @@ impl<K: Kind> WatcherRef<K> {
     /// # Errors
     /// The type's own checks (an io watcher on a closed fd, a signal owned by another
     /// loop, …), or [`Error::LoopReleased`] when the loop is gone.
-    pub fn start(&self, cb: impl FnMut(&WatcherRef<K>, Events) + 'static) -> Result<()> {
+    pub fn start(&self, cb: impl FnMut(&WatcherCore<K>, Events) + 'static) -> Result<()> {
         self.start_boxed(Box::new(cb))
     }
 
@@ -369,8 +375,8 @@ impl<K: Kind> WatcherRef<K> {
     /// is what a watcher reused for every wait wants. Does nothing if it is active.
     ///
     /// # Errors
-    /// [`Error::NoCallback`] if it has none (never started, or [`stop`](WatcherRef::stop)ped);
-    /// the type's own checks, as for [`start`](WatcherRef::start).
+    /// [`Error::NoCallback`] if it has none (never started, or [`stop`](WatcherCore::stop)ped);
+    /// the type's own checks, as for [`start`](WatcherCore::start).
     pub fn rearm(&self) -> Result<()> {
         if self.is_active() {
             return Ok(());
@@ -384,15 +390,15 @@ impl<K: Kind> WatcherRef<K> {
         Ok(())
     }
 
-    /// Stops the watcher like [`stop`](WatcherRef::stop) but keeps its callback, for a
-    /// later [`rearm`](WatcherRef::rearm).
+    /// Stops the watcher like [`stop`](WatcherCore::stop) but keeps its callback, for a
+    /// later [`rearm`](WatcherCore::rearm).
     pub fn disarm(&self) {
         self.stop_inner(false);
     }
 
     /// Replaces the callback without starting or stopping the watcher. A callback may
     /// replace itself; the running closure is dropped once it returns.
-    pub fn set_callback(&self, cb: impl FnMut(&WatcherRef<K>, Events) + 'static) {
+    pub fn set_callback(&self, cb: impl FnMut(&WatcherCore<K>, Events) + 'static) {
         self.set_cb(Some(Box::new(cb)));
     }
 
@@ -403,7 +409,7 @@ impl<K: Kind> WatcherRef<K> {
         self.stop_inner(true);
     }
 
-    /// [`stop`](WatcherRef::stop), optionally keeping the callback for a later restart.
+    /// [`stop`](WatcherCore::stop), optionally keeping the callback for a later restart.
     pub(crate) fn stop_inner(&self, drop_cb: bool) {
         if let Some(l) = self.raw_loop() {
             self.rebalance_ref(l);
@@ -522,7 +528,7 @@ impl<K: Kind> WatcherRef<K> {
         }
     }
 
-    /// See [`set_ref`](WatcherRef::set_ref).
+    /// See [`set_ref`](WatcherCore::set_ref).
     pub fn is_ref(&self) -> bool {
         !self.no_ref.get()
     }
@@ -530,7 +536,7 @@ impl<K: Kind> WatcherRef<K> {
     /// Makes the watcher pending as if `events` had happened (`ev_feed_event`); the
     /// callback runs in the loop's next invoke phase. The watcher need not be active,
     /// but it needs a callback: one never started gets it from
-    /// [`set_callback`](WatcherRef::set_callback), and [`stop`](WatcherRef::stop) drops it.
+    /// [`set_callback`](WatcherCore::set_callback), and [`stop`](WatcherCore::stop) drops it.
     pub fn feed(&self, events: Events) {
         if let Some(l) = self.raw_loop() {
             // SAFETY: live loop and watcher; stop/drop clear the pending state (rule 1).
@@ -566,12 +572,12 @@ impl<K: Kind> WatcherRef<K> {
 ///
 /// # Safety
 /// `w` must be the libev struct of a live watcher of kind `K`, made by `Watcher::new`.
-pub(crate) unsafe fn watcher_of<K: Kind>(w: *mut K::Raw) -> Rc<WatcherRef<K>> {
+pub(crate) unsafe fn watcher_of<K: Kind>(w: *mut K::Raw) -> Rc<WatcherCore<K>> {
     // SAFETY: K::Raw begins with the ev_watcher header (EvWatcher); its `data` points
-    // at the WatcherRef inside an Rc allocation, alive by the caller's contract, so
+    // at the WatcherCore inside an Rc allocation, alive by the caller's contract, so
     // taking one more strong count and an Rc for it is sound.
     unsafe {
-        let p = (*w.cast::<ffi::ev_watcher>()).data as *const WatcherRef<K>;
+        let p = (*w.cast::<ffi::ev_watcher>()).data as *const WatcherCore<K>;
         Rc::increment_strong_count(p);
         Rc::from_raw(p)
     }

@@ -1,6 +1,6 @@
 //! `Async`: wake a loop from another thread (`ev_async`).
 //!
-//! [`WatcherRef::send`] on the loop's thread, or an [`AsyncSender`] from any thread,
+//! [`WatcherCore::send`] on the loop's thread, or an [`AsyncSender`] from any thread,
 //! makes the watcher's callback run in the loop; several sends before the callback runs
 //! are coalesced into one call. The sender is `Send + Sync`, and stays valid after the
 //! watcher or its loop is gone: `send` then does nothing and returns `false`.
@@ -12,7 +12,7 @@
 
 use crate::event_loop::Loop;
 use crate::sys::zeroed;
-use crate::watcher::{kind, Watcher, WatcherRef};
+use crate::watcher::{kind, Watcher, WatcherCore};
 use libev_sys as ffi;
 use std::fmt;
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -62,7 +62,7 @@ impl AsyncShared {
 
 /// The watcher's side: detaches the senders when the watcher is freed.
 ///
-/// Declared as the first field of the watcher (see `WatcherRef`), so this runs before
+/// Declared as the first field of the watcher (see `WatcherCore`), so this runs before
 /// the watcher's loop reference is released.
 #[doc(hidden)]
 #[derive(Debug)]
@@ -81,7 +81,7 @@ kind! {
         // Starting and stopping take the senders' lock, so a send from another thread
         // never races ev_async_start (which clears the watcher's flag) and never reaches
         // a stopped watcher.
-        fn around_start(w: &WatcherRef<Self>, start: impl FnOnce()) {
+        fn around_start(w: &WatcherCore<Self>, start: impl FnOnce()) {
             let mut target = w.extra.0.lock();
             start();
             if let Some(t) = &mut *target {
@@ -91,7 +91,7 @@ kind! {
                 }
             }
         }
-        fn around_stop(w: &WatcherRef<Self>, stop: impl FnOnce()) {
+        fn around_stop(w: &WatcherCore<Self>, stop: impl FnOnce()) {
             let mut target = w.extra.0.lock();
             stop();
             if let Some(t) = &mut *target {
@@ -154,7 +154,7 @@ impl Loop {
     }
 }
 
-impl WatcherRef<AsyncKind> {
+impl WatcherCore<AsyncKind> {
     /// Wakes the watcher from the loop's own thread (`ev_async_send`); a stopped watcher
     /// gets the send when it is started.
     pub fn send(&self) {

@@ -16,7 +16,7 @@ use crate::error::{Error, Result};
 use crate::event_loop::Loop;
 use crate::signal::{claim, release};
 use crate::sys::zeroed;
-use crate::watcher::{kind, Watcher, WatcherRef};
+use crate::watcher::{kind, Watcher, WatcherCore};
 use libev_sys as ffi;
 use std::cell::Cell;
 use std::os::unix::process::ExitStatusExt;
@@ -26,7 +26,7 @@ kind! {
     /// Marker for child watchers.
     ChildKind: ev_child, "child", ev_child_start / ev_child_stop, extra = Cell<bool>;
     {
-        fn before_start(w: &WatcherRef<Self>) -> crate::Result<()> {
+        fn before_start(w: &WatcherCore<Self>) -> crate::Result<()> {
             let lp = w.loop_inner().ok_or(Error::LoopReleased)?;
             if lp.watchers.no_children() {
                 claim(libc::SIGCHLD, lp.raw)?;
@@ -40,7 +40,7 @@ kind! {
             unsafe { ffi::ev_feed_signal_event(lp.raw, libc::SIGCHLD) };
             Ok(())
         }
-        fn after_stop(w: &WatcherRef<Self>) {
+        fn after_stop(w: &WatcherCore<Self>) {
             if !w.extra.replace(false) {
                 return;
             }
@@ -79,7 +79,7 @@ impl Loop {
     }
 }
 
-impl WatcherRef<ChildKind> {
+impl WatcherCore<ChildKind> {
     /// The pid being watched (0: any).
     pub fn pid(&self) -> i32 {
         // SAFETY: the struct is valid for reads.

@@ -10,7 +10,7 @@
 //! stopped by libev at the first iteration after its start (when libev hands the fd
 //! to the backend), and with the poll and select backends at any later poll too; but
 //! epoll forgets a closed fd silently, so a watcher already registered there never
-//! hears of it again. Every start and [`rearm`](WatcherRef::rearm) hands the fd to the
+//! hears of it again. Every start and [`rearm`](WatcherCore::rearm) hands the fd to the
 //! backend afresh, so a watcher restarted after its fd was closed gets `ERROR` (rearm
 //! skips the open-fd check), and one restarted on a number that a new open reused
 //! watches the new file, even within one loop iteration.
@@ -22,7 +22,7 @@ use crate::error::{Error, Result};
 use crate::event_loop::Loop;
 use crate::events::Events;
 use crate::sys::{syscall, zeroed};
-use crate::watcher::{kind, Watcher, WatcherRef};
+use crate::watcher::{kind, Watcher, WatcherCore};
 use libev_sys as ffi;
 use std::os::fd::RawFd;
 
@@ -30,14 +30,14 @@ kind! {
     /// Marker for io watchers.
     IoKind: ev_io, "io", ev_io_start / ev_io_stop, extra = (), STOP_ON_PANIC = true;
     {
-        fn before_start(w: &WatcherRef<Self>) -> Result<()> {
+        fn before_start(w: &WatcherCore<Self>) -> Result<()> {
             check_fd(w.fd())?;
             reapply_fd(w);
             Ok(())
         }
         // A rearm restarts a watcher whose fd was checked when it was made (or set): no
         // system call per wait. An fd closed since is reported by libev as ERROR.
-        fn before_rearm(w: &WatcherRef<Self>) -> Result<()> {
+        fn before_rearm(w: &WatcherCore<Self>) -> Result<()> {
             reapply_fd(w);
             Ok(())
         }
@@ -57,7 +57,7 @@ pub type Io = Watcher<IoKind>;
 /// forever instead of getting `ERROR`, and one on a reused fd number would never see
 /// the new file. The price is one `epoll_ctl` that fails with `EEXIST` in exactly that
 /// same-iteration case; a restart in a later iteration re-adds the fd anyway.
-fn reapply_fd(w: &WatcherRef<IoKind>) {
+fn reapply_fd(w: &WatcherCore<IoKind>) {
     // SAFETY: called right before `ev_io_start` on an inactive watcher, the only time
     // libev allows the mask to change; libev clears the bit again in `ev_io_start`.
     unsafe { (*w.as_raw()).events |= ffi::EV__IOFDSET };
@@ -96,7 +96,7 @@ impl Loop {
     }
 }
 
-impl WatcherRef<IoKind> {
+impl WatcherCore<IoKind> {
     /// The watched fd.
     pub fn fd(&self) -> RawFd {
         // SAFETY: the struct is valid for reads.

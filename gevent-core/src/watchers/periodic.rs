@@ -18,7 +18,7 @@ use crate::error::{Error, Result};
 use crate::event_loop::Loop;
 use crate::sys::secs;
 use crate::sys::zeroed;
-use crate::watcher::{kind, watcher_of, Watcher, WatcherRef};
+use crate::watcher::{kind, watcher_of, Watcher, WatcherCore};
 use libev_sys as ffi;
 use std::cell::{Cell, RefCell};
 use std::fmt;
@@ -34,7 +34,7 @@ kind! {
     {
         // libev calls the reschedule closure from inside ev_periodic_start: a panic
         // there is re-raised once the start has returned.
-        fn around_start(w: &WatcherRef<Self>, start: impl FnOnce()) {
+        fn around_start(w: &WatcherCore<Self>, start: impl FnOnce()) {
             w.rescheduling(start);
         }
     }
@@ -123,7 +123,7 @@ impl Loop {
     }
 }
 
-impl WatcherRef<PeriodicKind> {
+impl WatcherCore<PeriodicKind> {
     /// The absolute time (since the Unix epoch) the watcher fires next (`ev_periodic_at`).
     pub fn at(&self) -> Duration {
         // SAFETY: the struct is valid for reads.

@@ -13,7 +13,7 @@
 use crate::error::{Error, Result};
 use crate::event_loop::Loop;
 use crate::sys::{syscall, zeroed};
-use crate::watcher::{kind, Watcher, WatcherRef};
+use crate::watcher::{kind, Watcher, WatcherCore};
 use libev_sys as ffi;
 use std::cell::Cell;
 use std::sync::Mutex;
@@ -24,13 +24,13 @@ kind! {
     /// Marker for signal watchers.
     SignalKind: ev_signal, "signal", ev_signal_start / ev_signal_stop, extra = Cell<bool>;
     {
-        fn before_start(w: &WatcherRef<Self>) -> crate::Result<()> {
+        fn before_start(w: &WatcherCore<Self>) -> crate::Result<()> {
             let l = w.raw_loop().ok_or(Error::LoopReleased)?;
             claim(w.signum(), l)?;
             w.extra.set(true);
             Ok(())
         }
-        fn after_stop(w: &WatcherRef<Self>) {
+        fn after_stop(w: &WatcherCore<Self>) {
             if w.extra.replace(false) {
                 if let Some(l) = w.raw_loop() {
                     release(w.signum(), l);
@@ -124,7 +124,7 @@ impl Loop {
     }
 }
 
-impl WatcherRef<SignalKind> {
+impl WatcherCore<SignalKind> {
     /// The signal number.
     pub fn signum(&self) -> i32 {
         // SAFETY: the struct is valid for reads.

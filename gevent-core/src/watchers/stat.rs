@@ -2,14 +2,14 @@
 //!
 //! libev uses inotify where it can and falls back to polling every `interval` (zero
 //! picks libev's default, 5 s). The callback runs when any attribute changed; compare
-//! [`attr`](WatcherRef::attr) with [`prev`](WatcherRef::prev). A path that does not exist
+//! [`attr`](WatcherCore::attr) with [`prev`](WatcherCore::prev). A path that does not exist
 //! has no attributes (`None`), so creation and deletion are changes too.
 
 use crate::error::{Error, Result};
 use crate::event_loop::Loop;
 use crate::sys::secs;
 use crate::sys::zeroed;
-use crate::watcher::{kind, Watcher, WatcherRef};
+use crate::watcher::{kind, Watcher, WatcherCore};
 use libev_sys as ffi;
 use std::ffi::CString;
 use std::os::unix::ffi::OsStrExt;
@@ -47,7 +47,7 @@ fn exists(st: &libc::stat) -> Option<libc::stat> {
     (st.st_nlink != 0).then_some(*st)
 }
 
-impl WatcherRef<StatKind> {
+impl WatcherCore<StatKind> {
     /// The watched path.
     pub fn path(&self) -> &Path {
         Path::new(std::ffi::OsStr::from_bytes(self.extra.as_bytes()))
@@ -72,7 +72,7 @@ impl WatcherRef<StatKind> {
         exists(unsafe { &(*self.as_raw()).prev })
     }
 
-    /// Reads the path's attributes now into [`attr`](WatcherRef::attr) (`ev_stat_stat`).
+    /// Reads the path's attributes now into [`attr`](WatcherCore::attr) (`ev_stat_stat`).
     pub fn stat_now(&self) -> Option<libc::stat> {
         if let Some(l) = self.raw_loop() {
             // SAFETY: live loop and watcher; ev_stat_stat only writes `attr`.

@@ -5,14 +5,14 @@
 //! monotonic clock, so wall-clock jumps do not move them. Durations cannot be negative,
 //! so libev's "negative repeat" assertion cannot be reached.
 //!
-//! For an inactivity timeout that is pushed back often, prefer [`again`](WatcherRef::again)
+//! For an inactivity timeout that is pushed back often, prefer [`again`](WatcherCore::again)
 //! (ev.pod's "be smart about timeouts", strategy 2) over stop + start.
 
 use crate::error::{Error, Result};
 use crate::event_loop::Loop;
 use crate::sys::secs;
 use crate::sys::zeroed;
-use crate::watcher::{kind, Watcher, WatcherRef};
+use crate::watcher::{kind, Watcher, WatcherCore};
 use libev_sys as ffi;
 use std::time::Duration;
 
@@ -36,7 +36,7 @@ impl Loop {
     }
 }
 
-impl WatcherRef<TimerKind> {
+impl WatcherCore<TimerKind> {
     /// Changes `after` and `repeat` (`ev_timer_set`); only while stopped.
     ///
     /// # Errors
@@ -57,7 +57,7 @@ impl WatcherRef<TimerKind> {
     }
 
     /// Changes the repeat interval; takes effect at the next expiry or
-    /// [`again`](WatcherRef::again). Allowed at any time, as in libev.
+    /// [`again`](WatcherCore::again). Allowed at any time, as in libev.
     pub fn set_repeat(&self, repeat: Duration) {
         // SAFETY: libev reads `repeat` only when rescheduling; writing it is allowed
         // while active (ev.pod, "ev_timer").
