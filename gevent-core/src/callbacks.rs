@@ -134,8 +134,8 @@ impl CallbackQueue {
     /// The queue must not move again and must stay alive until [`stop`](Self::stop);
     /// the loop must be alive and used on this thread.
     pub(crate) unsafe fn start(&self, on_prepare: PrepareCb) {
-        // SAFETY: the caller's contract: both structs stay where they are while libev
-        // holds them.
+        // SAFETY: the caller's contract: the loop is alive, and both structs stay where
+        // they are while libev holds them (the queue's own form of rule 1).
         unsafe {
             let p = self.prepare.get();
             ffi::ev_prepare_init(p, Some(on_prepare));
@@ -155,7 +155,7 @@ impl CallbackQueue {
         // Already released when the last `Loop` handle discarded the queue (nothing can
         // queue without one); let go of it here anyway, so it cannot outlive the loop.
         drop(self.hold.take());
-        // SAFETY: the caller's contract.
+        // SAFETY: the caller's contract: a live loop on its own thread.
         unsafe {
             // The prepare watcher was unref'd after its start; give the reference back
             // before stopping it, or libev's active count drifts below zero (which
@@ -172,8 +172,9 @@ impl CallbackQueue {
         self.queue.borrow_mut().push_back(cb.slot.clone());
         let mut hold = self.hold.borrow_mut();
         if hold.is_none() {
-            // SAFETY: live loop; the guard is dropped when the queue is drained or
-            // discarded, and at the latest by `stop`, before the loop is destroyed.
+            // SAFETY: the queue lives in the loop's state, so the loop is alive (rule 4);
+            // the guard is dropped when the queue is drained or discarded, and at the
+            // latest by `stop`, before the loop is destroyed.
             *hold = Some(unsafe { EvRef::new(self.raw) });
         }
         drop(hold);
@@ -200,7 +201,8 @@ impl CallbackQueue {
         for cb in queued {
             cb.cancel();
         }
-        // SAFETY: live loop; timer0 lives inside self.
+        // SAFETY: the queue lives in the loop's state, so the loop is alive (rule 4);
+        // timer0 lives inside self.
         unsafe { ffi::ev_timer_stop(self.raw, self.timer0.get()) };
         drop(self.hold.take());
     }
@@ -228,10 +230,10 @@ impl CallbackQueue {
         let left = !self.queue.borrow().is_empty();
         if left {
             // More work queued: do not let the coming poll block.
-            // SAFETY: live loop; timer0 lives inside self.
+            // SAFETY: as in `discard` (rule 4).
             unsafe { ffi::ev_timer_start(self.raw, self.timer0.get()) };
         } else {
-            // SAFETY: live loop; timer0 lives inside self.
+            // SAFETY: as in `discard` (rule 4).
             unsafe { ffi::ev_timer_stop(self.raw, self.timer0.get()) };
             drop(self.hold.take());
         }

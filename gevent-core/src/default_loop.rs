@@ -61,7 +61,7 @@ pub(crate) fn create(flags: Flags) -> Result<(*mut ffi::ev_loop, DefaultLoopOwne
     // default loop, which this thread has just claimed.
     let raw = unsafe { ffi::ev_default_loop(flags.0) };
     if !raw.is_null() {
-        // SAFETY: raw is the default loop, just created on this thread.
+        // SAFETY: raw is the default loop, just created on this thread (rule 7).
         unsafe { ffi::libev_sys_child_reaping_stop(raw) };
     }
     Ok((raw, token))

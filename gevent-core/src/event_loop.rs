@@ -50,7 +50,7 @@ pub enum Break {
 
 /// libev's version, `(major, minor)`.
 pub fn version() -> (i32, i32) {
-    // SAFETY: plain getters.
+    // SAFETY: getters of libev's build, without preconditions.
     unsafe { (ffi::ev_version_major(), ffi::ev_version_minor()) }
 }
 
@@ -86,7 +86,7 @@ impl LoopInner {
     /// `l` must be a loop created by this module (its userdata is a `LoopInner`) and
     /// still alive.
     pub(crate) unsafe fn from_raw<'a>(l: *mut ffi::ev_loop) -> &'a LoopInner {
-        // SAFETY: the caller's contract; userdata is set right after creation.
+        // SAFETY: the caller's contract, and rule 8: userdata is the LoopInner.
         unsafe { &*(ffi::ev_userdata(l) as *const LoopInner) }
     }
 
@@ -121,7 +121,8 @@ impl LoopInner {
             *slot = Some(payload);
         }
         drop(slot);
-        // SAFETY: the loop is alive (self is its userdata).
+        // SAFETY: `self` is the loop's state, so the loop is alive (rules 4 and 8), on
+        // this thread (rule 7).
         unsafe { ffi::ev_break(self.raw, ffi::EVBREAK_ALL as c_int) };
     }
 
@@ -161,7 +162,8 @@ impl LoopInner {
 
 /// The callback queue's prepare watcher: drain it, with this loop's panic routing.
 unsafe extern "C" fn prepare_cb(l: *mut ffi::ev_loop, _w: *mut ffi::ev_prepare, _revents: c_int) {
-    // SAFETY: the internal prepare watcher exists only on loops made here.
+    // SAFETY: the internal prepare watcher exists only on loops made by `Loop::wrap`,
+    // whose userdata is their LoopInner (rule 8), and libev calls it inside the loop.
     let inner = unsafe { LoopInner::from_raw(l) };
     inner.drain_callbacks();
 }
@@ -172,9 +174,10 @@ impl LoopInner {
     /// [`LoopRc`], through a shared reference: the callbacks build their own.
     fn destroy(&self) -> Option<PanicPayload> {
         self.releasing.set(true);
-        // SAFETY: the caller is the last strong reference and `releasing` keeps weak ones
-        // from upgrading, so no watcher but cleanup watchers (which hold a weak link and
-        // are invoked by ev_loop_destroy) refers to this loop, and nothing can start one.
+        // SAFETY: rule 4: the caller is the last strong reference and `releasing` keeps
+        // weak ones from upgrading, so no watcher but cleanup watchers (which hold a weak
+        // link and are invoked by ev_loop_destroy) refers to this loop, and nothing can
+        // start one. The queue's watchers were started by `wrap`.
         unsafe {
             self.callbacks.stop();
             // Deliver events still queued (fed to cleanup watchers, the only ones left):
@@ -251,7 +254,8 @@ impl Drop for LoopRc {
         // cannot have company, but stay safe if it ever had.
         let last = Rc::strong_count(&self.0) == 1 && !self.0.releasing.get();
         let panic = if last { self.0.destroy() } else { None };
-        // SAFETY: the Rc is taken out exactly once, here, and never used again.
+        // SAFETY: the Rc is taken out of the ManuallyDrop exactly once, here, and never
+        // used again.
         drop(unsafe { ManuallyDrop::take(&mut self.0) });
         // A panic from a cleanup callback has nowhere to go but here.
         if let Some(p) = panic {
@@ -346,7 +350,7 @@ impl Loop {
     pub fn with_flags(flags: Flags) -> Result<Loop> {
         syserr::install();
         let flags = check_backends(flags)?;
-        // SAFETY: plain constructor; null on failure.
+        // SAFETY: a constructor without preconditions; null on failure.
         let raw = unsafe { ffi::ev_loop_new(flags.0) };
         Loop::wrap(raw, None, flags)
     }
@@ -397,7 +401,7 @@ impl Loop {
     fn wrap(raw: *mut ffi::ev_loop, owner: Option<DefaultLoopOwner>, flags: Flags) -> Result<Loop> {
         if let Some(e) = syserr::take() {
             if !raw.is_null() {
-                // SAFETY: created above and never shared.
+                // SAFETY: just made by libev, and nothing else knows of it yet.
                 unsafe { ffi::ev_loop_destroy(raw) };
             }
             return Err(e);
@@ -424,8 +428,9 @@ impl Loop {
             watchers: Registry::default(),
             quiesced: Cell::new(false),
         });
-        // SAFETY: `inner` lives in an Rc (stable address) for as long as the loop; the
-        // last LoopRc destroys the loop before the memory goes.
+        // SAFETY: rule 8: `inner` lives in an Rc (stable address) for as long as the
+        // loop, since the last LoopRc destroys the loop before the memory goes; the
+        // queue inside it therefore stays put until `destroy` stops its watchers.
         unsafe {
             ffi::ev_set_userdata(raw, inner.as_ptr() as *mut _);
             inner.callbacks.start(prepare_cb);
@@ -451,8 +456,8 @@ impl Loop {
             return Ok(false);
         }
         let running = syserr::Running::enter(self.inner.raw);
-        // SAFETY: live loop on its own thread; callbacks never unwind into C (every
-        // trampoline catches panics).
+        // SAFETY: this handle keeps the loop alive (rule 4), on its own thread (rule 7),
+        // and not being destroyed (checked above); no callback unwinds into C (rule 5).
         let more = unsafe { ffi::ev_run(self.inner.raw, flags) };
         drop(running);
         let panic = self.inner.panic.borrow_mut().take();
@@ -504,26 +509,26 @@ impl Loop {
             Break::All => ffi::EVBREAK_ALL,
             Break::Cancel => ffi::EVBREAK_CANCEL,
         };
-        // SAFETY: live loop.
+        // SAFETY: this handle keeps the loop alive (rule 4), on its own thread (rule 7).
         unsafe { ffi::ev_break(self.inner.raw, h as c_int) }
     }
 
     /// The loop's idea of the current time, as a duration since the Unix epoch: the
     /// time of the last poll, which timers are relative to (`ev_now`).
     pub fn now(&self) -> Duration {
-        // SAFETY: live loop.
+        // SAFETY: this handle keeps the loop alive (rule 4), on its own thread (rule 7).
         secs(unsafe { ffi::ev_now(self.inner.raw) })
     }
 
     /// Refreshes [`now`](Loop::now) from the clock (`ev_now_update`).
     pub fn update_now(&self) {
-        // SAFETY: live loop.
+        // SAFETY: this handle keeps the loop alive (rule 4), on its own thread (rule 7).
         unsafe { ffi::ev_now_update(self.inner.raw) }
     }
 
     /// The backend in use (an `EVBACKEND_*` bit); see [`backend_names`].
     pub fn backend(&self) -> u32 {
-        // SAFETY: live loop.
+        // SAFETY: this handle keeps the loop alive (rule 4), on its own thread (rule 7).
         unsafe { ffi::ev_backend(self.inner.raw) }
     }
 
@@ -534,19 +539,19 @@ impl Loop {
 
     /// How many times the loop polled for events (`ev_iteration`).
     pub fn iteration(&self) -> u32 {
-        // SAFETY: live loop.
+        // SAFETY: this handle keeps the loop alive (rule 4), on its own thread (rule 7).
         unsafe { ffi::ev_iteration(self.inner.raw) }
     }
 
     /// How many `run` calls are nested right now (`ev_depth`).
     pub fn depth(&self) -> u32 {
-        // SAFETY: live loop.
+        // SAFETY: this handle keeps the loop alive (rule 4), on its own thread (rule 7).
         unsafe { ffi::ev_depth(self.inner.raw) }
     }
 
     /// Watchers with events waiting for their callbacks (`ev_pending_count`).
     pub fn pending_count(&self) -> u32 {
-        // SAFETY: live loop.
+        // SAFETY: this handle keeps the loop alive (rule 4), on its own thread (rule 7).
         unsafe { ffi::ev_pending_count(self.inner.raw) }
     }
 
@@ -565,8 +570,8 @@ impl Loop {
     /// ```
     pub fn hold(&self) -> LoopRef {
         LoopRef {
-            // SAFETY: live loop, on its own thread (Loop is !Send); the guard's own
-            // strong reference keeps it alive until the EvRef is dropped.
+            // SAFETY: this handle keeps the loop alive (rule 4), on its own thread (rule
+            // 7); the guard's own strong reference keeps it alive until the EvRef goes.
             _held: unsafe { EvRef::new(self.inner.raw) },
             _lp: self.inner.clone(),
         }
@@ -575,14 +580,14 @@ impl Loop {
     /// Adds a reference that keeps `run` from returning (`ev_ref`). Pair with
     /// [`unref`](Loop::unref), or let [`hold`](Loop::hold) pair them.
     pub fn ref_(&self) {
-        // SAFETY: live loop.
+        // SAFETY: this handle keeps the loop alive (rule 4), on its own thread (rule 7).
         unsafe { ffi::ev_ref(self.inner.raw) }
     }
 
     /// Drops a reference (`ev_unref`); see [`Watcher::set_ref`](crate::WatcherCore::set_ref)
     /// for the per-watcher form, which is what you usually want.
     pub fn unref(&self) {
-        // SAFETY: live loop.
+        // SAFETY: this handle keeps the loop alive (rule 4), on its own thread (rule 7).
         unsafe { ffi::ev_unref(self.inner.raw) }
     }
 
@@ -591,33 +596,33 @@ impl Loop {
     /// the loop's structures and checks nothing; it is kept for ports of C code. With
     /// the `libev-asserts` feature the checks run, and a failed one aborts the process.
     pub fn verify(&self) {
-        // SAFETY: live loop.
+        // SAFETY: this handle keeps the loop alive (rule 4), on its own thread (rule 7).
         unsafe { ffi::ev_verify(self.inner.raw) }
     }
 
     /// Call in the child after `fork(2)` to re-create the kernel state (epoll fd,
     /// signal pipe) on its next iteration (`ev_loop_fork`).
     pub fn fork(&self) {
-        // SAFETY: live loop.
+        // SAFETY: this handle keeps the loop alive (rule 4), on its own thread (rule 7).
         unsafe { ffi::ev_loop_fork(self.inner.raw) }
     }
 
     /// Suspends timers while the process is stopped, e.g. across a `SIGTSTP`
     /// (`ev_suspend`); pair with [`resume`](Loop::resume).
     pub fn suspend(&self) {
-        // SAFETY: live loop.
+        // SAFETY: this handle keeps the loop alive (rule 4), on its own thread (rule 7).
         unsafe { ffi::ev_suspend(self.inner.raw) }
     }
 
     /// Resumes after [`suspend`](Loop::suspend) (`ev_resume`).
     pub fn resume(&self) {
-        // SAFETY: live loop.
+        // SAFETY: this handle keeps the loop alive (rule 4), on its own thread (rule 7).
         unsafe { ffi::ev_resume(self.inner.raw) }
     }
 
     /// Lets libev batch io events for up to `d` (`ev_set_io_collect_interval`).
     pub fn set_io_collect_interval(&self, d: Duration) {
-        // SAFETY: live loop.
+        // SAFETY: this handle keeps the loop alive (rule 4), on its own thread (rule 7).
         unsafe { ffi::ev_set_io_collect_interval(self.inner.raw, d.as_secs_f64()) }
     }
 
@@ -627,7 +632,7 @@ impl Loop {
     /// overflow the backend's timeout.
     pub fn set_timeout_collect_interval(&self, d: Duration) {
         let d = d.as_secs_f64().min(MAX_BLOCKTIME);
-        // SAFETY: live loop.
+        // SAFETY: this handle keeps the loop alive (rule 4), on its own thread (rule 7).
         unsafe { ffi::ev_set_timeout_collect_interval(self.inner.raw, d) }
     }
 

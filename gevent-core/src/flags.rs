@@ -96,13 +96,13 @@ pub fn backend_names(bits: u32) -> String {
 /// built: libev 4.33 cannot tear an io_uring loop down cleanly; see
 /// `libev-sys/csrc/ev_config.h`.)
 pub fn supported_backends() -> Flags {
-    // SAFETY: plain getter.
+    // SAFETY: a getter of libev's build and the kernel, without preconditions.
     Flags(unsafe { ffi::ev_supported_backends() })
 }
 
 /// The backends libev recommends on this system (what `Flags::AUTO` picks from).
 pub fn recommended_backends() -> Flags {
-    // SAFETY: plain getter.
+    // SAFETY: a getter of libev's build and the kernel, without preconditions.
     Flags(unsafe { ffi::ev_recommended_backends() })
 }
 

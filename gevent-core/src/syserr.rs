@@ -24,7 +24,7 @@ unsafe extern "C" fn syserr_cb(msg: *const std::ffi::c_char) {
     let message = if msg.is_null() {
         "(libev) system error".to_owned()
     } else {
-        // SAFETY: libev passes a static NUL-terminated string.
+        // SAFETY: libev passes a static NUL-terminated string (ev.c's syserr calls).
         unsafe { std::ffi::CStr::from_ptr(msg) }
             .to_string_lossy()
             .into_owned()
@@ -32,7 +32,8 @@ unsafe extern "C" fn syserr_cb(msg: *const std::ffi::c_char) {
     let _ = SYSERR.try_with(|s| *s.borrow_mut() = Some(Error::System { message, errno }));
     let running = RUNNING.try_with(Cell::get).unwrap_or(std::ptr::null_mut());
     if !running.is_null() {
-        // SAFETY: the loop is inside ev_run on this thread.
+        // SAFETY: `Running` marks a loop only while `run` holds a handle to it (rule 4)
+        // inside ev_run on this thread (rule 7).
         unsafe { ffi::ev_break(running, ffi::EVBREAK_ALL as c_int) };
     }
 }
@@ -47,7 +48,8 @@ pub(crate) fn take() -> Option<Error> {
 /// Installs the syserr callback (once per process); call before creating a loop.
 pub(crate) fn install() {
     static ONCE: std::sync::Once = std::sync::Once::new();
-    // SAFETY: installs a process-wide function pointer; libev reads it on errors.
+    // SAFETY: installs a process-wide function pointer, which libev only reads (on
+    // errors); syserr_cb never unwinds (rule 5).
     ONCE.call_once(|| unsafe { ffi::ev_set_syserr_cb(Some(syserr_cb)) });
 }
 

@@ -11,12 +11,16 @@
 //!   raw.data = pointer to the WatcherCore ──► trampoline::<K> finds its way back
 //! ```
 //!
+//! The rules named here are the crate's [soundness rules](crate#soundness-rules).
+//!
 //! The libev struct lives inside an `Rc` allocation, so it never moves (rule 1). The
 //! owning handle stops the watcher when dropped, and `ev_TYPE_stop` also clears a
 //! pending event, so libev never touches freed memory (rules 1 and 2). The trampoline
 //! takes an extra strong count for the duration of a callback, and moves the closure
 //! out of its slot while it runs, so a callback may stop, restart, re-arm, replace or
-//! drop its own watcher (rule 3). Panics are caught before they reach C (rule 5).
+//! drop its own watcher (rule 3). Panics are caught before they reach C (rule 5). The
+//! struct's `data` points back at the `WatcherCore` (rule 9), which is how the
+//! trampoline, through `watcher_of`, finds its way back.
 //!
 //! The watcher state machine is libev's: *initialised* (made, not started) →
 //! `start` → *active* → event → *pending* → callback runs → *active* (or *stopped*
@@ -254,8 +258,9 @@ impl<K: Kind> Watcher<K> {
             detached: Cell::new(false),
         });
         let w = inner.raw.get();
-        // SAFETY: the struct now has its final address inside the Rc. ev_init keeps the
-        // ev_TYPE_set fields and resets the header; data points back at the WatcherCore.
+        // SAFETY: rule 1: the struct has its final address inside the Rc, and nothing
+        // has started it. ev_init keeps the ev_TYPE_set fields and resets the header;
+        // `data` is set to the WatcherCore (rule 9).
         unsafe {
             let cb: RawCb<K::Raw> = Some(trampoline::<K>);
             ffi::ev_init(w, cb);
@@ -283,7 +288,8 @@ impl<K: Kind> Watcher<K> {
 
     fn detach_inner(self) {
         let this = std::mem::ManuallyDrop::new(self);
-        // SAFETY: `this` is never used or dropped again, so the Rc moves out exactly once.
+        // SAFETY: `this` is ManuallyDrop and never used again, so the Rc moves out of it
+        // exactly once.
         let inner = unsafe { std::ptr::read(&this.inner) };
         if !inner.is_active() && !inner.is_pending() {
             inner.stop();
@@ -355,7 +361,8 @@ impl<K: Kind> WatcherCore<K> {
     /// `ev_TYPE_start` plus the ref bookkeeping; the callback must already be set.
     pub(crate) fn start_raw(&self, l: *mut ffi::ev_loop) {
         K::around_start(self, || {
-            // SAFETY: the struct is initialised and lives as long as the Rc (rule 1).
+            // SAFETY: the struct is initialised and lives in the Rc (rule 1); `l` is the
+            // watcher's loop, alive while the watcher links to it (rule 4).
             unsafe { K::ev_start(l, self.as_raw()) }
         });
         self.after_start(l);
@@ -365,7 +372,8 @@ impl<K: Kind> WatcherCore<K> {
     /// `again`).
     pub(crate) fn after_start(&self, l: *mut ffi::ev_loop) {
         if self.no_ref.get() && !self.unrefd.get() && self.is_active() {
-            // SAFETY: live loop.
+            // SAFETY: `l` is the watcher's loop, alive while linked (rule 4); the
+            // matching ev_ref is in `rebalance_ref`.
             unsafe { ffi::ev_unref(l) };
             self.unrefd.set(true);
         }
@@ -413,19 +421,21 @@ impl<K: Kind> WatcherCore<K> {
     pub(crate) fn stop_inner(&self, drop_cb: bool) {
         if let Some(l) = self.raw_loop() {
             self.rebalance_ref(l);
-            // SAFETY: the struct is valid; ev_TYPE_stop also clears a pending event, and
-            // is a no-op for an inactive watcher.
+            // SAFETY: the struct lives in this allocation (rule 1) and `l` is its live
+            // loop (rule 4); a watcher that is not pending is left as it is.
             unsafe { ffi::ev_clear_pending(l, self.as_raw().cast()) };
             K::around_stop(self, || {
-                // SAFETY: as above.
+                // SAFETY: as above (rules 1 and 4); stopping an inactive watcher does
+                // nothing.
                 unsafe { K::ev_stop(l, self.as_raw()) }
             });
             K::after_stop(self);
         } else if let Some(l) = self.destroying_loop() {
             // A cleanup watcher still queued by ev_loop_destroy (another cleanup callback
             // is stopping or dropping it): take it out of the queue before it is freed.
-            // SAFETY: see `destroying_loop`; the pending queue is alive until every
-            // queued watcher was invoked.
+            // SAFETY: see `destroying_loop`: the loop is being destroyed but is still
+            // alive (the exception rule 4 makes for cleanup watchers), and its pending
+            // queue lives until every queued watcher was invoked.
             unsafe { ffi::ev_clear_pending(l, self.as_raw().cast()) };
         }
         if drop_cb {
@@ -450,7 +460,8 @@ impl<K: Kind> WatcherCore<K> {
     /// referenced again before a stop).
     fn rebalance_ref(&self, l: *mut ffi::ev_loop) {
         if self.unrefd.replace(false) {
-            // SAFETY: live loop; pairs with the ev_unref done at start.
+            // SAFETY: `l` is the watcher's loop, alive while linked (rule 4); this gives
+            // back the ev_unref of `after_start` or `set_ref`.
             unsafe { ffi::ev_ref(l) };
         }
     }
@@ -468,13 +479,14 @@ impl<K: Kind> WatcherCore<K> {
 
     /// True while started (`ev_is_active`).
     pub fn is_active(&self) -> bool {
-        // SAFETY: the struct is valid for reads.
+        // SAFETY: rule 1: the struct lives in this allocation, and libev writes it
+        // only on this thread (rule 7), never during this read.
         unsafe { ffi::ev_is_active(self.as_raw()) != 0 }
     }
 
     /// True while an event waits for the callback (`ev_is_pending`).
     pub fn is_pending(&self) -> bool {
-        // SAFETY: the struct is valid for reads.
+        // SAFETY: as in `is_active` (rules 1 and 7).
         unsafe { ffi::ev_is_pending(self.as_raw()) != 0 }
     }
 
@@ -492,7 +504,7 @@ impl<K: Kind> WatcherCore<K> {
 
     /// The priority, `MINPRI..=MAXPRI` (`ev_priority`).
     pub fn priority(&self) -> i32 {
-        // SAFETY: the struct is valid for reads.
+        // SAFETY: as in `is_active` (rules 1 and 7).
         unsafe { ffi::ev_priority(self.as_raw()) }
     }
 
@@ -508,7 +520,8 @@ impl<K: Kind> WatcherCore<K> {
         if self.is_active() || self.is_pending() {
             return Err(Error::WatcherActive("change the priority"));
         }
-        // SAFETY: inactive watcher.
+        // SAFETY: neither active nor pending (checked above), so libev allows the
+        // change; the struct lives in this allocation (rule 1).
         unsafe { ffi::ev_set_priority(self.as_raw(), pri) };
         Ok(())
     }
@@ -520,7 +533,8 @@ impl<K: Kind> WatcherCore<K> {
         self.no_ref.set(!keep_alive);
         let Some(l) = self.raw_loop() else { return };
         if !keep_alive && !self.unrefd.get() && self.is_active() {
-            // SAFETY: live loop.
+            // SAFETY: `l` is the watcher's loop, alive while linked (rule 4); the
+            // matching ev_ref is in `rebalance_ref`.
             unsafe { ffi::ev_unref(l) };
             self.unrefd.set(true);
         } else if keep_alive {
@@ -539,7 +553,8 @@ impl<K: Kind> WatcherCore<K> {
     /// [`set_callback`](WatcherCore::set_callback), and [`stop`](WatcherCore::stop) drops it.
     pub fn feed(&self, events: Events) {
         if let Some(l) = self.raw_loop() {
-            // SAFETY: live loop and watcher; stop/drop clear the pending state (rule 1).
+            // SAFETY: the struct and its loop `l` are alive (rules 1 and 4); the watcher
+            // is now pending, which stop and drop clear again (rules 1 and 2).
             unsafe { ffi::ev_feed_event(l, self.as_raw().cast(), events.bits() as c_int) }
         }
     }
@@ -548,9 +563,11 @@ impl<K: Kind> WatcherCore<K> {
     /// (`ev_clear_pending`).
     pub fn clear_pending(&self) -> Events {
         match self.raw_loop().or_else(|| self.destroying_loop()) {
-            // SAFETY: live loop and watcher.
             Some(l) => {
-                Events::from_bits(unsafe { ffi::ev_clear_pending(l, self.as_raw().cast()) } as u32)
+                // SAFETY: the struct lives in this allocation (rule 1); `l` is its live
+                // loop (rule 4) or, for `destroying_loop`, one still being destroyed.
+                let bits = unsafe { ffi::ev_clear_pending(l, self.as_raw().cast()) };
+                Events::from_bits(bits as u32)
             }
             None => Events::NONE,
         }
@@ -573,9 +590,9 @@ impl<K: Kind> WatcherCore<K> {
 /// # Safety
 /// `w` must be the libev struct of a live watcher of kind `K`, made by `Watcher::new`.
 pub(crate) unsafe fn watcher_of<K: Kind>(w: *mut K::Raw) -> Rc<WatcherCore<K>> {
-    // SAFETY: K::Raw begins with the ev_watcher header (EvWatcher); its `data` points
-    // at the WatcherCore inside an Rc allocation, alive by the caller's contract, so
-    // taking one more strong count and an Rc for it is sound.
+    // SAFETY: K::Raw begins with the ev_watcher header (EvWatcher's contract); its
+    // `data` is the WatcherCore inside an Rc allocation (rule 9), alive by the caller's
+    // contract, so one more strong count, owned by the returned Rc, is sound.
     unsafe {
         let p = (*w.cast::<ffi::ev_watcher>()).data as *const WatcherCore<K>;
         Rc::increment_strong_count(p);
@@ -586,12 +603,14 @@ pub(crate) unsafe fn watcher_of<K: Kind>(w: *mut K::Raw) -> Rc<WatcherCore<K>> {
 /// The one C callback for every watcher of type `K`.
 unsafe extern "C" fn trampoline<K: Kind>(l: *mut ffi::ev_loop, w: *mut K::Raw, revents: c_int) {
     // SAFETY: libev calls only active or pending watchers, and those are alive:
-    // dropping the last handle stops and un-pends first.
+    // dropping the last handle stops and un-pends first (rules 1 and 2). The Rc keeps
+    // this one alive until the callback has returned (rule 3).
     let this = unsafe { watcher_of::<K>(w) };
     this.after_libev_stop(l);
     // A quiesced loop runs no callback, but cleanup watchers still fire as it is
     // destroyed: they are how a program hooks that moment.
-    // SAFETY: the loop is alive while it runs callbacks (its userdata is a LoopInner).
+    // SAFETY: libev calls back only from inside a live loop, whose userdata is its
+    // LoopInner (rule 8).
     let quiesced = !K::WEAK_LOOP && unsafe { LoopInner::from_raw(l) }.quiesced.get();
     let taken = if quiesced {
         None
@@ -616,7 +635,8 @@ unsafe extern "C" fn trampoline<K: Kind>(l: *mut ffi::ev_loop, w: *mut K::Raw, r
             if K::STOP_ON_PANIC {
                 this.stop();
             }
-            // SAFETY: the loop is alive while it runs callbacks.
+            // SAFETY: as above (rule 8); for a cleanup watcher, userdata stays valid until
+            // ev_loop_destroy returns.
             unsafe { LoopInner::from_raw(l) }.handle_panic(p);
         }
     }
@@ -642,11 +662,12 @@ macro_rules! kind {
             const NAME: &'static str = $name;
             $(const $flag: bool = $val;)*
             unsafe fn ev_start(l: *mut libev_sys::ev_loop, w: *mut Self::Raw) {
-                // SAFETY: forwarded from the generic machinery.
+                // SAFETY: the generic machinery passes the watcher's live loop (rule 4)
+                // and its initialised struct (rule 1).
                 unsafe { libev_sys::$start(l, w) }
             }
             unsafe fn ev_stop(l: *mut libev_sys::ev_loop, w: *mut Self::Raw) {
-                // SAFETY: forwarded from the generic machinery.
+                // SAFETY: as for $start (rules 1 and 4).
                 unsafe { libev_sys::$stop(l, w) }
             }
             $($items)*

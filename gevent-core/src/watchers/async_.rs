@@ -27,18 +27,18 @@ struct Target {
     /// Sent while stopped: to be sent for real at the next start.
     early: bool,
 }
-// SAFETY: the pointers are only used for ev_async_send, which libev documents as safe
-// to call from any thread, and only under the mutex that `AsyncExtra::drop` takes
-// before the watcher (and with it the loop reference) goes away.
+// SAFETY: rule 7's one exception. The pointers are used only for ev_async_send, which
+// libev documents as safe to call from any thread, and only under the mutex that
+// `AsyncExtra::drop` takes before the watcher (and with it the loop, rule 4) goes.
 unsafe impl Send for Target {}
 
 impl Target {
     /// Sends now if the watcher is started; otherwise remembers the send for its start.
     fn send(&mut self) {
         if self.started {
-            // SAFETY: the watcher and its loop are alive while the target is set (the
-            // caller holds the lock), and the watcher is started, so libev's wake-up
-            // pipe exists.
+            // SAFETY: the watcher and its loop are alive while the target is set and the
+            // caller holds the lock (rules 1 and 4, see `Send for Target`), and the
+            // watcher is started, so libev's wake-up pipe exists.
             unsafe { ffi::ev_async_send(self.lp, self.w) };
         } else {
             self.early = true;
@@ -167,7 +167,8 @@ impl WatcherCore<AsyncKind> {
     /// to while stopped.
     pub fn pending(&self) -> bool {
         match &*self.extra.0.lock() {
-            // SAFETY: the struct is valid for reads; the field is read as volatile.
+            // SAFETY: the struct lives in this allocation (rule 1); the field other
+            // threads' sends write is read as volatile, as C declares it.
             Some(t) if t.started => unsafe { ffi::ev_async_pending(self.as_raw()) != 0 },
             Some(t) => t.early,
             None => false,

@@ -30,13 +30,14 @@ kind! {
             let lp = w.loop_inner().ok_or(Error::LoopReleased)?;
             if lp.watchers.no_children() {
                 claim(libc::SIGCHLD, lp.raw)?;
-                // SAFETY: lp.raw is the default loop (checked when the watcher was made).
+                // SAFETY: lp.raw is the default loop (checked when the watcher was made),
+                // alive while the watcher links to it (rule 4), on this thread (rule 7).
                 unsafe { ffi::libev_sys_child_reaping_start(lp.raw) };
             }
             lp.watchers.add_child();
             w.extra.set(true);
             // Reap children that exited before anyone was listening.
-            // SAFETY: live default loop.
+            // SAFETY: as above (rules 4 and 7).
             unsafe { ffi::ev_feed_signal_event(lp.raw, libc::SIGCHLD) };
             Ok(())
         }
@@ -46,7 +47,7 @@ kind! {
             }
             if let Some(lp) = w.loop_inner() {
                 if lp.watchers.remove_child() {
-                    // SAFETY: live default loop.
+                    // SAFETY: the watcher's live default loop (rules 4 and 7).
                     unsafe { ffi::libev_sys_child_reaping_stop(lp.raw) };
                     release(libc::SIGCHLD, lp.raw);
                 }
@@ -73,7 +74,7 @@ impl Loop {
             return Err(Error::InvalidPid(pid));
         }
         let mut raw: ffi::ev_child = zeroed();
-        // SAFETY: a fresh, inactive struct.
+        // SAFETY: `raw` is a fresh struct that nothing has started or points at.
         unsafe { ffi::ev_child_set(&mut raw, pid, trace as i32) };
         Ok(Watcher::new(self, raw, Cell::new(false)))
     }
@@ -82,19 +83,22 @@ impl Loop {
 impl WatcherCore<ChildKind> {
     /// The pid being watched (0: any).
     pub fn pid(&self) -> i32 {
-        // SAFETY: the struct is valid for reads.
+        // SAFETY: rule 1: the struct lives in this allocation, and libev writes it
+        // only on this thread (rule 7), never during this read.
         unsafe { (*self.as_raw()).pid }
     }
 
     /// The pid that changed status last (`rpid`).
     pub fn rpid(&self) -> i32 {
-        // SAFETY: the struct is valid for reads.
+        // SAFETY: rule 1: the struct lives in this allocation, and libev writes it
+        // only on this thread (rule 7), never during this read.
         unsafe { (*self.as_raw()).rpid }
     }
 
     /// The raw `waitpid` status of that change (`rstatus`).
     pub fn rstatus(&self) -> i32 {
-        // SAFETY: the struct is valid for reads.
+        // SAFETY: rule 1: the struct lives in this allocation, and libev writes it
+        // only on this thread (rule 7), never during this read.
         unsafe { (*self.as_raw()).rstatus }
     }
 

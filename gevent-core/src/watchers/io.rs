@@ -58,8 +58,9 @@ pub type Io = Watcher<IoKind>;
 /// the new file. The price is one `epoll_ctl` that fails with `EEXIST` in exactly that
 /// same-iteration case; a restart in a later iteration re-adds the fd anyway.
 fn reapply_fd(w: &WatcherCore<IoKind>) {
-    // SAFETY: called right before `ev_io_start` on an inactive watcher, the only time
-    // libev allows the mask to change; libev clears the bit again in `ev_io_start`.
+    // SAFETY: called right before `ev_io_start` on a stopped watcher, when libev allows
+    // the mask to change (it clears the bit again in `ev_io_start`); the struct lives
+    // in the watcher's allocation (rule 1).
     unsafe { (*w.as_raw()).events |= ffi::EV__IOFDSET };
 }
 
@@ -90,7 +91,7 @@ impl Loop {
         check_fd(fd)?;
         check_events(events)?;
         let mut raw: ffi::ev_io = zeroed();
-        // SAFETY: a fresh, inactive struct.
+        // SAFETY: `raw` is a fresh struct that nothing has started or points at.
         unsafe { ffi::ev_io_set(&mut raw, fd, events.bits() as i32) };
         Ok(Watcher::new(self, raw, ()))
     }
@@ -99,13 +100,15 @@ impl Loop {
 impl WatcherCore<IoKind> {
     /// The watched fd.
     pub fn fd(&self) -> RawFd {
-        // SAFETY: the struct is valid for reads.
+        // SAFETY: rule 1: the struct lives in this allocation, and libev writes it
+        // only on this thread (rule 7), never during this read.
         unsafe { (*self.as_raw()).fd }
     }
 
     /// The events of interest.
     pub fn events(&self) -> Events {
-        // SAFETY: the struct is valid for reads.
+        // SAFETY: rule 1: the struct lives in this allocation, and libev writes it
+        // only on this thread (rule 7), never during this read.
         Events::from_bits(unsafe { (*self.as_raw()).events } as u32)
             & (Events::READ | Events::WRITE)
     }
@@ -120,7 +123,8 @@ impl WatcherCore<IoKind> {
         }
         check_fd(fd)?;
         check_events(events)?;
-        // SAFETY: inactive watcher.
+        // SAFETY: the watcher is stopped (checked above), so libev allows the change;
+        // the struct lives in this allocation (rule 1).
         unsafe { ffi::ev_io_set(self.as_raw(), fd, events.bits() as i32) };
         Ok(())
     }
@@ -134,7 +138,8 @@ impl WatcherCore<IoKind> {
             return Err(Error::WatcherActive("change an io watcher's events"));
         }
         check_events(events)?;
-        // SAFETY: inactive watcher.
+        // SAFETY: the watcher is stopped (checked above), so libev allows the change;
+        // the struct lives in this allocation (rule 1).
         unsafe { ffi::ev_io_modify(self.as_raw(), events.bits() as i32) };
         Ok(())
     }

@@ -75,8 +75,8 @@ impl PeriodicExtra {
 pub type Periodic = Watcher<PeriodicKind>;
 
 unsafe extern "C" fn reschedule_cb(w: *mut ffi::ev_periodic, now: f64) -> f64 {
-    // SAFETY: libev calls this only for a started watcher (Watcher::new made it and
-    // set the callback), which is alive while it is active.
+    // SAFETY: libev calls this only for a periodic watcher being started or active,
+    // made by Watcher::new; such a watcher is alive (rules 1 and 2).
     let this = unsafe { watcher_of::<PeriodicKind>(w) };
     let taken = this.extra.reschedule.borrow_mut().take();
     let Some(mut f) = taken else { return now };
@@ -102,7 +102,7 @@ impl Loop {
     /// `offset` when `interval` is zero (`ev_periodic_init`). Not started yet.
     pub fn periodic(&self, offset: Duration, interval: Duration) -> Periodic {
         let mut raw: ffi::ev_periodic = zeroed();
-        // SAFETY: a fresh, inactive struct.
+        // SAFETY: `raw` is a fresh struct that nothing has started or points at.
         unsafe {
             ffi::ev_periodic_set(&mut raw, offset.as_secs_f64(), interval.as_secs_f64(), None)
         };
@@ -116,7 +116,8 @@ impl Loop {
         reschedule: impl FnMut(Duration) -> Duration + 'static,
     ) -> Periodic {
         let mut raw: ffi::ev_periodic = zeroed();
-        // SAFETY: a fresh, inactive struct; the callback finds its closure through data.
+        // SAFETY: `raw` is a fresh struct that nothing has started or points at; the
+        // callback finds its closure through `data` (rule 9).
         unsafe { ffi::ev_periodic_set(&mut raw, 0.0, 0.0, Some(reschedule_cb)) };
         let f: Reschedule = Box::new(reschedule);
         Watcher::new(self, raw, PeriodicExtra::new(Some(f)))
@@ -126,19 +127,22 @@ impl Loop {
 impl WatcherCore<PeriodicKind> {
     /// The absolute time (since the Unix epoch) the watcher fires next (`ev_periodic_at`).
     pub fn at(&self) -> Duration {
-        // SAFETY: the struct is valid for reads.
+        // SAFETY: rule 1: the struct lives in this allocation, and libev writes it
+        // only on this thread (rule 7), never during this read.
         secs(unsafe { ffi::ev_periodic_at(self.as_raw()) })
     }
 
     /// The offset.
     pub fn offset(&self) -> Duration {
-        // SAFETY: the struct is valid for reads.
+        // SAFETY: rule 1: the struct lives in this allocation, and libev writes it
+        // only on this thread (rule 7), never during this read.
         secs(unsafe { (*self.as_raw()).offset })
     }
 
     /// The interval (zero for one-shot and rescheduled watchers).
     pub fn interval(&self) -> Duration {
-        // SAFETY: the struct is valid for reads.
+        // SAFETY: rule 1: the struct lives in this allocation, and libev writes it
+        // only on this thread (rule 7), never during this read.
         secs(unsafe { (*self.as_raw()).interval })
     }
 
@@ -151,7 +155,8 @@ impl WatcherCore<PeriodicKind> {
         if self.is_active() {
             return Err(Error::WatcherActive("set a periodic watcher"));
         }
-        // SAFETY: inactive watcher.
+        // SAFETY: the watcher is stopped (checked above), so libev allows the change;
+        // the struct lives in this allocation (rule 1).
         unsafe {
             let rcb = (*self.as_raw()).reschedule_cb;
             ffi::ev_periodic_set(
@@ -174,7 +179,8 @@ impl WatcherCore<PeriodicKind> {
         if !self.is_active() && !self.has_callback() {
             return Err(Error::NoCallback("periodic"));
         }
-        // SAFETY: live loop and watcher; again = stop + start in libev.
+        // SAFETY: the struct and its live loop (rules 1 and 4); libev's again is a stop
+        // and a start.
         self.rescheduling(|| unsafe { ffi::ev_periodic_again(l, self.as_raw()) });
         self.after_start(l);
         Ok(())

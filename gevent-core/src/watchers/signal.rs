@@ -118,7 +118,7 @@ impl Loop {
     pub fn signal(&self, signum: i32) -> Result<Signal> {
         check_signum(signum)?;
         let mut raw: ffi::ev_signal = zeroed();
-        // SAFETY: a fresh, inactive struct.
+        // SAFETY: `raw` is a fresh struct that nothing has started or points at.
         unsafe { ffi::ev_signal_set(&mut raw, signum) };
         Ok(Watcher::new(self, raw, Cell::new(false)))
     }
@@ -127,7 +127,8 @@ impl Loop {
 impl WatcherCore<SignalKind> {
     /// The signal number.
     pub fn signum(&self) -> i32 {
-        // SAFETY: the struct is valid for reads.
+        // SAFETY: rule 1: the struct lives in this allocation, and libev writes it
+        // only on this thread (rule 7), never during this read.
         unsafe { (*self.as_raw()).signum }
     }
 }

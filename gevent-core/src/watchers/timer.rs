@@ -30,7 +30,7 @@ impl Loop {
     /// (`ev_timer_init`). Not started yet.
     pub fn timer(&self, after: Duration, repeat: Duration) -> Timer {
         let mut raw: ffi::ev_timer = zeroed();
-        // SAFETY: a fresh, inactive struct.
+        // SAFETY: `raw` is a fresh struct that nothing has started or points at.
         unsafe { ffi::ev_timer_set(&mut raw, after.as_secs_f64(), repeat.as_secs_f64()) };
         Watcher::new(self, raw, ())
     }
@@ -45,22 +45,24 @@ impl WatcherCore<TimerKind> {
         if self.is_active() {
             return Err(Error::WatcherActive("set a timer"));
         }
-        // SAFETY: inactive watcher.
+        // SAFETY: the watcher is stopped (checked above), so libev allows the change;
+        // the struct lives in this allocation (rule 1).
         unsafe { ffi::ev_timer_set(self.as_raw(), after.as_secs_f64(), repeat.as_secs_f64()) };
         Ok(())
     }
 
     /// The repeat interval.
     pub fn repeat(&self) -> Duration {
-        // SAFETY: the struct is valid for reads.
+        // SAFETY: rule 1: the struct lives in this allocation, and libev writes it
+        // only on this thread (rule 7), never during this read.
         secs(unsafe { (*self.as_raw()).repeat })
     }
 
     /// Changes the repeat interval; takes effect at the next expiry or
     /// [`again`](WatcherCore::again). Allowed at any time, as in libev.
     pub fn set_repeat(&self, repeat: Duration) {
-        // SAFETY: libev reads `repeat` only when rescheduling; writing it is allowed
-        // while active (ev.pod, "ev_timer").
+        // SAFETY: libev reads `repeat` only when rescheduling, on this thread (rule 7);
+        // writing it is allowed while active (ev.pod, "ev_timer"). Rule 1 for the struct.
         unsafe { (*self.as_raw()).repeat = repeat.as_secs_f64() }
     }
 
@@ -78,14 +80,15 @@ impl WatcherCore<TimerKind> {
             if repeat.is_zero() {
                 self.stop_inner(false);
             } else {
-                // SAFETY: live loop and active watcher.
+                // SAFETY: an active watcher on its live loop (rules 1 and 4).
                 unsafe { ffi::ev_timer_again(l, self.as_raw()) };
             }
         } else if !repeat.is_zero() {
             if !self.has_callback() {
                 return Err(Error::NoCallback("timer"));
             }
-            // SAFETY: live loop; the stopped timer is started with `repeat`.
+            // SAFETY: a stopped watcher with a callback on its live loop (rules 1 and
+            // 4); ev_timer_again starts it with `repeat`.
             unsafe { ffi::ev_timer_again(l, self.as_raw()) };
             self.after_start(l);
         }
@@ -95,8 +98,8 @@ impl WatcherCore<TimerKind> {
     /// Time left until the timer fires (`ev_timer_remaining`); zero when stopped.
     pub fn remaining(&self) -> Duration {
         match self.raw_loop() {
-            // SAFETY: live loop and watcher.
             Some(l) if self.is_active() => {
+                // SAFETY: an active watcher on its live loop (rules 1 and 4).
                 secs(unsafe { ffi::ev_timer_remaining(l, self.as_raw()) })
             }
             _ => Duration::ZERO,
