@@ -41,6 +41,16 @@
 //! The full guide, with an ev.pod example ported side by side, is
 //! `docs/porting-from-libev.md`.
 //!
+//! ## Modules
+//! Everything is re-exported at the root; the modules hold each watcher type's
+//! documentation and its own operations.
+//! - [`watcher`]: what every watcher shares: [`Watcher`], [`WatcherCore`], [`Kind`],
+//!   priorities; the state machine and how it keeps the soundness rules.
+//! - [`kind`]: the marker types that name each watcher type in `Watcher<K>`.
+//! - [`io`], [`timer`], [`periodic`], [`signal`], [`child`], [`stat`], [`async_`]: one
+//!   module per libev watcher type, named after it.
+//! - [`phases`]: the loop-phase watchers: idle, prepare, check, fork, cleanup.
+//!
 //! ## Soundness rules
 //! The crate's unsafe code rests on these rules, numbered as in the project's design;
 //! each is pinned by tests (`tests/soundness.rs`, `tests/bad_input.rs`, and the file of

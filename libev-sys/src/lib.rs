@@ -11,10 +11,16 @@
 //! libev's own `assert`s are compiled out (`NDEBUG`) unless the `libev-asserts`
 //! feature is on; then a misuse libev checks for aborts the process.
 //!
-//! libev's function-like macros (`ev_init`, `ev_io_set`, `ev_is_active`, …) have no
-//! symbols; [`macros`] provides them as `#[inline]` functions with the same names.
-//!
 //! This crate has no safe API and makes no policy: see `gevent-core` for that.
+//!
+//! ## Contents
+//! - At the root: every libev function, struct and constant of `ev.h`, as bindgen
+//!   wrote them, everything in [`macros`] (re-exported), and [`BACKENDS`], the names of
+//!   libev's backends (the workspace's one list of them).
+//! - [`macros`]: libev's function-like macros (`ev_init`, `ev_io_set`, `ev_is_active`,
+//!   …), which have no symbols, as `#[inline]` functions with the same names.
+//! - `probe` (hidden, only with the `probe` feature): the C side of the crate's own
+//!   layout and macro tests; the tests turn the feature on, users never need it.
 #![no_std]
 #![allow(non_camel_case_types, non_upper_case_globals, non_snake_case)]
 #![warn(missing_debug_implementations, rust_2018_idioms)]
