@@ -3,13 +3,44 @@
 //! bindings from the same configuration.
 //!
 //! Metadata for dependents (`links = "ev"`): `DEP_EV_INCLUDE` (the directories holding
-//! `ev.h` and `ev_config.h`) and `DEP_EV_BACKENDS` (the backends compiled in).
+//! `ev.h` and `ev_config.h`), `DEP_EV_BACKENDS` (the backends compiled in) and
+//! `DEP_EV_KNOWN_BACKENDS` (every backend of `src/backend_table.rs`), comma-separated.
 
 use std::env;
 use std::path::PathBuf;
 
-/// The backends `csrc/ev_config.h` compiles in, as libev names them.
-const BACKENDS: &str = "select,poll,epoll,linuxaio";
+// KNOWN: the names of every backend in src/backend_table.rs, the workspace's one list.
+macro_rules! backends {
+    ($($name:ident = $bit:ident),* $(,)?) => {
+        const KNOWN: &[&str] = &[$(stringify!($name)),*];
+    };
+}
+include!("src/backend_table.rs");
+
+/// The backends of [`KNOWN`] that `ev_config.h` (its text) compiles in: those with
+/// `#define EV_USE_<NAME> 1`. Each must have its `EV_USE_` line, 0 or 1, so that the
+/// table and the configuration cannot drift apart unnoticed.
+fn compiled_backends(config: &str) -> Vec<&'static str> {
+    KNOWN
+        .iter()
+        .copied()
+        .filter(|name| {
+            let define = format!("EV_USE_{}", name.to_ascii_uppercase());
+            let value = config.lines().find_map(|l| {
+                let mut words = l.split_whitespace();
+                (words.next() == Some("#define") && words.next() == Some(define.as_str()))
+                    .then(|| words.next().unwrap_or(""))
+            });
+            match value {
+                Some("1") => true,
+                Some("0") => false,
+                other => panic!(
+                    "libev-sys: csrc/ev_config.h must `#define {define}` as 0 or 1 (found {other:?})"
+                ),
+            }
+        })
+        .collect()
+}
 
 fn main() {
     let manifest =
@@ -41,6 +72,10 @@ fn main() {
     for f in ["ev_config.h", "libev.c", "probe.c", "wrapper.h"] {
         println!("cargo:rerun-if-changed={}", csrc.join(f).display());
     }
+    println!("cargo:rerun-if-changed=src/backend_table.rs");
+    let config = std::fs::read_to_string(csrc.join("ev_config.h"))
+        .unwrap_or_else(|e| panic!("libev-sys: read csrc/ev_config.h: {e}"));
+    let compiled = compiled_backends(&config);
     println!("cargo:rerun-if-changed={}", vendor.display());
 
     // libev itself. Its own code has warnings on modern compilers (strict aliasing
@@ -69,22 +104,26 @@ fn main() {
     // libm: ev.c uses floor() for periodic watchers.
     println!("cargo:rustc-link-lib=m");
 
-    // The layout and macro probe used by the crate's tests, with warnings on.
-    cc::Build::new()
-        .file(csrc.join("probe.c"))
-        .include(&csrc)
-        .include(&vendor)
-        .warnings(true)
-        .extra_warnings(true)
-        // ev.h's own ev_io_modify macro trips -Wparentheses where it expands.
-        .flag_if_supported("-Wno-parentheses")
-        .compile("ev_probe");
+    // The layout and macro probe used by the crate's own tests, with warnings on; only
+    // with the `probe` feature, which those tests turn on (see Cargo.toml).
+    if env::var_os("CARGO_FEATURE_PROBE").is_some() {
+        cc::Build::new()
+            .file(csrc.join("probe.c"))
+            .include(&csrc)
+            .include(&vendor)
+            .warnings(true)
+            .extra_warnings(true)
+            // ev.h's own ev_io_modify macro trips -Wparentheses where it expands.
+            .flag_if_supported("-Wno-parentheses")
+            .compile("ev_probe");
+    }
 
     println!(
         "cargo:include={}",
         env::join_paths([&csrc, &vendor]).unwrap().to_string_lossy()
     );
-    println!("cargo:backends={BACKENDS}");
+    println!("cargo:backends={}", compiled.join(","));
+    println!("cargo:known_backends={}", KNOWN.join(","));
 
     #[cfg(feature = "buildtime-bindgen")]
     bindings::generate(&csrc, &vendor);

@@ -2,10 +2,14 @@
 //!
 //! libev `assert`s or `abort`s on many misuses (a negative fd, one signal on two loops,
 //! a child watcher off the default loop, …). Every such case reachable from the safe
-//! API is checked first and reported as one of these variants instead.
+//! API is checked first and reported as one of these variants instead. A panic in a
+//! callback is not an error of this kind: it travels as a [`PanicPayload`].
 
 use std::fmt;
 use std::io;
+
+/// A panic payload, as `std::panic::catch_unwind` returns it.
+pub type PanicPayload = Box<dyn std::any::Any + Send + 'static>;
 
 /// Result alias for this crate.
 pub type Result<T, E = Error> = std::result::Result<T, E>;
@@ -72,7 +76,7 @@ impl fmt::Display for Error {
                 write!(f, "illegal io event mask {m:#x}: only READ ({:#x}) and WRITE ({:#x}) are allowed", 1, 2)
             }
             Error::SignalOutOfRange(s) => {
-                write!(f, "signal number {s} is out of range 1..{}", crate::NSIG)
+                write!(f, "signal number {s} is out of range 1..{}", crate::sys::NSIG)
             }
             Error::SignalUncatchable(s) => write!(f, "signal {s} cannot be caught (SIGKILL and SIGSTOP never can)"),
             Error::SignalInUse(s) => write!(
@@ -86,8 +90,8 @@ impl fmt::Display for Error {
             Error::PriorityOutOfRange(p) => write!(
                 f,
                 "priority {p} is out of range {}..={}",
-                crate::MINPRI,
-                crate::MAXPRI
+                crate::sys::MINPRI,
+                crate::sys::MAXPRI
             ),
             Error::WatcherActive(what) => write!(f, "cannot {what} while the watcher is active; stop it first"),
             Error::NoCallback(w) => write!(f, "the {w} watcher has no callback; start it with one first"),

@@ -1,4 +1,4 @@
-//! [`Loop`]: one libev event loop, and `run_callback`, the queue the hub is built on.
+//! [`Loop`]: one libev event loop, the state behind it, and how that state is freed.
 //!
 //! A `Loop` handle is a reference-counted pointer to the loop's state; every watcher
 //! holds a reference too, so `ev_loop_destroy` runs exactly once, after the last
@@ -13,33 +13,27 @@
 //! state is all `Cell`/`RefCell`. While that runs, weak references do not upgrade,
 //! exactly as if the count had already reached zero.
 //!
-//! ## `run_callback` and the prepare watcher
-//!
-//! As in gevent, callbacks queued with [`Loop::run_callback`] are run by an internal
-//! *prepare* watcher, that is, just before the loop would block in `epoll_wait`. They
-//! run in FIFO order, including callbacks queued while the queue is being drained,
-//! until the queue is empty or the drain's time budget (5 ms by default) is spent. If
-//! work is left over, a zero-delay timer makes the next poll return at once, so queued
-//! callbacks neither starve I/O nor let the loop sleep while they wait.
+//! The loop's state holds pieces that have modules of their own: the
+//! [`run_callback`](Loop::run_callback) queue ([`crate::callbacks`]) and the ownership
+//! of the default loop ([`crate::default_loop`]); libev's system errors reach `run`
+//! through [`crate::syserr`].
 
-use crate::error::{Error, Result};
-use crate::watcher::{Detached, LoopLink};
+use crate::callbacks::{Callback, CallbackQueue};
+use crate::default_loop::{self, DefaultLoopOwner};
+use crate::error::{Error, PanicPayload, Result};
+use crate::flags::{backend_names, check_backends, Flags};
+use crate::registry::Registry;
+use crate::sys::{secs, EvRef};
+use crate::syserr;
 use libev_sys as ffi;
-use std::any::Any;
-use std::cell::{Cell, RefCell, UnsafeCell};
-use std::collections::VecDeque;
+use std::cell::{Cell, RefCell};
 use std::ffi::c_int;
 use std::fmt;
 use std::mem::ManuallyDrop;
 use std::ops::Deref;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::rc::{Rc, Weak};
-use std::sync::Mutex;
-use std::thread::ThreadId;
-use std::time::{Duration, Instant};
-
-/// A panic payload, as `std::panic::catch_unwind` returns it.
-pub type PanicPayload = Box<dyn Any + Send + 'static>;
+use std::time::Duration;
 
 type ErrorHandler = Box<dyn FnMut(PanicPayload)>;
 
@@ -54,169 +48,19 @@ pub enum Break {
     Cancel,
 }
 
-/// Loop creation flags: a backend set plus libev's behaviour flags, as in
-/// `ev_loop_new(flags)`. Parse them from gevent-style names with [`str::parse`]:
-/// `"epoll"`, `"poll,select"`, `"epoll,signalfd,nosigmask"`.
-#[derive(Clone, Copy, PartialEq, Eq, Default)]
-pub struct Flags(pub u32);
-
-const FLAG_NAMES: &[(&str, u32)] = &[
-    ("select", ffi::EVBACKEND_SELECT),
-    ("poll", ffi::EVBACKEND_POLL),
-    ("epoll", ffi::EVBACKEND_EPOLL),
-    ("linuxaio", ffi::EVBACKEND_LINUXAIO),
-    ("iouring", ffi::EVBACKEND_IOURING),
-    ("noenv", ffi::EVFLAG_NOENV),
-    ("forkcheck", ffi::EVFLAG_FORKCHECK),
-    ("noinotify", ffi::EVFLAG_NOINOTIFY),
-    ("signalfd", ffi::EVFLAG_SIGNALFD),
-    ("nosigmask", ffi::EVFLAG_NOSIGMASK),
-    ("notimerfd", ffi::EVFLAG_NOTIMERFD),
-];
-const VALID_NAMES: &str =
-    "select, poll, epoll, linuxaio, iouring, noenv, forkcheck, noinotify, signalfd, nosigmask, notimerfd";
-const BACKEND_MASK: u32 = ffi::EVBACKEND_MASK;
-
-impl Flags {
-    /// Let libev choose (`EVFLAG_AUTO`): the recommended backends.
-    pub const AUTO: Flags = Flags(0);
-    /// The backend bits of these flags.
-    pub fn backends(self) -> u32 {
-        self.0 & BACKEND_MASK
-    }
-}
-
-impl std::ops::BitOr for Flags {
-    type Output = Flags;
-    fn bitor(self, o: Flags) -> Flags {
-        Flags(self.0 | o.0)
-    }
-}
-
-impl std::str::FromStr for Flags {
-    type Err = Error;
-    /// Comma- or space-separated names; see [`Flags`].
-    fn from_str(s: &str) -> Result<Flags> {
-        let mut bits = 0;
-        for name in s.split([',', ' ']).map(str::trim).filter(|n| !n.is_empty()) {
-            let lower = name.to_ascii_lowercase();
-            let lower = lower.strip_prefix("ev").unwrap_or(&lower);
-            match FLAG_NAMES.iter().find(|(n, _)| *n == lower) {
-                Some(&(_, b)) => bits |= b,
-                None => {
-                    return Err(Error::UnknownBackend {
-                        name: name.to_owned(),
-                        valid: VALID_NAMES,
-                    })
-                }
-            }
-        }
-        Ok(Flags(bits))
-    }
-}
-
-impl fmt::Debug for Flags {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&backend_names(self.0))
-    }
-}
-
-/// The names of the bits set in `bits`, comma-separated (`"epoll,signalfd"`).
-pub fn backend_names(bits: u32) -> String {
-    let names: Vec<&str> = FLAG_NAMES
-        .iter()
-        .filter(|(_, b)| bits & b != 0)
-        .map(|(n, _)| *n)
-        .collect();
-    if names.is_empty() {
-        "auto".into()
-    } else {
-        names.join(",")
-    }
-}
-
-/// The backends this libev was built with and this kernel supports. (io_uring is not
-/// built: libev 4.33 cannot tear an io_uring loop down cleanly; see
-/// `libev-sys/csrc/ev_config.h`.)
-pub fn supported_backends() -> Flags {
-    // SAFETY: plain getter.
-    Flags(unsafe { ffi::ev_supported_backends() })
-}
-
-/// The backends libev recommends on this system (what `Flags::AUTO` picks from).
-pub fn recommended_backends() -> Flags {
-    // SAFETY: plain getter.
-    Flags(unsafe { ffi::ev_recommended_backends() })
-}
-
 /// libev's version, `(major, minor)`.
 pub fn version() -> (i32, i32) {
-    // SAFETY: plain getters.
+    // SAFETY: getters of libev's build, without preconditions.
     unsafe { (ffi::ev_version_major(), ffi::ev_version_minor()) }
-}
-
-/// A queued [`Loop::run_callback`] entry: the closure lives in the same allocation as
-/// the slot (one allocation per callback).
-trait Queued {
-    /// Runs the closure if it is still there; `None` if it was cancelled.
-    fn run(&self) -> Option<std::thread::Result<()>>;
-    /// Drops the closure unrun; returns whether it was there.
-    fn cancel(&self) -> bool;
-    fn is_pending(&self) -> bool;
-}
-
-struct Slot<F> {
-    f: Cell<Option<F>>,
-    pending: Cell<bool>,
-}
-
-impl<F: FnOnce()> Queued for Slot<F> {
-    fn run(&self) -> Option<std::thread::Result<()>> {
-        let f = self.f.take()?;
-        self.pending.set(false);
-        Some(catch_unwind(AssertUnwindSafe(f)))
-    }
-    fn cancel(&self) -> bool {
-        let f = self.f.take();
-        self.pending.set(false);
-        // Dropped after the slot is updated: the closure's destructor may look at the
-        // callback's handle.
-        f.is_some()
-    }
-    fn is_pending(&self) -> bool {
-        self.pending.get()
-    }
-}
-
-/// Handle to a callback queued with [`Loop::run_callback`]. Dropping it does not
-/// cancel the callback.
-pub struct Callback {
-    slot: Rc<dyn Queued>,
-}
-
-impl Callback {
-    /// Cancels the callback if it has not run yet. Returns whether it was pending.
-    pub fn cancel(&self) -> bool {
-        self.slot.cancel()
-    }
-    /// True until the callback has run or was cancelled.
-    pub fn pending(&self) -> bool {
-        self.slot.is_pending()
-    }
-}
-
-impl fmt::Debug for Callback {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Callback")
-            .field("pending", &self.pending())
-            .finish()
-    }
 }
 
 /// The state behind every [`Loop`] handle and watcher. It is libev's `userdata`.
 pub(crate) struct LoopInner {
     pub(crate) raw: *mut ffi::ev_loop,
     is_default: bool,
+    /// This thread's ownership of the default loop (only there), dropped after
+    /// `ev_loop_destroy`.
+    default_owner: Cell<Option<DefaultLoopOwner>>,
     /// Number of live `Loop` handles (watchers' references are not counted). When it
     /// drops to zero, detached watchers and queued callbacks are released, which
     /// breaks the reference cycles they would otherwise form with the loop.
@@ -230,16 +74,9 @@ pub(crate) struct LoopInner {
     /// Bumped by `set_error_handler`/`clear_error_handler`, so that a handler which
     /// replaced or cleared itself while running is not put back afterwards.
     handler_epoch: Cell<u64>,
-    callbacks: RefCell<VecDeque<Rc<dyn Queued>>>,
-    /// True while the callback queue holds an `ev_ref` on the loop.
-    callbacks_ref: Cell<bool>,
-    callback_budget: Cell<Duration>,
-    prepare: UnsafeCell<ffi::ev_prepare>,
-    timer0: UnsafeCell<ffi::ev_timer>,
-    /// Watchers kept alive without a handle (`Watcher::detach`), until they stop.
-    pub(crate) detached: RefCell<Vec<Rc<dyn Detached>>>,
-    /// Active child watchers: libev's SIGCHLD reaping runs only while this is > 0.
-    pub(crate) children: Cell<usize>,
+    callbacks: CallbackQueue,
+    /// Detached watchers and the child-watcher count.
+    pub(crate) watchers: Registry,
     /// Set by [`Loop::quiesce`]: no callback of this loop runs any more.
     pub(crate) quiesced: Cell<bool>,
 }
@@ -249,7 +86,7 @@ impl LoopInner {
     /// `l` must be a loop created by this module (its userdata is a `LoopInner`) and
     /// still alive.
     pub(crate) unsafe fn from_raw<'a>(l: *mut ffi::ev_loop) -> &'a LoopInner {
-        // SAFETY: the caller's contract; userdata is set right after creation.
+        // SAFETY: the caller's contract, and rule 8: userdata is the LoopInner.
         unsafe { &*(ffi::ev_userdata(l) as *const LoopInner) }
     }
 
@@ -284,81 +121,29 @@ impl LoopInner {
             *slot = Some(payload);
         }
         drop(slot);
-        // SAFETY: the loop is alive (self is its userdata).
+        // SAFETY: `self` is the loop's state, so the loop is alive (rules 4 and 8), on
+        // this thread (rule 7).
         unsafe { ffi::ev_break(self.raw, ffi::EVBREAK_ALL as c_int) };
     }
 
     fn queue_callback<F: FnOnce() + 'static>(&self, f: F) -> Callback {
-        let slot: Rc<dyn Queued> = Rc::new(Slot {
-            f: Cell::new(Some(f)),
-            pending: Cell::new(true),
-        });
         if self.quiesced.get() {
             // Nothing runs on a quiesced loop: dropped unrun (the handle says so).
-            slot.cancel();
-            return Callback { slot };
+            return Callback::discarded(f);
         }
-        self.callbacks.borrow_mut().push_back(slot.clone());
-        if !self.callbacks_ref.replace(true) {
-            // SAFETY: live loop. The queue keeps the loop alive until drained.
-            unsafe { ffi::ev_ref(self.raw) };
-        }
-        Callback { slot }
-    }
-
-    /// Drops every queued callback unrun (and the queue's reference on the loop).
-    fn discard_callbacks(&self) {
-        let queued = std::mem::take(&mut *self.callbacks.borrow_mut());
-        for cb in queued {
-            cb.cancel();
-        }
-        // SAFETY: live loop; timer0 lives inside self.
-        unsafe { ffi::ev_timer_stop(self.raw, self.timer0.get()) };
-        if self.callbacks_ref.replace(false) {
-            // SAFETY: live loop; pairs with the ev_ref taken when the queue filled.
-            unsafe { ffi::ev_unref(self.raw) };
-        }
+        self.callbacks.push(f)
     }
 
     /// Body of the internal prepare watcher.
     fn drain_callbacks(&self) {
-        if !self.callbacks_ref.get() {
+        if !self.callbacks.has_queued() {
             return; // nothing was queued: the common case of a busy loop costs nothing
         }
         if self.quiesced.get() {
-            self.discard_callbacks();
+            self.callbacks.discard();
             return;
         }
-        // No deadline for a budget beyond what an Instant can hold (Duration::MAX).
-        let deadline = Instant::now().checked_add(self.callback_budget.get());
-        let mut ran = 0u32;
-        loop {
-            let next = self.callbacks.borrow_mut().pop_front();
-            let Some(cb) = next else { break };
-            if let Some(r) = cb.run() {
-                if let Err(p) = r {
-                    self.handle_panic(p);
-                }
-                ran += 1;
-                // Checking the clock every few callbacks keeps the common case cheap.
-                if ran % 16 == 0 && deadline.is_some_and(|d| Instant::now() >= d) {
-                    break;
-                }
-            }
-        }
-        let left = !self.callbacks.borrow().is_empty();
-        // SAFETY: live loop; timer0 lives inside self.
-        unsafe {
-            if left {
-                // More work queued: do not let the coming poll block.
-                ffi::ev_timer_start(self.raw, self.timer0.get());
-            } else {
-                ffi::ev_timer_stop(self.raw, self.timer0.get());
-                if self.callbacks_ref.replace(false) {
-                    ffi::ev_unref(self.raw);
-                }
-            }
-        }
+        self.callbacks.drain(|p| self.handle_panic(p));
     }
 
     /// True while at least one `Loop` handle exists.
@@ -368,28 +153,19 @@ impl LoopInner {
 
     /// The last `Loop` handle went away: stop and drop what only the loop kept alive.
     fn release_detached(&self) {
-        let (keep, release): (Vec<_>, Vec<_>) = std::mem::take(&mut *self.detached.borrow_mut())
-            .into_iter()
-            .partition(|w| w.fires_at_destroy());
-        self.detached.borrow_mut().extend(keep);
-        for w in &release {
-            w.stop_detached();
-        }
-        drop(release);
+        self.watchers.release_detached();
         // Free the closures themselves, not just the queue's references: a `Callback`
         // handle would otherwise keep a closure that can never run alive (and pending).
-        self.discard_callbacks();
+        self.callbacks.discard();
     }
 }
 
+/// The callback queue's prepare watcher: drain it, with this loop's panic routing.
 unsafe extern "C" fn prepare_cb(l: *mut ffi::ev_loop, _w: *mut ffi::ev_prepare, _revents: c_int) {
-    // SAFETY: the internal prepare watcher exists only on loops made here.
+    // SAFETY: the internal prepare watcher exists only on loops made by `Loop::wrap`,
+    // whose userdata is their LoopInner (rule 8), and libev calls it inside the loop.
     let inner = unsafe { LoopInner::from_raw(l) };
     inner.drain_callbacks();
-}
-
-unsafe extern "C" fn timer0_cb(_l: *mut ffi::ev_loop, _w: *mut ffi::ev_timer, _revents: c_int) {
-    // Nothing to do: its only job was to make the poll return at once.
 }
 
 impl LoopInner {
@@ -398,16 +174,12 @@ impl LoopInner {
     /// [`LoopRc`], through a shared reference: the callbacks build their own.
     fn destroy(&self) -> Option<PanicPayload> {
         self.releasing.set(true);
-        // SAFETY: the caller is the last strong reference and `releasing` keeps weak ones
-        // from upgrading, so no watcher but cleanup watchers (which hold a weak link and
-        // are invoked by ev_loop_destroy) refers to this loop, and nothing can start one.
+        // SAFETY: rule 4: the caller is the last strong reference and `releasing` keeps
+        // weak ones from upgrading, so no watcher but cleanup watchers (which hold a weak
+        // link and are invoked by ev_loop_destroy) refers to this loop, and nothing can
+        // start one. The queue's watchers were started by `wrap`.
         unsafe {
-            // The prepare watcher was unref'd after its start; give the reference back
-            // before stopping it, or libev's active count drifts below zero (which
-            // matters for the default loop, whose struct is static and reused).
-            ffi::ev_ref(self.raw);
-            ffi::ev_prepare_stop(self.raw, self.prepare.get());
-            ffi::ev_timer_stop(self.raw, self.timer0.get());
+            self.callbacks.stop();
             // Deliver events still queued (fed to cleanup watchers, the only ones left):
             // ev_loop_destroy does so only when some cleanup watcher is active, and a
             // watcher left pending in a freed loop could not be stopped safely.
@@ -417,9 +189,7 @@ impl LoopInner {
             ffi::ev_loop_destroy(self.raw);
         }
         // Before a panic resumes, or the default loop could never be made again.
-        if self.is_default {
-            *DEFAULT_OWNER.lock().unwrap_or_else(|e| e.into_inner()) = None;
-        }
+        drop(self.default_owner.take());
         self.panic.borrow_mut().take()
     }
 }
@@ -484,7 +254,8 @@ impl Drop for LoopRc {
         // cannot have company, but stay safe if it ever had.
         let last = Rc::strong_count(&self.0) == 1 && !self.0.releasing.get();
         let panic = if last { self.0.destroy() } else { None };
-        // SAFETY: the Rc is taken out exactly once, here, and never used again.
+        // SAFETY: the Rc is taken out of the ManuallyDrop exactly once, here, and never
+        // used again.
         drop(unsafe { ManuallyDrop::take(&mut self.0) });
         // A panic from a cleanup callback has nowhere to go but here.
         if let Some(p) = panic {
@@ -495,45 +266,24 @@ impl Drop for LoopRc {
     }
 }
 
-/// Which thread owns libev's default loop (it is a process-wide singleton).
-static DEFAULT_OWNER: Mutex<Option<ThreadId>> = Mutex::new(None);
-
-thread_local! {
-    static DEFAULT_LOOP: RefCell<LoopWeak> = const { RefCell::new(LoopWeak::new()) };
-    /// libev system errors reported on this thread, picked up by `run` and constructors.
-    static SYSERR: RefCell<Option<Error>> = const { RefCell::new(None) };
-    /// The loop currently inside `ev_run` on this thread (innermost), for syserr.
-    static RUNNING: Cell<*mut ffi::ev_loop> = const { Cell::new(std::ptr::null_mut()) };
+/// A reference on a loop that keeps its [`run`](Loop::run) from returning: the RAII
+/// form of [`Loop::ref_`]/[`Loop::unref`], made by [`Loop::hold`].
+#[must_use = "the loop is held only while the guard lives"]
+pub struct LoopRef {
+    /// Dropped first: `ev_unref` runs while `_lp` still keeps the loop alive.
+    _held: EvRef,
+    _lp: LoopRc,
 }
 
-unsafe extern "C" fn syserr_cb(msg: *const std::ffi::c_char) {
-    let errno = std::io::Error::last_os_error().raw_os_error().unwrap_or(0);
-    let message = if msg.is_null() {
-        "(libev) system error".to_owned()
-    } else {
-        // SAFETY: libev passes a static NUL-terminated string.
-        unsafe { std::ffi::CStr::from_ptr(msg) }
-            .to_string_lossy()
-            .into_owned()
-    };
-    let _ = SYSERR.try_with(|s| *s.borrow_mut() = Some(Error::System { message, errno }));
-    let running = RUNNING.try_with(Cell::get).unwrap_or(std::ptr::null_mut());
-    if !running.is_null() {
-        // SAFETY: the loop is inside ev_run on this thread.
-        unsafe { ffi::ev_break(running, ffi::EVBREAK_ALL as c_int) };
+impl fmt::Debug for LoopRef {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("LoopRef").finish_non_exhaustive()
     }
 }
 
-fn take_syserr() -> Option<Error> {
-    // try_with: a loop may still run while the thread-locals are being destroyed
-    // (a hub shutting down at thread exit).
-    SYSERR.try_with(|s| s.borrow_mut().take()).ok().flatten()
-}
-
-fn install_syserr_cb() {
-    static ONCE: std::sync::Once = std::sync::Once::new();
-    // SAFETY: installs a process-wide function pointer; libev reads it on errors.
-    ONCE.call_once(|| unsafe { ffi::ev_set_syserr_cb(Some(syserr_cb)) });
+thread_local! {
+    /// This thread's default loop, while it has one.
+    static DEFAULT_LOOP: RefCell<LoopWeak> = const { RefCell::new(LoopWeak::new()) };
 }
 
 /// A libev event loop.
@@ -546,6 +296,7 @@ fn install_syserr_cb() {
 /// fn assert_send<T: Send>() {}
 /// assert_send::<gevent_core::Loop>();
 /// ```
+#[must_use = "dropping the last Loop handle stops its detached watchers and drops its queued callbacks"]
 pub struct Loop {
     pub(crate) inner: LoopRc,
 }
@@ -597,11 +348,11 @@ impl Loop {
     /// # Errors
     /// [`Error::BackendUnavailable`] if none of the requested backends exists here.
     pub fn with_flags(flags: Flags) -> Result<Loop> {
-        install_syserr_cb();
+        syserr::install();
         let flags = check_backends(flags)?;
-        // SAFETY: plain constructor; null on failure.
+        // SAFETY: a constructor without preconditions; null on failure.
         let raw = unsafe { ffi::ev_loop_new(flags.0) };
-        Loop::wrap(raw, false, flags)
+        Loop::wrap(raw, None, flags)
     }
 
     /// A new loop from gevent-style names: `Loop::with_backend("epoll")`,
@@ -637,33 +388,20 @@ impl Loop {
         if let Some(inner) = DEFAULT_LOOP.with(|d| d.borrow().upgrade()) {
             return Ok(Loop::from_inner(inner));
         }
-        install_syserr_cb();
+        syserr::install();
         let flags = check_backends(flags)?;
-        let mut owner = DEFAULT_OWNER.lock().unwrap_or_else(|e| e.into_inner());
-        match *owner {
-            // Ours, yet no longer reachable through DEFAULT_LOOP: it is being destroyed
-            // right now (we are in one of its cleanup callbacks).
-            Some(t) if t == std::thread::current().id() => return Err(Error::LoopReleased),
-            Some(_) => return Err(Error::DefaultLoopInUse),
-            None => {}
-        }
-        // SAFETY: no other thread can be inside ev_default_loop (DEFAULT_OWNER lock).
-        let raw = unsafe { ffi::ev_default_loop(flags.0) };
-        if !raw.is_null() {
-            // Child reaping is opt-in (started by the first Child watcher).
-            // SAFETY: raw is the default loop, just created on this thread.
-            unsafe { ffi::libev_sys_child_reaping_stop(raw) };
-        }
-        let lp = Loop::wrap(raw, true, flags)?;
-        *owner = Some(std::thread::current().id());
+        let (raw, owner) = default_loop::create(flags)?;
+        let lp = Loop::wrap(raw, Some(owner), flags)?;
         DEFAULT_LOOP.with(|d| *d.borrow_mut() = lp.inner.downgrade());
         Ok(lp)
     }
 
-    fn wrap(raw: *mut ffi::ev_loop, is_default: bool, flags: Flags) -> Result<Loop> {
-        if let Some(e) = take_syserr() {
+    /// The loop around `raw`, fresh from libev (null if libev failed); `owner` for the
+    /// default loop.
+    fn wrap(raw: *mut ffi::ev_loop, owner: Option<DefaultLoopOwner>, flags: Flags) -> Result<Loop> {
+        if let Some(e) = syserr::take() {
             if !raw.is_null() {
-                // SAFETY: created above and never shared.
+                // SAFETY: just made by libev, and nothing else knows of it yet.
                 unsafe { ffi::ev_loop_destroy(raw) };
             }
             return Err(e);
@@ -675,37 +413,27 @@ impl Loop {
                 Error::LoopCreate
             });
         }
-        // The internal watchers start zeroed and are initialised with ev_*_init below,
-        // after the Rc has fixed their address.
+        // The callback queue's watchers are initialised below, once the Rc has fixed
+        // their address.
         let inner = LoopRc::new(LoopInner {
             raw,
-            is_default,
+            is_default: owner.is_some(),
+            default_owner: Cell::new(owner),
             handles: Cell::new(0),
             releasing: Cell::new(false),
             panic: RefCell::new(None),
             error_handler: RefCell::new(None),
             handler_epoch: Cell::new(0),
-            callbacks: RefCell::new(VecDeque::new()),
-            callbacks_ref: Cell::new(false),
-            callback_budget: Cell::new(Duration::from_millis(5)),
-            prepare: UnsafeCell::new(crate::watcher::zeroed()),
-            timer0: UnsafeCell::new(crate::watcher::zeroed()),
-            detached: RefCell::new(Vec::new()),
-            children: Cell::new(0),
+            callbacks: CallbackQueue::new(raw),
+            watchers: Registry::default(),
             quiesced: Cell::new(false),
         });
-        // SAFETY: `inner` lives in an Rc (stable address) for as long as the loop; the
-        // last LoopRc destroys the loop before the memory goes.
+        // SAFETY: rule 8: `inner` lives in an Rc (stable address) for as long as the
+        // loop, since the last LoopRc destroys the loop before the memory goes; the
+        // queue inside it therefore stays put until `destroy` stops its watchers.
         unsafe {
             ffi::ev_set_userdata(raw, inner.as_ptr() as *mut _);
-            let p = inner.prepare.get();
-            ffi::ev_prepare_init(p, Some(prepare_cb));
-            ffi::ev_set_priority(p, ffi::EV_MAXPRI);
-            ffi::ev_prepare_start(raw, p);
-            // Internal watchers never keep the loop alive on their own.
-            ffi::ev_unref(raw);
-            ffi::ev_timer_init(inner.timer0.get(), Some(timer0_cb), 0.0, 0.0);
-            ffi::ev_set_priority(inner.timer0.get(), ffi::EV_MAXPRI);
+            inner.callbacks.start(prepare_cb);
         }
         Ok(Loop::from_inner(inner))
     }
@@ -727,16 +455,16 @@ impl Loop {
         if self.inner.quiesced.get() {
             return Ok(false);
         }
-        let prev = RUNNING.with(|r| r.replace(self.inner.raw));
-        // SAFETY: live loop on its own thread; callbacks never unwind into C (every
-        // trampoline catches panics).
+        let running = syserr::Running::enter(self.inner.raw);
+        // SAFETY: this handle keeps the loop alive (rule 4), on its own thread (rule 7),
+        // and not being destroyed (checked above); no callback unwinds into C (rule 5).
         let more = unsafe { ffi::ev_run(self.inner.raw, flags) };
-        RUNNING.with(|r| r.set(prev));
+        drop(running);
         let panic = self.inner.panic.borrow_mut().take();
         if let Some(p) = panic {
             std::panic::resume_unwind(p);
         }
-        if let Some(e) = take_syserr() {
+        if let Some(e) = syserr::take() {
             return Err(e);
         }
         Ok(more != 0)
@@ -781,26 +509,26 @@ impl Loop {
             Break::All => ffi::EVBREAK_ALL,
             Break::Cancel => ffi::EVBREAK_CANCEL,
         };
-        // SAFETY: live loop.
+        // SAFETY: this handle keeps the loop alive (rule 4), on its own thread (rule 7).
         unsafe { ffi::ev_break(self.inner.raw, h as c_int) }
     }
 
     /// The loop's idea of the current time, as a duration since the Unix epoch: the
     /// time of the last poll, which timers are relative to (`ev_now`).
     pub fn now(&self) -> Duration {
-        // SAFETY: live loop.
+        // SAFETY: this handle keeps the loop alive (rule 4), on its own thread (rule 7).
         secs(unsafe { ffi::ev_now(self.inner.raw) })
     }
 
     /// Refreshes [`now`](Loop::now) from the clock (`ev_now_update`).
     pub fn update_now(&self) {
-        // SAFETY: live loop.
+        // SAFETY: this handle keeps the loop alive (rule 4), on its own thread (rule 7).
         unsafe { ffi::ev_now_update(self.inner.raw) }
     }
 
     /// The backend in use (an `EVBACKEND_*` bit); see [`backend_names`].
     pub fn backend(&self) -> u32 {
-        // SAFETY: live loop.
+        // SAFETY: this handle keeps the loop alive (rule 4), on its own thread (rule 7).
         unsafe { ffi::ev_backend(self.inner.raw) }
     }
 
@@ -811,33 +539,55 @@ impl Loop {
 
     /// How many times the loop polled for events (`ev_iteration`).
     pub fn iteration(&self) -> u32 {
-        // SAFETY: live loop.
+        // SAFETY: this handle keeps the loop alive (rule 4), on its own thread (rule 7).
         unsafe { ffi::ev_iteration(self.inner.raw) }
     }
 
     /// How many `run` calls are nested right now (`ev_depth`).
     pub fn depth(&self) -> u32 {
-        // SAFETY: live loop.
+        // SAFETY: this handle keeps the loop alive (rule 4), on its own thread (rule 7).
         unsafe { ffi::ev_depth(self.inner.raw) }
     }
 
     /// Watchers with events waiting for their callbacks (`ev_pending_count`).
     pub fn pending_count(&self) -> u32 {
-        // SAFETY: live loop.
+        // SAFETY: this handle keeps the loop alive (rule 4), on its own thread (rule 7).
         unsafe { ffi::ev_pending_count(self.inner.raw) }
     }
 
+    /// Keeps [`run`](Loop::run) from returning until the guard is dropped: `ev_ref` now,
+    /// `ev_unref` on drop. The guard can be stored anywhere on this thread; it keeps
+    /// the loop itself alive as a watcher does, but is not a `Loop` handle.
+    ///
+    /// ```
+    /// # use gevent_core::Loop;
+    /// let lp = Loop::new()?;
+    /// let busy = lp.hold();
+    /// assert!(lp.run_nowait()?); // held: there is still something to wait for
+    /// drop(busy);
+    /// lp.run()?; // returns: nothing left
+    /// # Ok::<(), gevent_core::Error>(())
+    /// ```
+    pub fn hold(&self) -> LoopRef {
+        LoopRef {
+            // SAFETY: this handle keeps the loop alive (rule 4), on its own thread (rule
+            // 7); the guard's own strong reference keeps it alive until the EvRef goes.
+            _held: unsafe { EvRef::new(self.inner.raw) },
+            _lp: self.inner.clone(),
+        }
+    }
+
     /// Adds a reference that keeps `run` from returning (`ev_ref`). Pair with
-    /// [`unref`](Loop::unref).
+    /// [`unref`](Loop::unref), or let [`hold`](Loop::hold) pair them.
     pub fn ref_(&self) {
-        // SAFETY: live loop.
+        // SAFETY: this handle keeps the loop alive (rule 4), on its own thread (rule 7).
         unsafe { ffi::ev_ref(self.inner.raw) }
     }
 
-    /// Drops a reference (`ev_unref`); see [`Watcher::set_ref`](crate::WatcherRef::set_ref)
+    /// Drops a reference (`ev_unref`); see [`Watcher::set_ref`](crate::WatcherCore::set_ref)
     /// for the per-watcher form, which is what you usually want.
     pub fn unref(&self) {
-        // SAFETY: live loop.
+        // SAFETY: this handle keeps the loop alive (rule 4), on its own thread (rule 7).
         unsafe { ffi::ev_unref(self.inner.raw) }
     }
 
@@ -846,33 +596,33 @@ impl Loop {
     /// the loop's structures and checks nothing; it is kept for ports of C code. With
     /// the `libev-asserts` feature the checks run, and a failed one aborts the process.
     pub fn verify(&self) {
-        // SAFETY: live loop.
+        // SAFETY: this handle keeps the loop alive (rule 4), on its own thread (rule 7).
         unsafe { ffi::ev_verify(self.inner.raw) }
     }
 
     /// Call in the child after `fork(2)` to re-create the kernel state (epoll fd,
     /// signal pipe) on its next iteration (`ev_loop_fork`).
     pub fn fork(&self) {
-        // SAFETY: live loop.
+        // SAFETY: this handle keeps the loop alive (rule 4), on its own thread (rule 7).
         unsafe { ffi::ev_loop_fork(self.inner.raw) }
     }
 
     /// Suspends timers while the process is stopped, e.g. across a `SIGTSTP`
     /// (`ev_suspend`); pair with [`resume`](Loop::resume).
     pub fn suspend(&self) {
-        // SAFETY: live loop.
+        // SAFETY: this handle keeps the loop alive (rule 4), on its own thread (rule 7).
         unsafe { ffi::ev_suspend(self.inner.raw) }
     }
 
     /// Resumes after [`suspend`](Loop::suspend) (`ev_resume`).
     pub fn resume(&self) {
-        // SAFETY: live loop.
+        // SAFETY: this handle keeps the loop alive (rule 4), on its own thread (rule 7).
         unsafe { ffi::ev_resume(self.inner.raw) }
     }
 
     /// Lets libev batch io events for up to `d` (`ev_set_io_collect_interval`).
     pub fn set_io_collect_interval(&self, d: Duration) {
-        // SAFETY: live loop.
+        // SAFETY: this handle keeps the loop alive (rule 4), on its own thread (rule 7).
         unsafe { ffi::ev_set_io_collect_interval(self.inner.raw, d.as_secs_f64()) }
     }
 
@@ -882,7 +632,7 @@ impl Loop {
     /// overflow the backend's timeout.
     pub fn set_timeout_collect_interval(&self, d: Duration) {
         let d = d.as_secs_f64().min(MAX_BLOCKTIME);
-        // SAFETY: live loop.
+        // SAFETY: this handle keeps the loop alive (rule 4), on its own thread (rule 7).
         unsafe { ffi::ev_set_timeout_collect_interval(self.inner.raw, d) }
     }
 
@@ -910,7 +660,7 @@ impl Loop {
     /// loop is destroyed as usual when its last handle and watcher are gone.
     pub fn quiesce(&self) {
         self.inner.quiesced.set(true);
-        self.inner.discard_callbacks();
+        self.inner.callbacks.discard();
         self.break_loop(Break::All);
     }
 
@@ -929,38 +679,14 @@ impl Loop {
     /// Callbacks queued and not yet run or cancelled (cancelled ones count until the
     /// next drain removes them).
     pub fn pending_callbacks(&self) -> usize {
-        self.inner.callbacks.borrow().len()
+        self.inner.callbacks.len()
     }
 
     /// How long one drain of the callback queue may run before yielding to I/O
     /// (default 5 ms, gevent's switch interval). `Duration::MAX` means no limit: the
     /// drain runs until the queue is empty.
     pub fn set_callback_budget(&self, d: Duration) {
-        self.inner.callback_budget.set(d);
-    }
-
-    pub(crate) fn link(&self) -> LoopLink {
-        LoopLink::Strong(self.inner.clone())
-    }
-}
-
-/// Refuses a backend set with nothing usable in it (libev would fail or fall back).
-fn check_backends(flags: Flags) -> Result<Flags> {
-    let wanted = flags.backends();
-    if wanted != 0 && wanted & supported_backends().0 == 0 {
-        return Err(Error::BackendUnavailable(backend_names(wanted)));
-    }
-    Ok(flags)
-}
-
-/// libev time (seconds as `f64`) to a `Duration`: negatives (and NaN) read as zero,
-/// and times too large for a `Duration` (a timer set to `Duration::MAX`, which the
-/// `f64` rounds up) as `Duration::MAX`, "never".
-pub(crate) fn secs(t: f64) -> Duration {
-    if t > 0.0 {
-        Duration::try_from_secs_f64(t).unwrap_or(Duration::MAX)
-    } else {
-        Duration::ZERO
+        self.inner.callbacks.set_budget(d);
     }
 }
 

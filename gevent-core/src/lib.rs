@@ -41,13 +41,49 @@
 //! The full guide, with an ev.pod example ported side by side, is
 //! `docs/porting-from-libev.md`.
 //!
-//! ## Soundness
-//! Watchers live in stable heap allocations and keep their loop alive; dropping a
-//! handle stops the watcher; callbacks may stop, restart, replace or drop any watcher,
-//! their own included; panics never unwind into C (they stop the loop and resume from
-//! [`Loop::run`], or go to the [error handler](Loop::set_error_handler)); every libev
-//! assertion reachable from this API is an [`Error`] first. `Loop` and watchers are
-//! `!Send`; only [`AsyncSender`] crosses threads. See [`watcher`] for the details.
+//! ## Modules
+//! Everything is re-exported at the root; the modules hold each watcher type's
+//! documentation and its own operations.
+//! - [`watcher`]: what every watcher shares: [`Watcher`], [`WatcherCore`], [`Kind`],
+//!   priorities; the state machine and how it keeps the soundness rules.
+//! - [`kind`]: the marker types that name each watcher type in `Watcher<K>`.
+//! - [`io`], [`timer`], [`periodic`], [`signal`], [`child`], [`stat`], [`async_`]: one
+//!   module per libev watcher type, named after it.
+//! - [`phases`]: the loop-phase watchers: idle, prepare, check, fork, cleanup.
+//!
+//! ## Soundness rules
+//! The crate's unsafe code rests on these rules, numbered as in the project's design;
+//! each is pinned by tests (`tests/soundness.rs`, `tests/bad_input.rs`, and the file of
+//! the watcher type concerned), and every `// SAFETY:` comment names the ones it
+//! relies on. [`watcher`] shows how the shared machinery keeps them.
+//!
+//! 1. A watcher's libev struct never moves and is never freed while libev may touch
+//!    it (active or pending): it lives in the watcher's heap allocation
+//!    ([`WatcherCore`]), and stopping a watcher also clears a pending event.
+//! 2. Dropping a watcher handle stops it. A started watcher without a handle is an
+//!    explicit opt-in ([`Watcher::detach`]), owned by the loop until it stops.
+//! 3. A callback may stop, restart, re-arm or drop any watcher, its own included, and
+//!    replace its own callback: the trampoline holds a strong count on the watcher and
+//!    takes the closure out of its slot while it runs.
+//! 4. The loop outlives every watcher: `Loop` handles, watchers and [`LoopRef`]s hold
+//!    the loop's state, so a loop reached through one of them is alive, and
+//!    `ev_loop_destroy` runs once, for the last of them. Cleanup watchers hold it
+//!    weakly and see it as gone once its destruction has begun.
+//! 5. No panic unwinds into C: every function libev calls catches it; the loop breaks
+//!    and [`Loop::run`] resumes the panic, or the
+//!    [error handler](Loop::set_error_handler) gets it.
+//! 6. Every libev `assert` and `abort` reachable from this API is an [`Error`] first,
+//!    and libev's fatal `syserr` path is routed into [`Error::System`].
+//! 7. A loop and its watchers belong to one thread (`!Send`): libev never runs
+//!    concurrently with the code that holds them. Only [`AsyncSender`] crosses
+//!    threads, under a lock, and it stays valid (a no-op) after its loop is gone.
+//!
+//! Two pointers lead from C back to Rust; these rules are this crate's own:
+//!
+//! 8. A loop's `ev_userdata` is its state, set as soon as the loop is made and valid
+//!    until `ev_loop_destroy` returns.
+//! 9. A watcher's `data` is its [`WatcherCore`], set before the struct can be started
+//!    and valid for as long as the watcher is (rules 1 and 2).
 //!
 //! ## Time
 //! Every time is a `Duration`. libev keeps times as `f64` seconds, so a duration too
@@ -58,21 +94,26 @@
 //! ## The default loop and SIGCHLD
 //! See [`child`]: child reaping is opt-in, so `std::process` keeps working.
 #![deny(missing_docs, missing_debug_implementations, rust_2018_idioms)]
-#![deny(unsafe_op_in_unsafe_fn)]
+#![deny(unsafe_op_in_unsafe_fn, clippy::undocumented_unsafe_blocks)]
 
+mod callbacks;
+mod default_loop;
 mod error;
 mod event_loop;
 mod events;
+mod flags;
+mod registry;
+mod sys;
+mod syserr;
 pub mod watcher;
 mod watchers;
 
-pub use error::{Error, Result};
-pub use event_loop::{
-    backend_names, recommended_backends, supported_backends, version, Break, Callback, Flags, Loop,
-    PanicPayload,
-};
+pub use callbacks::Callback;
+pub use error::{Error, PanicPayload, Result};
+pub use event_loop::{version, Break, Loop, LoopRef};
 pub use events::Events;
-pub use watcher::{Kind, Watcher, WatcherRef, WeakWatcher, MAXPRI, MINPRI};
+pub use flags::{backend_names, recommended_backends, supported_backends, Flags};
+pub use watcher::{Kind, Watcher, WatcherCore, WatcherRef, WeakWatcher, MAXPRI, MINPRI};
 pub use watchers::async_::{Async, AsyncSender};
 pub use watchers::child::Child;
 pub use watchers::io::Io;

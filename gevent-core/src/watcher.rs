@@ -4,19 +4,23 @@
 //!   Watcher<K>  (owning handle; drop = stop)
 //!       │ Rc
 //!       ▼
-//!   WatcherRef<K> ── raw: UnsafeCell<ev_TYPE>   ◄── libev holds &raw while active/pending
-//!       │            cb:  Box<dyn FnMut(&WatcherRef<K>, Events)>
-//!       │            loop link (LoopRc; LoopWeak for cleanup watchers)
+//!   WatcherCore<K> ── raw: UnsafeCell<ev_TYPE>   ◄── libev holds &raw while active/pending
+//!       │              cb:  Box<dyn FnMut(&WatcherCore<K>, Events)>
+//!       │              loop link (LoopRc; LoopWeak for cleanup watchers)
 //!       ▼
-//!   raw.data = pointer to the WatcherRef ──► trampoline::<K> finds its way back
+//!   raw.data = pointer to the WatcherCore ──► trampoline::<K> finds its way back
 //! ```
+//!
+//! The rules named here are the crate's [soundness rules](crate#soundness-rules).
 //!
 //! The libev struct lives inside an `Rc` allocation, so it never moves (rule 1). The
 //! owning handle stops the watcher when dropped, and `ev_TYPE_stop` also clears a
 //! pending event, so libev never touches freed memory (rules 1 and 2). The trampoline
 //! takes an extra strong count for the duration of a callback, and moves the closure
 //! out of its slot while it runs, so a callback may stop, restart, re-arm, replace or
-//! drop its own watcher (rule 3). Panics are caught before they reach C (rule 5).
+//! drop its own watcher (rule 3). Panics are caught before they reach C (rule 5). The
+//! struct's `data` points back at the `WatcherCore` (rule 9), which is how the
+//! trampoline, through `watcher_of`, finds its way back.
 //!
 //! The watcher state machine is libev's: *initialised* (made, not started) →
 //! `start` → *active* → event → *pending* → callback runs → *active* (or *stopped*
@@ -25,6 +29,7 @@
 use crate::error::{Error, Result};
 use crate::event_loop::{Loop, LoopInner, LoopRc, LoopWeak};
 use crate::events::Events;
+use crate::registry::Detached;
 use libev_sys::{self as ffi, EvWatcher};
 use std::cell::{Cell, RefCell, UnsafeCell};
 use std::ffi::c_int;
@@ -33,13 +38,10 @@ use std::ops::Deref;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::rc::{Rc, Weak};
 
-/// The lowest watcher priority (`EV_MINPRI`).
-pub const MINPRI: i32 = ffi::EV_MINPRI;
-/// The highest watcher priority (`EV_MAXPRI`).
-pub const MAXPRI: i32 = ffi::EV_MAXPRI;
+pub use crate::sys::{MAXPRI, MINPRI};
 
 type RawCb<R> = Option<unsafe extern "C" fn(*mut ffi::ev_loop, *mut R, c_int)>;
-type BoxedCb<K> = Box<dyn FnMut(&WatcherRef<K>, Events)>;
+type BoxedCb<K> = Box<dyn FnMut(&WatcherCore<K>, Events)>;
 
 pub(crate) mod sealed {
     pub trait Sealed {}
@@ -68,19 +70,30 @@ pub trait Kind: sealed::Sealed + Sized + 'static {
     unsafe fn ev_stop(l: *mut ffi::ev_loop, w: *mut Self::Raw);
     /// Validation and bookkeeping before `ev_TYPE_start` (e.g. is the fd open?).
     #[doc(hidden)]
-    fn before_start(_w: &WatcherRef<Self>) -> Result<()> {
+    fn before_start(_w: &WatcherCore<Self>) -> Result<()> {
         Ok(())
     }
-    /// Validation before [`rearm`](WatcherRef::rearm) (a restart with the same
+    /// Validation before [`rearm`](WatcherCore::rearm) (a restart with the same
     /// callback). Defaults to [`Kind::before_start`]; io watchers skip the fd check
     /// there, since rearming is the per-wait hot path of every socket.
     #[doc(hidden)]
-    fn before_rearm(w: &WatcherRef<Self>) -> Result<()> {
+    fn before_rearm(w: &WatcherCore<Self>) -> Result<()> {
         Self::before_start(w)
     }
     /// Bookkeeping after the watcher stopped (by `stop`, never by libev itself).
     #[doc(hidden)]
-    fn after_stop(_w: &WatcherRef<Self>) {}
+    fn after_stop(_w: &WatcherCore<Self>) {}
+    /// Runs `start`, the `ev_TYPE_start` call. A type that must do something around it
+    /// (hold a lock, catch what libev calls back into) overrides this.
+    #[doc(hidden)]
+    fn around_start(_w: &WatcherCore<Self>, start: impl FnOnce()) {
+        start()
+    }
+    /// Runs `stop`, the `ev_TYPE_stop` call; see [`Kind::around_start`].
+    #[doc(hidden)]
+    fn around_stop(_w: &WatcherCore<Self>, stop: impl FnOnce()) {
+        stop()
+    }
 }
 
 /// The loop a watcher belongs to.
@@ -106,15 +119,7 @@ impl LoopLink {
     }
 }
 
-/// A watcher kept alive by its loop after [`Watcher::detach`].
-pub(crate) trait Detached {
-    fn stop_detached(&self);
-    /// Cleanup watchers stay listed until the loop is destroyed: that is when they fire.
-    fn fires_at_destroy(&self) -> bool;
-    fn addr(&self) -> *const ();
-}
-
-impl<K: Kind> Detached for WatcherRef<K> {
+impl<K: Kind> Detached for WatcherCore<K> {
     fn stop_detached(&self) {
         self.stop();
     }
@@ -126,9 +131,11 @@ impl<K: Kind> Detached for WatcherRef<K> {
     }
 }
 
-/// A watcher, seen from a callback or through its owning [`Watcher`] handle. All the
-/// common operations live here.
-pub struct WatcherRef<K: Kind> {
+/// The watcher itself: the libev struct, its callback and its link to the loop, in the
+/// one heap allocation that the owning [`Watcher`] handle, the trampoline and (for a
+/// detached watcher) the loop share. Callbacks receive `&WatcherCore<K>`, and
+/// `Watcher<K>` derefs to it; all the common operations live here.
+pub struct WatcherCore<K: Kind> {
     /// First field, so it is dropped first: an async watcher's extra detaches its
     /// cross-thread senders before anything else of the watcher goes.
     pub(crate) extra: K::Extra,
@@ -149,21 +156,25 @@ pub struct WatcherRef<K: Kind> {
     detached: Cell<bool>,
 }
 
+/// The old name of [`WatcherCore`], kept while code still uses it.
+pub type WatcherRef<K> = WatcherCore<K>;
+
 /// An owning watcher handle: made from a [`Loop`], started with a closure, stopped
-/// when dropped. Derefs to [`WatcherRef`] for the common operations; each watcher
-/// type adds its own ([`Timer::again`](crate::WatcherRef::again), …).
+/// when dropped. Derefs to [`WatcherCore`] for the common operations; each watcher
+/// type adds its own ([`Timer::again`](crate::WatcherCore::again), …).
 ///
 /// ```compile_fail
 /// fn assert_send<T: Send>() {}
 /// assert_send::<gevent_core::Timer>();
 /// ```
+#[must_use = "dropping a watcher handle stops the watcher; `detach` keeps it running"]
 pub struct Watcher<K: Kind> {
-    inner: Rc<WatcherRef<K>>,
+    inner: Rc<WatcherCore<K>>,
 }
 
 impl<K: Kind> Deref for Watcher<K> {
-    type Target = WatcherRef<K>;
-    fn deref(&self) -> &WatcherRef<K> {
+    type Target = WatcherCore<K>;
+    fn deref(&self) -> &WatcherCore<K> {
         &self.inner
     }
 }
@@ -178,7 +189,7 @@ impl<K: Kind> Drop for Watcher<K> {
 /// A weak handle to a detached watcher ([`Watcher::detach_weak`]): it can stop the
 /// watcher while the loop still owns it, and does not keep it alive.
 pub struct WeakWatcher<K: Kind> {
-    inner: Weak<WatcherRef<K>>,
+    inner: Weak<WatcherCore<K>>,
 }
 
 impl<K: Kind> WeakWatcher<K> {
@@ -209,7 +220,7 @@ impl<K: Kind> fmt::Debug for WeakWatcher<K> {
     }
 }
 
-impl<K: Kind> fmt::Debug for WatcherRef<K> {
+impl<K: Kind> fmt::Debug for WatcherCore<K> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct(K::NAME)
             .field("active", &self.is_active())
@@ -233,9 +244,9 @@ impl<K: Kind> Watcher<K> {
         let link = if K::WEAK_LOOP {
             LoopLink::Weak(lp.inner.downgrade(), lp.inner.raw)
         } else {
-            lp.link()
+            LoopLink::Strong(lp.inner.clone())
         };
-        let inner = Rc::new(WatcherRef {
+        let inner = Rc::new(WatcherCore {
             extra,
             raw: UnsafeCell::new(raw),
             lp: link,
@@ -247,8 +258,9 @@ impl<K: Kind> Watcher<K> {
             detached: Cell::new(false),
         });
         let w = inner.raw.get();
-        // SAFETY: the struct now has its final address inside the Rc. ev_init keeps the
-        // ev_TYPE_set fields and resets the header; data points back at the WatcherRef.
+        // SAFETY: rule 1: the struct has its final address inside the Rc, and nothing
+        // has started it. ev_init keeps the ev_TYPE_set fields and resets the header;
+        // `data` is set to the WatcherCore (rule 9).
         unsafe {
             let cb: RawCb<K::Raw> = Some(trampoline::<K>);
             ffi::ev_init(w, cb);
@@ -276,7 +288,8 @@ impl<K: Kind> Watcher<K> {
 
     fn detach_inner(self) {
         let this = std::mem::ManuallyDrop::new(self);
-        // SAFETY: `this` is never used or dropped again, so the Rc moves out exactly once.
+        // SAFETY: `this` is ManuallyDrop and never used again, so the Rc moves out of it
+        // exactly once.
         let inner = unsafe { std::ptr::read(&this.inner) };
         if !inner.is_active() && !inner.is_pending() {
             inner.stop();
@@ -290,16 +303,12 @@ impl<K: Kind> Watcher<K> {
                 return;
             }
             inner.detached.set(true);
-            lp.detached.borrow_mut().push(inner);
+            lp.watchers.keep(inner);
         }
     }
 }
 
-impl<K: Kind> WatcherRef<K> {
-    pub(crate) fn raw(&self) -> *mut K::Raw {
-        self.raw.get()
-    }
-
+impl<K: Kind> WatcherCore<K> {
     /// The raw libev watcher, for calling libev directly. It must not be started or
     /// stopped behind this type's back.
     pub fn as_raw(&self) -> *mut K::Raw {
@@ -333,7 +342,7 @@ impl<K: Kind> WatcherRef<K> {
     /// # Errors
     /// The type's own checks (an io watcher on a closed fd, a signal owned by another
     /// loop, …), or [`Error::LoopReleased`] when the loop is gone.
-    pub fn start(&self, cb: impl FnMut(&WatcherRef<K>, Events) + 'static) -> Result<()> {
+    pub fn start(&self, cb: impl FnMut(&WatcherCore<K>, Events) + 'static) -> Result<()> {
         self.start_boxed(Box::new(cb))
     }
 
@@ -351,8 +360,11 @@ impl<K: Kind> WatcherRef<K> {
 
     /// `ev_TYPE_start` plus the ref bookkeeping; the callback must already be set.
     pub(crate) fn start_raw(&self, l: *mut ffi::ev_loop) {
-        // SAFETY: the struct is initialised and lives as long as the Rc (rule 1).
-        unsafe { K::ev_start(l, self.raw()) };
+        K::around_start(self, || {
+            // SAFETY: the struct is initialised and lives in the Rc (rule 1); `l` is the
+            // watcher's loop, alive while the watcher links to it (rule 4).
+            unsafe { K::ev_start(l, self.as_raw()) }
+        });
         self.after_start(l);
     }
 
@@ -360,7 +372,8 @@ impl<K: Kind> WatcherRef<K> {
     /// `again`).
     pub(crate) fn after_start(&self, l: *mut ffi::ev_loop) {
         if self.no_ref.get() && !self.unrefd.get() && self.is_active() {
-            // SAFETY: live loop.
+            // SAFETY: `l` is the watcher's loop, alive while linked (rule 4); the
+            // matching ev_ref is in `rebalance_ref`.
             unsafe { ffi::ev_unref(l) };
             self.unrefd.set(true);
         }
@@ -370,8 +383,8 @@ impl<K: Kind> WatcherRef<K> {
     /// is what a watcher reused for every wait wants. Does nothing if it is active.
     ///
     /// # Errors
-    /// [`Error::NoCallback`] if it has none (never started, or [`stop`](WatcherRef::stop)ped);
-    /// the type's own checks, as for [`start`](WatcherRef::start).
+    /// [`Error::NoCallback`] if it has none (never started, or [`stop`](WatcherCore::stop)ped);
+    /// the type's own checks, as for [`start`](WatcherCore::start).
     pub fn rearm(&self) -> Result<()> {
         if self.is_active() {
             return Ok(());
@@ -385,15 +398,15 @@ impl<K: Kind> WatcherRef<K> {
         Ok(())
     }
 
-    /// Stops the watcher like [`stop`](WatcherRef::stop) but keeps its callback, for a
-    /// later [`rearm`](WatcherRef::rearm).
+    /// Stops the watcher like [`stop`](WatcherCore::stop) but keeps its callback, for a
+    /// later [`rearm`](WatcherCore::rearm).
     pub fn disarm(&self) {
         self.stop_inner(false);
     }
 
     /// Replaces the callback without starting or stopping the watcher. A callback may
     /// replace itself; the running closure is dropped once it returns.
-    pub fn set_callback(&self, cb: impl FnMut(&WatcherRef<K>, Events) + 'static) {
+    pub fn set_callback(&self, cb: impl FnMut(&WatcherCore<K>, Events) + 'static) {
         self.set_cb(Some(Box::new(cb)));
     }
 
@@ -404,23 +417,26 @@ impl<K: Kind> WatcherRef<K> {
         self.stop_inner(true);
     }
 
-    /// [`stop`](WatcherRef::stop), optionally keeping the callback for a later restart.
+    /// [`stop`](WatcherCore::stop), optionally keeping the callback for a later restart.
     pub(crate) fn stop_inner(&self, drop_cb: bool) {
         if let Some(l) = self.raw_loop() {
             self.rebalance_ref(l);
-            // SAFETY: the struct is valid; ev_TYPE_stop also clears a pending event, and
-            // is a no-op for an inactive watcher.
-            unsafe {
-                ffi::ev_clear_pending(l, self.raw().cast());
-                K::ev_stop(l, self.raw());
-            }
+            // SAFETY: the struct lives in this allocation (rule 1) and `l` is its live
+            // loop (rule 4); a watcher that is not pending is left as it is.
+            unsafe { ffi::ev_clear_pending(l, self.as_raw().cast()) };
+            K::around_stop(self, || {
+                // SAFETY: as above (rules 1 and 4); stopping an inactive watcher does
+                // nothing.
+                unsafe { K::ev_stop(l, self.as_raw()) }
+            });
             K::after_stop(self);
         } else if let Some(l) = self.destroying_loop() {
             // A cleanup watcher still queued by ev_loop_destroy (another cleanup callback
             // is stopping or dropping it): take it out of the queue before it is freed.
-            // SAFETY: see `destroying_loop`; the pending queue is alive until every
-            // queued watcher was invoked.
-            unsafe { ffi::ev_clear_pending(l, self.raw().cast()) };
+            // SAFETY: see `destroying_loop`: the loop is being destroyed but is still
+            // alive (the exception rule 4 makes for cleanup watchers), and its pending
+            // queue lives until every queued watcher was invoked.
+            unsafe { ffi::ev_clear_pending(l, self.as_raw().cast()) };
         }
         if drop_cb {
             self.set_cb(None);
@@ -444,7 +460,8 @@ impl<K: Kind> WatcherRef<K> {
     /// referenced again before a stop).
     fn rebalance_ref(&self, l: *mut ffi::ev_loop) {
         if self.unrefd.replace(false) {
-            // SAFETY: live loop; pairs with the ev_unref done at start.
+            // SAFETY: `l` is the watcher's loop, alive while linked (rule 4); this gives
+            // back the ev_unref of `after_start` or `set_ref`.
             unsafe { ffi::ev_ref(l) };
         }
     }
@@ -452,15 +469,9 @@ impl<K: Kind> WatcherRef<K> {
     fn undetach(&self) {
         if self.detached.replace(false) {
             if let Some(lp) = self.lp.inner() {
-                let me = self as *const Self as *const ();
-                let taken = {
-                    let mut list = lp.detached.borrow_mut();
-                    list.iter()
-                        .position(|w| w.addr() == me)
-                        .map(|i| list.swap_remove(i))
-                };
-                // Dropped outside the borrow: this may free `self`'s allocation's last
-                // external reference, but the caller still holds one.
+                let taken = lp.watchers.take(self as *const Self as *const ());
+                // Dropped outside the list's borrow: this may free `self`'s allocation's
+                // last external reference, but the caller still holds one.
                 drop(taken);
             }
         }
@@ -468,14 +479,15 @@ impl<K: Kind> WatcherRef<K> {
 
     /// True while started (`ev_is_active`).
     pub fn is_active(&self) -> bool {
-        // SAFETY: the struct is valid for reads.
-        unsafe { ffi::ev_is_active(self.raw()) != 0 }
+        // SAFETY: rule 1: the struct lives in this allocation, and libev writes it
+        // only on this thread (rule 7), never during this read.
+        unsafe { ffi::ev_is_active(self.as_raw()) != 0 }
     }
 
     /// True while an event waits for the callback (`ev_is_pending`).
     pub fn is_pending(&self) -> bool {
-        // SAFETY: the struct is valid for reads.
-        unsafe { ffi::ev_is_pending(self.raw()) != 0 }
+        // SAFETY: as in `is_active` (rules 1 and 7).
+        unsafe { ffi::ev_is_pending(self.as_raw()) != 0 }
     }
 
     /// True if a callback is set. Inside its own callback this is true until the
@@ -492,8 +504,8 @@ impl<K: Kind> WatcherRef<K> {
 
     /// The priority, `MINPRI..=MAXPRI` (`ev_priority`).
     pub fn priority(&self) -> i32 {
-        // SAFETY: the struct is valid for reads.
-        unsafe { ffi::ev_priority(self.raw()) }
+        // SAFETY: as in `is_active` (rules 1 and 7).
+        unsafe { ffi::ev_priority(self.as_raw()) }
     }
 
     /// Sets the priority: pending watchers with a higher priority run first.
@@ -508,8 +520,9 @@ impl<K: Kind> WatcherRef<K> {
         if self.is_active() || self.is_pending() {
             return Err(Error::WatcherActive("change the priority"));
         }
-        // SAFETY: inactive watcher.
-        unsafe { ffi::ev_set_priority(self.raw(), pri) };
+        // SAFETY: neither active nor pending (checked above), so libev allows the
+        // change; the struct lives in this allocation (rule 1).
+        unsafe { ffi::ev_set_priority(self.as_raw(), pri) };
         Ok(())
     }
 
@@ -520,7 +533,8 @@ impl<K: Kind> WatcherRef<K> {
         self.no_ref.set(!keep_alive);
         let Some(l) = self.raw_loop() else { return };
         if !keep_alive && !self.unrefd.get() && self.is_active() {
-            // SAFETY: live loop.
+            // SAFETY: `l` is the watcher's loop, alive while linked (rule 4); the
+            // matching ev_ref is in `rebalance_ref`.
             unsafe { ffi::ev_unref(l) };
             self.unrefd.set(true);
         } else if keep_alive {
@@ -528,7 +542,7 @@ impl<K: Kind> WatcherRef<K> {
         }
     }
 
-    /// See [`set_ref`](WatcherRef::set_ref).
+    /// See [`set_ref`](WatcherCore::set_ref).
     pub fn is_ref(&self) -> bool {
         !self.no_ref.get()
     }
@@ -536,11 +550,12 @@ impl<K: Kind> WatcherRef<K> {
     /// Makes the watcher pending as if `events` had happened (`ev_feed_event`); the
     /// callback runs in the loop's next invoke phase. The watcher need not be active,
     /// but it needs a callback: one never started gets it from
-    /// [`set_callback`](WatcherRef::set_callback), and [`stop`](WatcherRef::stop) drops it.
+    /// [`set_callback`](WatcherCore::set_callback), and [`stop`](WatcherCore::stop) drops it.
     pub fn feed(&self, events: Events) {
         if let Some(l) = self.raw_loop() {
-            // SAFETY: live loop and watcher; stop/drop clear the pending state (rule 1).
-            unsafe { ffi::ev_feed_event(l, self.raw().cast(), events.bits() as c_int) }
+            // SAFETY: the struct and its loop `l` are alive (rules 1 and 4); the watcher
+            // is now pending, which stop and drop clear again (rules 1 and 2).
+            unsafe { ffi::ev_feed_event(l, self.as_raw().cast(), events.bits() as c_int) }
         }
     }
 
@@ -548,9 +563,11 @@ impl<K: Kind> WatcherRef<K> {
     /// (`ev_clear_pending`).
     pub fn clear_pending(&self) -> Events {
         match self.raw_loop().or_else(|| self.destroying_loop()) {
-            // SAFETY: live loop and watcher.
             Some(l) => {
-                Events::from_bits(unsafe { ffi::ev_clear_pending(l, self.raw().cast()) } as u32)
+                // SAFETY: the struct lives in this allocation (rule 1); `l` is its live
+                // loop (rule 4) or, for `destroying_loop`, one still being destroyed.
+                let bits = unsafe { ffi::ev_clear_pending(l, self.as_raw().cast()) };
+                Events::from_bits(bits as u32)
             }
             None => Events::NONE,
         }
@@ -565,20 +582,35 @@ impl<K: Kind> WatcherRef<K> {
     }
 }
 
-/// The one C callback for every watcher of type `K`.
-unsafe extern "C" fn trampoline<K: Kind>(l: *mut ffi::ev_loop, w: *mut K::Raw, revents: c_int) {
-    // SAFETY: data was set to the WatcherRef in Watcher::new, and the WatcherRef is
-    // alive: libev only calls active or pending watchers, and dropping the last handle
-    // stops and un-pends first. The extra count keeps it alive through the callback.
-    let this = unsafe {
-        let p = (*(w as *mut ffi::ev_watcher)).data as *const WatcherRef<K>;
+/// The watcher whose libev struct is `w`, found through the struct's `data` field
+/// (set by [`Watcher::new`] before the struct can be started), with a strong count
+/// that keeps it alive for as long as the caller holds the `Rc`: the one way back
+/// from a libev pointer to its watcher.
+///
+/// # Safety
+/// `w` must be the libev struct of a live watcher of kind `K`, made by `Watcher::new`.
+pub(crate) unsafe fn watcher_of<K: Kind>(w: *mut K::Raw) -> Rc<WatcherCore<K>> {
+    // SAFETY: K::Raw begins with the ev_watcher header (EvWatcher's contract); its
+    // `data` is the WatcherCore inside an Rc allocation (rule 9), alive by the caller's
+    // contract, so one more strong count, owned by the returned Rc, is sound.
+    unsafe {
+        let p = (*w.cast::<ffi::ev_watcher>()).data as *const WatcherCore<K>;
         Rc::increment_strong_count(p);
         Rc::from_raw(p)
-    };
+    }
+}
+
+/// The one C callback for every watcher of type `K`.
+unsafe extern "C" fn trampoline<K: Kind>(l: *mut ffi::ev_loop, w: *mut K::Raw, revents: c_int) {
+    // SAFETY: libev calls only active or pending watchers, and those are alive:
+    // dropping the last handle stops and un-pends first (rules 1 and 2). The Rc keeps
+    // this one alive until the callback has returned (rule 3).
+    let this = unsafe { watcher_of::<K>(w) };
     this.after_libev_stop(l);
     // A quiesced loop runs no callback, but cleanup watchers still fire as it is
     // destroyed: they are how a program hooks that moment.
-    // SAFETY: the loop is alive while it runs callbacks (its userdata is a LoopInner).
+    // SAFETY: libev calls back only from inside a live loop, whose userdata is its
+    // LoopInner (rule 8).
     let quiesced = !K::WEAK_LOOP && unsafe { LoopInner::from_raw(l) }.quiesced.get();
     let taken = if quiesced {
         None
@@ -603,7 +635,8 @@ unsafe extern "C" fn trampoline<K: Kind>(l: *mut ffi::ev_loop, w: *mut K::Raw, r
             if K::STOP_ON_PANIC {
                 this.stop();
             }
-            // SAFETY: the loop is alive while it runs callbacks.
+            // SAFETY: as above (rule 8); for a cleanup watcher, userdata stays valid until
+            // ev_loop_destroy returns.
             unsafe { LoopInner::from_raw(l) }.handle_panic(p);
         }
     }
@@ -629,11 +662,12 @@ macro_rules! kind {
             const NAME: &'static str = $name;
             $(const $flag: bool = $val;)*
             unsafe fn ev_start(l: *mut libev_sys::ev_loop, w: *mut Self::Raw) {
-                // SAFETY: forwarded from the generic machinery.
+                // SAFETY: the generic machinery passes the watcher's live loop (rule 4)
+                // and its initialised struct (rule 1).
                 unsafe { libev_sys::$start(l, w) }
             }
             unsafe fn ev_stop(l: *mut libev_sys::ev_loop, w: *mut Self::Raw) {
-                // SAFETY: forwarded from the generic machinery.
+                // SAFETY: as for $start (rules 1 and 4).
                 unsafe { libev_sys::$stop(l, w) }
             }
             $($items)*
@@ -641,10 +675,3 @@ macro_rules! kind {
     };
 }
 pub(crate) use kind;
-
-/// A zeroed libev watcher struct, ready for `ev_TYPE_set` and [`Watcher::new`].
-pub(crate) fn zeroed<R: EvWatcher>() -> R {
-    // SAFETY: libev watcher structs are plain C data (integers, doubles, raw and
-    // nullable function pointers, `struct stat`); all-zero is a valid value of each.
-    unsafe { std::mem::zeroed() }
-}

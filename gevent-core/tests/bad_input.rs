@@ -8,37 +8,15 @@
 //! Every test asserts the exact error variant and then that the process is still
 //! healthy: a fresh loop still runs a timer.
 
-use gevent_core::{Break, Error, Events, Flags, Loop, Timer, MAXPRI, MINPRI, NSIG};
+mod util;
+
+use gevent_core::{Error, Events, Flags, Loop, MAXPRI, MINPRI, NSIG};
 use std::cell::{Cell, RefCell};
 use std::rc::Rc;
-use std::sync::{Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
+use util::{breaking_watchdog as watchdog, close, default_loop_lock, raise, raw_pipe as pipe};
 
 const ZERO: Duration = Duration::ZERO;
-
-/// The default loop belongs to one thread at a time; tests that need it take turns.
-static DEFAULT_LOOP: Mutex<()> = Mutex::new(());
-
-fn default_loop_lock() -> MutexGuard<'static, ()> {
-    DEFAULT_LOOP.lock().unwrap_or_else(PoisonError::into_inner)
-}
-
-/// A 10 s timer that breaks the loop if the awaited event never comes; it does not keep
-/// the loop alive. Returns whether it fired.
-fn watchdog(lp: &Loop) -> (Timer, Rc<Cell<bool>>) {
-    let fired = Rc::new(Cell::new(false));
-    let t = lp.timer(Duration::from_secs(10), ZERO);
-    t.set_ref(false);
-    let f = fired.clone();
-    t.start(move |w, _| {
-        f.set(true);
-        if let Some(lp) = w.get_loop() {
-            lp.break_loop(Break::All);
-        }
-    })
-    .unwrap();
-    (t, fired)
-}
 
 /// The process survived the bad input: a fresh loop still runs a timer.
 fn assert_healthy() {
@@ -51,19 +29,6 @@ fn assert_healthy() {
     lp.run().unwrap();
     assert!(!dog_fired.get());
     assert_eq!(fired.get(), 1);
-}
-
-/// Both ends of a new pipe (close-on-exec). The caller closes them.
-fn pipe() -> (i32, i32) {
-    let mut fds = [0; 2];
-    // SAFETY: `fds` has room for the two descriptors pipe2 writes.
-    assert_eq!(unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) }, 0);
-    (fds[0], fds[1])
-}
-
-fn close(fd: i32) {
-    // SAFETY: the caller owns `fd` and never uses it again.
-    assert_eq!(unsafe { libc::close(fd) }, 0);
 }
 
 /// A pipe end moved to a number at or above `min`, then closed: a descriptor number
@@ -230,8 +195,7 @@ fn one_signal_on_two_loops_is_signal_in_use() {
         w.stop();
     })
     .unwrap();
-    // SAFETY: raise only sends a signal to this thread; b's watcher handles it.
-    assert_eq!(unsafe { libc::raise(sig) }, 0);
+    raise(sig); // to this thread; b's watcher handles it
     b.run().unwrap();
     assert!(!dog_fired.get());
     assert_eq!(got.get(), 1);

@@ -26,7 +26,7 @@
 mod util;
 
 use gevent_core::kind::{CheckKind, IdleKind, IoKind, TimerKind};
-use gevent_core::{Check, Events, Idle, Io, Loop, Timer, WatcherRef};
+use gevent_core::{Check, Events, Idle, Io, Loop, Timer, WatcherCore};
 use std::cell::{Cell, RefCell};
 use std::fmt::Write as _;
 use std::rc::Rc;
@@ -110,7 +110,7 @@ type EventLog = Rc<RefCell<Vec<Events>>>;
 fn recorder<K: gevent_core::Kind>(
     log: &EventLog,
     live: &Rc<Cell<i64>>,
-) -> impl FnMut(&WatcherRef<K>, Events) + 'static {
+) -> impl FnMut(&WatcherCore<K>, Events) + 'static {
     let log = log.clone();
     let guard = Live::new(live);
     move |_, ev| {

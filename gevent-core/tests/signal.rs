@@ -13,20 +13,7 @@ use std::cell::{Cell, RefCell};
 use std::rc::Rc;
 use std::thread;
 use std::time::Duration;
-use util::watchdog;
-
-/// Sends `sig` to the whole process, as `kill -SIG <pid>` from outside would: any
-/// thread may take it.
-fn kill_self(sig: i32) {
-    // SAFETY: plain syscall; a watcher for `sig` is active, so libev's handler runs.
-    assert_eq!(unsafe { libc::kill(libc::getpid(), sig) }, 0);
-}
-
-/// Sends `sig` to the calling thread: its handler has run when this returns.
-fn raise(sig: i32) {
-    // SAFETY: plain call; a watcher for `sig` is active, so libev's handler runs.
-    assert_eq!(unsafe { libc::raise(sig) }, 0);
-}
+use util::{kill_self, raise, watchdog};
 
 #[test]
 fn signal_sent_to_the_process_runs_the_callback_in_the_loop() {

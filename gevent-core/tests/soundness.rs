@@ -11,7 +11,7 @@
 mod util;
 
 use gevent_core::kind::TimerKind;
-use gevent_core::{Events, Loop, Timer, WatcherRef};
+use gevent_core::{Events, Loop, Timer, WatcherCore};
 use std::cell::{Cell, RefCell};
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::rc::Rc;
@@ -60,7 +60,7 @@ fn callback_stops_its_own_watcher() {
     assert!(!idle.has_callback());
 }
 
-type TimerCallback = Box<dyn FnMut(&WatcherRef<TimerKind>, Events)>;
+type TimerCallback = Box<dyn FnMut(&WatcherCore<TimerKind>, Events)>;
 
 /// A callback that restarts its one-shot timer with a fresh copy of itself until `n`
 /// reaches 3.

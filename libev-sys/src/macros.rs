@@ -43,12 +43,14 @@ macro_rules! watchers {
             type Callback = Option<unsafe extern "C" fn(*mut ev_loop, *mut $t, c_int)>;
             #[inline]
             unsafe fn write_cb(w: *mut Self, cb: Self::Callback) {
-                // SAFETY: the caller passes a valid watcher.
+                // SAFETY: `w` points to a valid watcher (this method's contract), so its
+                // `cb` field is valid for a write.
                 unsafe { core::ptr::addr_of_mut!((*w).cb).write(cb) }
             }
             #[inline]
             unsafe fn read_cb(w: *const Self) -> Self::Callback {
-                // SAFETY: the caller passes a valid watcher.
+                // SAFETY: `w` points to a valid watcher (this method's contract), so its
+                // `cb` field is valid for a read.
                 unsafe { core::ptr::addr_of!((*w).cb).read() }
             }
         }
@@ -85,7 +87,8 @@ fn header<W: EvWatcher>(w: *mut W) -> *mut ev_watcher {
 /// `w` must point to writable memory for a `W`; the watcher must not be active.
 #[inline]
 pub unsafe fn ev_init<W: EvWatcher>(w: *mut W, cb: W::Callback) {
-    // SAFETY: W starts with the ev_watcher header (trait contract); w is writable.
+    // SAFETY: W begins with the ev_watcher header (EvWatcher's contract) and `w` is
+    // writable (this function's contract).
     unsafe {
         let h = header(w);
         (*h).active = 0;
@@ -101,7 +104,8 @@ pub unsafe fn ev_init<W: EvWatcher>(w: *mut W, cb: W::Callback) {
 /// `w` must point to an initialised watcher.
 #[inline]
 pub unsafe fn ev_is_active<W: EvWatcher>(w: *const W) -> c_int {
-    // SAFETY: header read through the common prefix (trait contract).
+    // SAFETY: W begins with the ev_watcher header (EvWatcher's contract), and `w`
+    // points to an initialised watcher (this function's contract).
     unsafe { (*header(w.cast_mut())).active }
 }
 
@@ -111,7 +115,8 @@ pub unsafe fn ev_is_active<W: EvWatcher>(w: *const W) -> c_int {
 /// `w` must point to an initialised watcher.
 #[inline]
 pub unsafe fn ev_is_pending<W: EvWatcher>(w: *const W) -> c_int {
-    // SAFETY: header read through the common prefix (trait contract).
+    // SAFETY: W begins with the ev_watcher header (EvWatcher's contract), and `w`
+    // points to an initialised watcher (this function's contract).
     unsafe { (*header(w.cast_mut())).pending }
 }
 
@@ -121,7 +126,8 @@ pub unsafe fn ev_is_pending<W: EvWatcher>(w: *const W) -> c_int {
 /// `w` must point to an initialised watcher.
 #[inline]
 pub unsafe fn ev_priority<W: EvWatcher>(w: *const W) -> c_int {
-    // SAFETY: header read through the common prefix (trait contract).
+    // SAFETY: W begins with the ev_watcher header (EvWatcher's contract), and `w`
+    // points to an initialised watcher (this function's contract).
     unsafe { (*header(w.cast_mut())).priority }
 }
 
@@ -132,7 +138,8 @@ pub unsafe fn ev_priority<W: EvWatcher>(w: *const W) -> c_int {
 /// `w` must point to a watcher that is not active.
 #[inline]
 pub unsafe fn ev_set_priority<W: EvWatcher>(w: *mut W, pri: c_int) {
-    // SAFETY: header write through the common prefix (trait contract).
+    // SAFETY: W begins with the ev_watcher header (EvWatcher's contract), and `w`
+    // points to a valid watcher (this function's contract).
     unsafe { (*header(w)).priority = pri }
 }
 
@@ -142,7 +149,8 @@ pub unsafe fn ev_set_priority<W: EvWatcher>(w: *mut W, pri: c_int) {
 /// `w` must point to an initialised watcher.
 #[inline]
 pub unsafe fn ev_cb<W: EvWatcher>(w: *const W) -> W::Callback {
-    // SAFETY: forwarded contract.
+    // SAFETY: `w` points to an initialised watcher, which is what `read_cb` and
+    // `write_cb` need (this function's contract).
     unsafe { W::read_cb(w) }
 }
 
@@ -153,7 +161,8 @@ pub unsafe fn ev_cb<W: EvWatcher>(w: *const W) -> W::Callback {
 /// `w` must point to an initialised watcher.
 #[inline]
 pub unsafe fn ev_set_cb<W: EvWatcher>(w: *mut W, cb: W::Callback) {
-    // SAFETY: forwarded contract.
+    // SAFETY: `w` points to an initialised watcher, which is what `read_cb` and
+    // `write_cb` need (this function's contract).
     unsafe { W::write_cb(w, cb) }
 }
 
@@ -163,7 +172,8 @@ pub unsafe fn ev_set_cb<W: EvWatcher>(w: *mut W, cb: W::Callback) {
 /// `w` must point to an io watcher that is not active.
 #[inline]
 pub unsafe fn ev_io_set(w: *mut ev_io, fd: c_int, events: c_int) {
-    // SAFETY: caller's contract.
+    // SAFETY: `w` points to a valid watcher of this type (this function's contract),
+    // so its fields are valid for these accesses.
     unsafe {
         (*w).fd = fd;
         (*w).events = events | EV__IOFDSET;
@@ -176,7 +186,8 @@ pub unsafe fn ev_io_set(w: *mut ev_io, fd: c_int, events: c_int) {
 /// `w` must point to an io watcher that is not active.
 #[inline]
 pub unsafe fn ev_io_modify(w: *mut ev_io, events: c_int) {
-    // SAFETY: caller's contract.
+    // SAFETY: `w` points to a valid watcher of this type (this function's contract),
+    // so its fields are valid for these accesses.
     unsafe { (*w).events = ((*w).events & EV__IOFDSET) | events }
 }
 
@@ -186,7 +197,8 @@ pub unsafe fn ev_io_modify(w: *mut ev_io, events: c_int) {
 /// `w` must point to a timer watcher that is not active.
 #[inline]
 pub unsafe fn ev_timer_set(w: *mut ev_timer, after: ev_tstamp, repeat: ev_tstamp) {
-    // SAFETY: caller's contract.
+    // SAFETY: `w` points to a valid watcher of this type (this function's contract),
+    // so its fields are valid for these accesses.
     unsafe {
         (*w).at = after;
         (*w).repeat = repeat;
@@ -208,7 +220,8 @@ pub unsafe fn ev_periodic_set(
     ival: ev_tstamp,
     rcb: ev_periodic_reschedule_cb,
 ) {
-    // SAFETY: caller's contract.
+    // SAFETY: `w` points to a valid watcher of this type (this function's contract),
+    // so its fields are valid for these accesses.
     unsafe {
         (*w).offset = ofs;
         (*w).interval = ival;
@@ -222,7 +235,8 @@ pub unsafe fn ev_periodic_set(
 /// `w` must point to an initialised periodic watcher.
 #[inline]
 pub unsafe fn ev_periodic_at(w: *const ev_periodic) -> ev_tstamp {
-    // SAFETY: caller's contract.
+    // SAFETY: `w` points to a valid watcher of this type (this function's contract),
+    // so its fields are valid for these accesses.
     unsafe { (*w).at }
 }
 
@@ -232,7 +246,8 @@ pub unsafe fn ev_periodic_at(w: *const ev_periodic) -> ev_tstamp {
 /// `w` must point to a signal watcher that is not active.
 #[inline]
 pub unsafe fn ev_signal_set(w: *mut ev_signal, signum: c_int) {
-    // SAFETY: caller's contract.
+    // SAFETY: `w` points to a valid watcher of this type (this function's contract),
+    // so its fields are valid for these accesses.
     unsafe { (*w).signum = signum }
 }
 
@@ -243,7 +258,8 @@ pub unsafe fn ev_signal_set(w: *mut ev_signal, signum: c_int) {
 /// `w` must point to a child watcher that is not active.
 #[inline]
 pub unsafe fn ev_child_set(w: *mut ev_child, pid: c_int, trace: c_int) {
-    // SAFETY: caller's contract.
+    // SAFETY: `w` points to a valid watcher of this type (this function's contract),
+    // so its fields are valid for these accesses.
     unsafe {
         (*w).pid = pid;
         (*w).flags = (trace != 0) as c_int;
@@ -257,7 +273,8 @@ pub unsafe fn ev_child_set(w: *mut ev_child, pid: c_int, trace: c_int) {
 /// unchanged for as long as the watcher may be started.
 #[inline]
 pub unsafe fn ev_stat_set(w: *mut ev_stat, path: *const c_char, interval: ev_tstamp) {
-    // SAFETY: caller's contract.
+    // SAFETY: `w` points to a valid watcher of this type (this function's contract),
+    // so its fields are valid for these accesses.
     unsafe {
         (*w).path = path;
         (*w).interval = interval;
@@ -271,7 +288,8 @@ pub unsafe fn ev_stat_set(w: *mut ev_stat, path: *const c_char, interval: ev_tst
 /// `w` must point to an embed watcher that is not active.
 #[inline]
 pub unsafe fn ev_embed_set(w: *mut ev_embed, other: *mut ev_loop) {
-    // SAFETY: caller's contract.
+    // SAFETY: `w` points to a valid watcher of this type (this function's contract),
+    // so its fields are valid for these accesses.
     unsafe { (*w).other = other }
 }
 
@@ -282,61 +300,46 @@ pub unsafe fn ev_embed_set(w: *mut ev_embed, other: *mut ev_loop) {
 /// `w` must point to an initialised async watcher.
 #[inline]
 pub unsafe fn ev_async_pending(w: *const ev_async) -> c_int {
-    // SAFETY: caller's contract; volatile read as C declares the field.
+    // SAFETY: `w` points to an initialised async watcher (this function's contract);
+    // the field is read as volatile, as C declares it.
     unsafe { core::ptr::addr_of!((*w).sent).read_volatile() }
 }
 
-/// `ev_io_init (w, cb, fd, events)`.
-///
-/// # Safety
-/// As [`ev_init`] and [`ev_io_set`].
-#[inline]
-pub unsafe fn ev_io_init(
-    w: *mut ev_io,
-    cb: <ev_io as EvWatcher>::Callback,
-    fd: c_int,
-    events: c_int,
-) {
-    // SAFETY: forwarded contract.
-    unsafe {
-        ev_init(w, cb);
-        ev_io_set(w, fd, events);
-    }
+/// `ev_TYPE_init (w, cb, args…)` is `ev_init (w, cb)` followed by `ev_TYPE_set (w, args…)`;
+/// this writes each one that way (with no `_set` for the types whose `ev_TYPE_set` is
+/// empty in C).
+macro_rules! inits {
+    ($($name:ident: $t:ident $(=> $set:ident($($arg:ident: $ty:ty),*))?;)*) => {$(
+        #[doc = concat!("`", stringify!($name), " (w, cb", $($(", ", stringify!($arg),)*)? ")`.")]
+        ///
+        /// # Safety
+        #[doc = concat!("As [`ev_init`]", $(" and [`", stringify!($set), "`]",)? ".")]
+        #[inline]
+        pub unsafe fn $name(w: *mut $t, cb: <$t as EvWatcher>::Callback $($(, $arg: $ty)*)?) {
+            // SAFETY: the caller promises what ev_init and the ev_TYPE_set call need.
+            unsafe {
+                ev_init(w, cb);
+                $($set(w $(, $arg)*);)?
+            }
+        }
+    )*};
 }
-
-/// `ev_timer_init (w, cb, after, repeat)`.
-///
-/// # Safety
-/// As [`ev_init`] and [`ev_timer_set`].
-#[inline]
-pub unsafe fn ev_timer_init(
-    w: *mut ev_timer,
-    cb: <ev_timer as EvWatcher>::Callback,
-    after: ev_tstamp,
-    repeat: ev_tstamp,
-) {
-    // SAFETY: forwarded contract.
-    unsafe {
-        ev_init(w, cb);
-        ev_timer_set(w, after, repeat);
-    }
-}
-
-/// `ev_signal_init (w, cb, signum)`.
-///
-/// # Safety
-/// As [`ev_init`] and [`ev_signal_set`].
-#[inline]
-pub unsafe fn ev_signal_init(
-    w: *mut ev_signal,
-    cb: <ev_signal as EvWatcher>::Callback,
-    signum: c_int,
-) {
-    // SAFETY: forwarded contract.
-    unsafe {
-        ev_init(w, cb);
-        ev_signal_set(w, signum);
-    }
+inits! {
+    ev_io_init: ev_io => ev_io_set(fd: c_int, events: c_int);
+    ev_timer_init: ev_timer => ev_timer_set(after: ev_tstamp, repeat: ev_tstamp);
+    ev_periodic_init: ev_periodic => ev_periodic_set(
+        ofs: ev_tstamp, ival: ev_tstamp, rcb: ev_periodic_reschedule_cb
+    );
+    ev_signal_init: ev_signal => ev_signal_set(signum: c_int);
+    ev_child_init: ev_child => ev_child_set(pid: c_int, trace: c_int);
+    ev_stat_init: ev_stat => ev_stat_set(path: *const c_char, interval: ev_tstamp);
+    ev_embed_init: ev_embed => ev_embed_set(other: *mut ev_loop);
+    ev_idle_init: ev_idle;
+    ev_prepare_init: ev_prepare;
+    ev_check_init: ev_check;
+    ev_fork_init: ev_fork;
+    ev_cleanup_init: ev_cleanup;
+    ev_async_init: ev_async;
 }
 
 unsafe extern "C" {
@@ -375,104 +378,4 @@ unsafe extern "C" {
     /// # Safety
     /// `loop_` must be a live loop, used on its own thread.
     pub fn libev_sys_child_reaping_start(loop_: *mut ev_loop);
-}
-
-macro_rules! init_only {
-    ($($(#[$m:meta])* $name:ident: $t:ident;)*) => {$(
-        $(#[$m])*
-        ///
-        /// # Safety
-        /// As [`ev_init`].
-        #[inline]
-        pub unsafe fn $name(w: *mut $t, cb: <$t as EvWatcher>::Callback) {
-            // SAFETY: forwarded contract; the matching ev_TYPE_set is a no-op in C.
-            unsafe { ev_init(w, cb) }
-        }
-    )*};
-}
-init_only! {
-    /// `ev_idle_init (w, cb)`.
-    ev_idle_init: ev_idle;
-    /// `ev_prepare_init (w, cb)`.
-    ev_prepare_init: ev_prepare;
-    /// `ev_check_init (w, cb)`.
-    ev_check_init: ev_check;
-    /// `ev_fork_init (w, cb)`.
-    ev_fork_init: ev_fork;
-    /// `ev_cleanup_init (w, cb)`.
-    ev_cleanup_init: ev_cleanup;
-    /// `ev_async_init (w, cb)`.
-    ev_async_init: ev_async;
-}
-
-/// `ev_periodic_init (w, cb, offset, interval, reschedule_cb)`.
-///
-/// # Safety
-/// As [`ev_init`] and [`ev_periodic_set`].
-#[inline]
-pub unsafe fn ev_periodic_init(
-    w: *mut ev_periodic,
-    cb: <ev_periodic as EvWatcher>::Callback,
-    ofs: ev_tstamp,
-    ival: ev_tstamp,
-    rcb: ev_periodic_reschedule_cb,
-) {
-    // SAFETY: forwarded contract.
-    unsafe {
-        ev_init(w, cb);
-        ev_periodic_set(w, ofs, ival, rcb);
-    }
-}
-
-/// `ev_child_init (w, cb, pid, trace)`.
-///
-/// # Safety
-/// As [`ev_init`] and [`ev_child_set`].
-#[inline]
-pub unsafe fn ev_child_init(
-    w: *mut ev_child,
-    cb: <ev_child as EvWatcher>::Callback,
-    pid: c_int,
-    trace: c_int,
-) {
-    // SAFETY: forwarded contract.
-    unsafe {
-        ev_init(w, cb);
-        ev_child_set(w, pid, trace);
-    }
-}
-
-/// `ev_stat_init (w, cb, path, interval)`.
-///
-/// # Safety
-/// As [`ev_init`] and [`ev_stat_set`].
-#[inline]
-pub unsafe fn ev_stat_init(
-    w: *mut ev_stat,
-    cb: <ev_stat as EvWatcher>::Callback,
-    path: *const c_char,
-    interval: ev_tstamp,
-) {
-    // SAFETY: forwarded contract.
-    unsafe {
-        ev_init(w, cb);
-        ev_stat_set(w, path, interval);
-    }
-}
-
-/// `ev_embed_init (w, cb, other)`.
-///
-/// # Safety
-/// As [`ev_init`] and [`ev_embed_set`].
-#[inline]
-pub unsafe fn ev_embed_init(
-    w: *mut ev_embed,
-    cb: <ev_embed as EvWatcher>::Callback,
-    other: *mut ev_loop,
-) {
-    // SAFETY: forwarded contract.
-    unsafe {
-        ev_init(w, cb);
-        ev_embed_set(w, other);
-    }
 }

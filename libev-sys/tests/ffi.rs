@@ -37,6 +37,32 @@ fn backends_include_epoll_poll_select() {
     }
 }
 
+#[test]
+fn backend_table_names_every_supported_backend_once() {
+    let mut all = 0;
+    for &(name, bit) in BACKENDS {
+        assert_eq!(
+            bit.count_ones(),
+            1,
+            "{name}: {bit:#x} is not one EVBACKEND_* bit"
+        );
+        assert_eq!(all & bit, 0, "{name}: {bit:#x} listed twice");
+        assert_ne!(
+            bit & EVBACKEND_ALL,
+            0,
+            "{name}: {bit:#x} is no libev backend"
+        );
+        all |= bit;
+    }
+    // SAFETY: a plain getter.
+    let supported = unsafe { ev_supported_backends() };
+    assert_eq!(
+        supported & !all,
+        0,
+        "{supported:#x} has a backend the table lacks"
+    );
+}
+
 #[derive(Default)]
 struct Seen {
     timer_fired: u32,

@@ -1,6 +1,6 @@
 //! `Async`: wake a loop from another thread (`ev_async`).
 //!
-//! [`WatcherRef::send`] on the loop's thread, or an [`AsyncSender`] from any thread,
+//! [`WatcherCore::send`] on the loop's thread, or an [`AsyncSender`] from any thread,
 //! makes the watcher's callback run in the loop; several sends before the callback runs
 //! are coalesced into one call. The sender is `Send + Sync`, and stays valid after the
 //! watcher or its loop is gone: `send` then does nothing and returns `false`.
@@ -11,7 +11,8 @@
 //! before any async or signal watcher was started on the loop trips an assertion.
 
 use crate::event_loop::Loop;
-use crate::watcher::{zeroed, Watcher, WatcherRef};
+use crate::sys::zeroed;
+use crate::watcher::{kind, Watcher, WatcherCore};
 use libev_sys as ffi;
 use std::fmt;
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -26,18 +27,18 @@ struct Target {
     /// Sent while stopped: to be sent for real at the next start.
     early: bool,
 }
-// SAFETY: the pointers are only used for ev_async_send, which libev documents as safe
-// to call from any thread, and only under the mutex that `AsyncExtra::drop` takes
-// before the watcher (and with it the loop reference) goes away.
+// SAFETY: rule 7's one exception. The pointers are used only for ev_async_send, which
+// libev documents as safe to call from any thread, and only under the mutex that
+// `AsyncExtra::drop` takes before the watcher (and with it the loop, rule 4) goes.
 unsafe impl Send for Target {}
 
 impl Target {
     /// Sends now if the watcher is started; otherwise remembers the send for its start.
     fn send(&mut self) {
         if self.started {
-            // SAFETY: the watcher and its loop are alive while the target is set (the
-            // caller holds the lock), and the watcher is started, so libev's wake-up
-            // pipe exists.
+            // SAFETY: the watcher and its loop are alive while the target is set and the
+            // caller holds the lock (rules 1 and 4, see `Send for Target`), and the
+            // watcher is started, so libev's wake-up pipe exists.
             unsafe { ffi::ev_async_send(self.lp, self.w) };
         } else {
             self.early = true;
@@ -61,7 +62,7 @@ impl AsyncShared {
 
 /// The watcher's side: detaches the senders when the watcher is freed.
 ///
-/// Declared as the first field of the watcher (see `WatcherRef`), so this runs before
+/// Declared as the first field of the watcher (see `WatcherCore`), so this runs before
 /// the watcher's loop reference is released.
 #[doc(hidden)]
 #[derive(Debug)]
@@ -73,41 +74,30 @@ impl Drop for AsyncExtra {
     }
 }
 
-/// Marker for async watchers.
-///
-/// Written out rather than made with `kind!`: starting and stopping take the senders'
-/// lock, so a send from another thread never races `ev_async_start` (which clears the
-/// watcher's flag) and never reaches a stopped watcher.
-#[derive(Debug)]
-pub enum AsyncKind {}
-impl crate::watcher::sealed::Sealed for AsyncKind {}
-impl crate::watcher::Kind for AsyncKind {
-    type Raw = ffi::ev_async;
-    type Extra = AsyncExtra;
-    const NAME: &'static str = "async";
-    unsafe fn ev_start(l: *mut ffi::ev_loop, w: *mut Self::Raw) {
-        // SAFETY: data points at the WatcherRef (set in Watcher::new), which the caller
-        // keeps alive.
-        let this = unsafe { &*((*w).data as *const WatcherRef<AsyncKind>) };
-        let mut target = this.extra.0.lock();
-        // SAFETY: forwarded from the generic machinery.
-        unsafe { ffi::ev_async_start(l, w) };
-        if let Some(t) = &mut *target {
-            t.started = true;
-            if std::mem::take(&mut t.early) {
-                t.send();
+kind! {
+    /// Marker for async watchers.
+    AsyncKind: ev_async, "async", ev_async_start / ev_async_stop, extra = AsyncExtra;
+    {
+        // Starting and stopping take the senders' lock, so a send from another thread
+        // never races ev_async_start (which clears the watcher's flag) and never reaches
+        // a stopped watcher.
+        fn around_start(w: &WatcherCore<Self>, start: impl FnOnce()) {
+            let mut target = w.extra.0.lock();
+            start();
+            if let Some(t) = &mut *target {
+                t.started = true;
+                if std::mem::take(&mut t.early) {
+                    t.send();
+                }
             }
         }
-    }
-    unsafe fn ev_stop(l: *mut ffi::ev_loop, w: *mut Self::Raw) {
-        // SAFETY: as in ev_start.
-        let this = unsafe { &*((*w).data as *const WatcherRef<AsyncKind>) };
-        let mut target = this.extra.0.lock();
-        // SAFETY: forwarded from the generic machinery.
-        unsafe { ffi::ev_async_stop(l, w) };
-        if let Some(t) = &mut *target {
-            t.started = false;
-            t.early = false;
+        fn around_stop(w: &WatcherCore<Self>, stop: impl FnOnce()) {
+            let mut target = w.extra.0.lock();
+            stop();
+            if let Some(t) = &mut *target {
+                t.started = false;
+                t.early = false;
+            }
         }
     }
 }
@@ -156,7 +146,7 @@ impl Loop {
         let w: Async = Watcher::new(self, zeroed(), AsyncExtra(shared.clone()));
         *shared.lock() = Some(Target {
             lp: self.as_raw(),
-            w: w.raw(),
+            w: w.as_raw(),
             started: false,
             early: false,
         });
@@ -164,7 +154,7 @@ impl Loop {
     }
 }
 
-impl WatcherRef<AsyncKind> {
+impl WatcherCore<AsyncKind> {
     /// Wakes the watcher from the loop's own thread (`ev_async_send`); a stopped watcher
     /// gets the send when it is started.
     pub fn send(&self) {
@@ -177,8 +167,9 @@ impl WatcherRef<AsyncKind> {
     /// to while stopped.
     pub fn pending(&self) -> bool {
         match &*self.extra.0.lock() {
-            // SAFETY: the struct is valid for reads; the field is read as volatile.
-            Some(t) if t.started => unsafe { ffi::ev_async_pending(self.raw()) != 0 },
+            // SAFETY: the struct lives in this allocation (rule 1); the field other
+            // threads' sends write is read as volatile, as C declares it.
+            Some(t) if t.started => unsafe { ffi::ev_async_pending(self.as_raw()) != 0 },
             Some(t) => t.early,
             None => false,
         }

@@ -15,7 +15,8 @@
 use crate::error::{Error, Result};
 use crate::event_loop::Loop;
 use crate::signal::{claim, release};
-use crate::watcher::{kind, zeroed, Watcher, WatcherRef};
+use crate::sys::zeroed;
+use crate::watcher::{kind, Watcher, WatcherCore};
 use libev_sys as ffi;
 use std::cell::Cell;
 use std::os::unix::process::ExitStatusExt;
@@ -25,29 +26,28 @@ kind! {
     /// Marker for child watchers.
     ChildKind: ev_child, "child", ev_child_start / ev_child_stop, extra = Cell<bool>;
     {
-        fn before_start(w: &WatcherRef<Self>) -> crate::Result<()> {
+        fn before_start(w: &WatcherCore<Self>) -> crate::Result<()> {
             let lp = w.loop_inner().ok_or(Error::LoopReleased)?;
-            if lp.children.get() == 0 {
+            if lp.watchers.no_children() {
                 claim(libc::SIGCHLD, lp.raw)?;
-                // SAFETY: lp.raw is the default loop (checked when the watcher was made).
+                // SAFETY: lp.raw is the default loop (checked when the watcher was made),
+                // alive while the watcher links to it (rule 4), on this thread (rule 7).
                 unsafe { ffi::libev_sys_child_reaping_start(lp.raw) };
             }
-            lp.children.set(lp.children.get() + 1);
+            lp.watchers.add_child();
             w.extra.set(true);
             // Reap children that exited before anyone was listening.
-            // SAFETY: live default loop.
+            // SAFETY: as above (rules 4 and 7).
             unsafe { ffi::ev_feed_signal_event(lp.raw, libc::SIGCHLD) };
             Ok(())
         }
-        fn after_stop(w: &WatcherRef<Self>) {
+        fn after_stop(w: &WatcherCore<Self>) {
             if !w.extra.replace(false) {
                 return;
             }
             if let Some(lp) = w.loop_inner() {
-                let n = lp.children.get() - 1;
-                lp.children.set(n);
-                if n == 0 {
-                    // SAFETY: live default loop.
+                if lp.watchers.remove_child() {
+                    // SAFETY: the watcher's live default loop (rules 4 and 7).
                     unsafe { ffi::libev_sys_child_reaping_stop(lp.raw) };
                     release(libc::SIGCHLD, lp.raw);
                 }
@@ -74,29 +74,32 @@ impl Loop {
             return Err(Error::InvalidPid(pid));
         }
         let mut raw: ffi::ev_child = zeroed();
-        // SAFETY: a fresh, inactive struct.
+        // SAFETY: `raw` is a fresh struct that nothing has started or points at.
         unsafe { ffi::ev_child_set(&mut raw, pid, trace as i32) };
         Ok(Watcher::new(self, raw, Cell::new(false)))
     }
 }
 
-impl WatcherRef<ChildKind> {
+impl WatcherCore<ChildKind> {
     /// The pid being watched (0: any).
     pub fn pid(&self) -> i32 {
-        // SAFETY: the struct is valid for reads.
-        unsafe { (*self.raw()).pid }
+        // SAFETY: rule 1: the struct lives in this allocation, and libev writes it
+        // only on this thread (rule 7), never during this read.
+        unsafe { (*self.as_raw()).pid }
     }
 
     /// The pid that changed status last (`rpid`).
     pub fn rpid(&self) -> i32 {
-        // SAFETY: the struct is valid for reads.
-        unsafe { (*self.raw()).rpid }
+        // SAFETY: rule 1: the struct lives in this allocation, and libev writes it
+        // only on this thread (rule 7), never during this read.
+        unsafe { (*self.as_raw()).rpid }
     }
 
     /// The raw `waitpid` status of that change (`rstatus`).
     pub fn rstatus(&self) -> i32 {
-        // SAFETY: the struct is valid for reads.
-        unsafe { (*self.raw()).rstatus }
+        // SAFETY: rule 1: the struct lives in this allocation, and libev writes it
+        // only on this thread (rule 7), never during this read.
+        unsafe { (*self.as_raw()).rstatus }
     }
 
     /// `rstatus` as a `std::process::ExitStatus`.

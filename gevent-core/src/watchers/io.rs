@@ -10,7 +10,7 @@
 //! stopped by libev at the first iteration after its start (when libev hands the fd
 //! to the backend), and with the poll and select backends at any later poll too; but
 //! epoll forgets a closed fd silently, so a watcher already registered there never
-//! hears of it again. Every start and [`rearm`](WatcherRef::rearm) hands the fd to the
+//! hears of it again. Every start and [`rearm`](WatcherCore::rearm) hands the fd to the
 //! backend afresh, so a watcher restarted after its fd was closed gets `ERROR` (rearm
 //! skips the open-fd check), and one restarted on a number that a new open reused
 //! watches the new file, even within one loop iteration.
@@ -21,7 +21,8 @@
 use crate::error::{Error, Result};
 use crate::event_loop::Loop;
 use crate::events::Events;
-use crate::watcher::{kind, zeroed, Watcher, WatcherRef};
+use crate::sys::{syscall, zeroed};
+use crate::watcher::{kind, Watcher, WatcherCore};
 use libev_sys as ffi;
 use std::os::fd::RawFd;
 
@@ -29,14 +30,14 @@ kind! {
     /// Marker for io watchers.
     IoKind: ev_io, "io", ev_io_start / ev_io_stop, extra = (), STOP_ON_PANIC = true;
     {
-        fn before_start(w: &WatcherRef<Self>) -> Result<()> {
+        fn before_start(w: &WatcherCore<Self>) -> Result<()> {
             check_fd(w.fd())?;
             reapply_fd(w);
             Ok(())
         }
         // A rearm restarts a watcher whose fd was checked when it was made (or set): no
         // system call per wait. An fd closed since is reported by libev as ERROR.
-        fn before_rearm(w: &WatcherRef<Self>) -> Result<()> {
+        fn before_rearm(w: &WatcherCore<Self>) -> Result<()> {
             reapply_fd(w);
             Ok(())
         }
@@ -56,20 +57,20 @@ pub type Io = Watcher<IoKind>;
 /// forever instead of getting `ERROR`, and one on a reused fd number would never see
 /// the new file. The price is one `epoll_ctl` that fails with `EEXIST` in exactly that
 /// same-iteration case; a restart in a later iteration re-adds the fd anyway.
-fn reapply_fd(w: &WatcherRef<IoKind>) {
-    // SAFETY: called right before `ev_io_start` on an inactive watcher, the only time
-    // libev allows the mask to change; libev clears the bit again in `ev_io_start`.
-    unsafe { (*w.raw()).events |= ffi::EV__IOFDSET };
+fn reapply_fd(w: &WatcherCore<IoKind>) {
+    // SAFETY: called right before `ev_io_start` on a stopped watcher, when libev allows
+    // the mask to change (it clears the bit again in `ev_io_start`); the struct lives
+    // in the watcher's allocation (rule 1).
+    unsafe { (*w.as_raw()).events |= ffi::EV__IOFDSET };
 }
 
 fn check_fd(fd: RawFd) -> Result<()> {
     if fd < 0 {
         return Err(Error::NegativeFd(fd));
     }
-    // SAFETY: F_GETFD only reads the descriptor flags.
-    if unsafe { libc::fcntl(fd, libc::F_GETFD) } == -1 {
-        return Err(Error::ClosedFd(fd));
-    }
+    // SAFETY: F_GETFD only reads the descriptor's flags, and takes any fd number. It
+    // fails with EBADF only, for an fd that is not open.
+    unsafe { syscall!(fcntl(fd, libc::F_GETFD)) }.map_err(|_| Error::ClosedFd(fd))?;
     Ok(())
 }
 
@@ -90,23 +91,26 @@ impl Loop {
         check_fd(fd)?;
         check_events(events)?;
         let mut raw: ffi::ev_io = zeroed();
-        // SAFETY: a fresh, inactive struct.
+        // SAFETY: `raw` is a fresh struct that nothing has started or points at.
         unsafe { ffi::ev_io_set(&mut raw, fd, events.bits() as i32) };
         Ok(Watcher::new(self, raw, ()))
     }
 }
 
-impl WatcherRef<IoKind> {
+impl WatcherCore<IoKind> {
     /// The watched fd.
     pub fn fd(&self) -> RawFd {
-        // SAFETY: the struct is valid for reads.
-        unsafe { (*self.raw()).fd }
+        // SAFETY: rule 1: the struct lives in this allocation, and libev writes it
+        // only on this thread (rule 7), never during this read.
+        unsafe { (*self.as_raw()).fd }
     }
 
     /// The events of interest.
     pub fn events(&self) -> Events {
-        // SAFETY: the struct is valid for reads.
-        Events::from_bits(unsafe { (*self.raw()).events } as u32) & (Events::READ | Events::WRITE)
+        // SAFETY: rule 1: the struct lives in this allocation, and libev writes it
+        // only on this thread (rule 7), never during this read.
+        Events::from_bits(unsafe { (*self.as_raw()).events } as u32)
+            & (Events::READ | Events::WRITE)
     }
 
     /// Changes fd and events (`ev_io_set`); only while stopped.
@@ -119,8 +123,9 @@ impl WatcherRef<IoKind> {
         }
         check_fd(fd)?;
         check_events(events)?;
-        // SAFETY: inactive watcher.
-        unsafe { ffi::ev_io_set(self.raw(), fd, events.bits() as i32) };
+        // SAFETY: the watcher is stopped (checked above), so libev allows the change;
+        // the struct lives in this allocation (rule 1).
+        unsafe { ffi::ev_io_set(self.as_raw(), fd, events.bits() as i32) };
         Ok(())
     }
 
@@ -133,8 +138,9 @@ impl WatcherRef<IoKind> {
             return Err(Error::WatcherActive("change an io watcher's events"));
         }
         check_events(events)?;
-        // SAFETY: inactive watcher.
-        unsafe { ffi::ev_io_modify(self.raw(), events.bits() as i32) };
+        // SAFETY: the watcher is stopped (checked above), so libev allows the change;
+        // the struct lives in this allocation (rule 1).
+        unsafe { ffi::ev_io_modify(self.as_raw(), events.bits() as i32) };
         Ok(())
     }
 }

@@ -13,9 +13,12 @@
 //! and `run` resumes it, or the error handler gets it), and the watcher stays quiet
 //! until restarted.
 
+use crate::error::PanicPayload;
 use crate::error::{Error, Result};
-use crate::event_loop::{secs, Loop, PanicPayload};
-use crate::watcher::{zeroed, Watcher, WatcherRef};
+use crate::event_loop::Loop;
+use crate::sys::secs;
+use crate::sys::zeroed;
+use crate::watcher::{kind, watcher_of, Watcher, WatcherCore};
 use libev_sys as ffi;
 use std::cell::{Cell, RefCell};
 use std::fmt;
@@ -24,27 +27,16 @@ use std::time::Duration;
 
 type Reschedule = Box<dyn FnMut(Duration) -> Duration>;
 
-/// Marker for periodic watchers.
-///
-/// Written out rather than made with `kind!`: starting must re-raise a panic from the
-/// reschedule closure, which libev calls from inside `ev_periodic_start`.
-#[derive(Debug)]
-pub enum PeriodicKind {}
-impl crate::watcher::sealed::Sealed for PeriodicKind {}
-impl crate::watcher::Kind for PeriodicKind {
-    type Raw = ffi::ev_periodic;
-    type Extra = PeriodicExtra;
-    const NAME: &'static str = "periodic";
-    unsafe fn ev_start(l: *mut ffi::ev_loop, w: *mut Self::Raw) {
-        // SAFETY: data points at the WatcherRef (set in Watcher::new before any start),
-        // which the caller keeps alive.
-        let this = unsafe { &*((*w).data as *const WatcherRef<PeriodicKind>) };
-        // SAFETY: forwarded from the generic machinery.
-        this.rescheduling(|| unsafe { ffi::ev_periodic_start(l, w) });
-    }
-    unsafe fn ev_stop(l: *mut ffi::ev_loop, w: *mut Self::Raw) {
-        // SAFETY: forwarded from the generic machinery.
-        unsafe { ffi::ev_periodic_stop(l, w) }
+kind! {
+    /// Marker for periodic watchers.
+    PeriodicKind: ev_periodic, "periodic", ev_periodic_start / ev_periodic_stop,
+        extra = PeriodicExtra;
+    {
+        // libev calls the reschedule closure from inside ev_periodic_start: a panic
+        // there is re-raised once the start has returned.
+        fn around_start(w: &WatcherCore<Self>, start: impl FnOnce()) {
+            w.rescheduling(start);
+        }
     }
 }
 
@@ -83,8 +75,9 @@ impl PeriodicExtra {
 pub type Periodic = Watcher<PeriodicKind>;
 
 unsafe extern "C" fn reschedule_cb(w: *mut ffi::ev_periodic, now: f64) -> f64 {
-    // SAFETY: data points at the WatcherRef (set in Watcher::new before any start).
-    let this = unsafe { &*((*w).data as *const WatcherRef<PeriodicKind>) };
+    // SAFETY: libev calls this only for a periodic watcher being started or active,
+    // made by Watcher::new; such a watcher is alive (rules 1 and 2).
+    let this = unsafe { watcher_of::<PeriodicKind>(w) };
     let taken = this.extra.reschedule.borrow_mut().take();
     let Some(mut f) = taken else { return now };
     let r = catch_unwind(AssertUnwindSafe(|| f(secs(now))));
@@ -109,7 +102,7 @@ impl Loop {
     /// `offset` when `interval` is zero (`ev_periodic_init`). Not started yet.
     pub fn periodic(&self, offset: Duration, interval: Duration) -> Periodic {
         let mut raw: ffi::ev_periodic = zeroed();
-        // SAFETY: a fresh, inactive struct.
+        // SAFETY: `raw` is a fresh struct that nothing has started or points at.
         unsafe {
             ffi::ev_periodic_set(&mut raw, offset.as_secs_f64(), interval.as_secs_f64(), None)
         };
@@ -123,30 +116,34 @@ impl Loop {
         reschedule: impl FnMut(Duration) -> Duration + 'static,
     ) -> Periodic {
         let mut raw: ffi::ev_periodic = zeroed();
-        // SAFETY: a fresh, inactive struct; the callback finds its closure through data.
+        // SAFETY: `raw` is a fresh struct that nothing has started or points at; the
+        // callback finds its closure through `data` (rule 9).
         unsafe { ffi::ev_periodic_set(&mut raw, 0.0, 0.0, Some(reschedule_cb)) };
         let f: Reschedule = Box::new(reschedule);
         Watcher::new(self, raw, PeriodicExtra::new(Some(f)))
     }
 }
 
-impl WatcherRef<PeriodicKind> {
+impl WatcherCore<PeriodicKind> {
     /// The absolute time (since the Unix epoch) the watcher fires next (`ev_periodic_at`).
     pub fn at(&self) -> Duration {
-        // SAFETY: the struct is valid for reads.
-        secs(unsafe { ffi::ev_periodic_at(self.raw()) })
+        // SAFETY: rule 1: the struct lives in this allocation, and libev writes it
+        // only on this thread (rule 7), never during this read.
+        secs(unsafe { ffi::ev_periodic_at(self.as_raw()) })
     }
 
     /// The offset.
     pub fn offset(&self) -> Duration {
-        // SAFETY: the struct is valid for reads.
-        secs(unsafe { (*self.raw()).offset })
+        // SAFETY: rule 1: the struct lives in this allocation, and libev writes it
+        // only on this thread (rule 7), never during this read.
+        secs(unsafe { (*self.as_raw()).offset })
     }
 
     /// The interval (zero for one-shot and rescheduled watchers).
     pub fn interval(&self) -> Duration {
-        // SAFETY: the struct is valid for reads.
-        secs(unsafe { (*self.raw()).interval })
+        // SAFETY: rule 1: the struct lives in this allocation, and libev writes it
+        // only on this thread (rule 7), never during this read.
+        secs(unsafe { (*self.as_raw()).interval })
     }
 
     /// Changes offset and interval (`ev_periodic_set`); only while stopped. Keeps a
@@ -158,11 +155,12 @@ impl WatcherRef<PeriodicKind> {
         if self.is_active() {
             return Err(Error::WatcherActive("set a periodic watcher"));
         }
-        // SAFETY: inactive watcher.
+        // SAFETY: the watcher is stopped (checked above), so libev allows the change;
+        // the struct lives in this allocation (rule 1).
         unsafe {
-            let rcb = (*self.raw()).reschedule_cb;
+            let rcb = (*self.as_raw()).reschedule_cb;
             ffi::ev_periodic_set(
-                self.raw(),
+                self.as_raw(),
                 offset.as_secs_f64(),
                 interval.as_secs_f64(),
                 rcb,
@@ -181,8 +179,9 @@ impl WatcherRef<PeriodicKind> {
         if !self.is_active() && !self.has_callback() {
             return Err(Error::NoCallback("periodic"));
         }
-        // SAFETY: live loop and watcher; again = stop + start in libev.
-        self.rescheduling(|| unsafe { ffi::ev_periodic_again(l, self.raw()) });
+        // SAFETY: the struct and its live loop (rules 1 and 4); libev's again is a stop
+        // and a start.
+        self.rescheduling(|| unsafe { ffi::ev_periodic_again(l, self.as_raw()) });
         self.after_start(l);
         Ok(())
     }

@@ -11,7 +11,8 @@
 //!   cannot be run or used to start watchers ([`Error::LoopReleased`](crate::Error)).
 
 use crate::event_loop::Loop;
-use crate::watcher::{kind, zeroed, Watcher};
+use crate::sys::zeroed;
+use crate::watcher::{kind, Watcher};
 
 kind! {
     /// Marker for idle watchers.

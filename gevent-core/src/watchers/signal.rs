@@ -12,25 +12,25 @@
 
 use crate::error::{Error, Result};
 use crate::event_loop::Loop;
-use crate::watcher::{kind, zeroed, Watcher, WatcherRef};
+use crate::sys::{syscall, zeroed};
+use crate::watcher::{kind, Watcher, WatcherCore};
 use libev_sys as ffi;
 use std::cell::Cell;
 use std::sync::Mutex;
 
-/// One past the highest signal number (`NSIG`): valid signals are `1..NSIG`.
-pub const NSIG: i32 = 65;
+pub use crate::sys::NSIG;
 
 kind! {
     /// Marker for signal watchers.
     SignalKind: ev_signal, "signal", ev_signal_start / ev_signal_stop, extra = Cell<bool>;
     {
-        fn before_start(w: &WatcherRef<Self>) -> crate::Result<()> {
+        fn before_start(w: &WatcherCore<Self>) -> crate::Result<()> {
             let l = w.raw_loop().ok_or(Error::LoopReleased)?;
             claim(w.signum(), l)?;
             w.extra.set(true);
             Ok(())
         }
-        fn after_stop(w: &WatcherRef<Self>) {
+        fn after_stop(w: &WatcherCore<Self>) {
             if w.extra.replace(false) {
                 if let Some(l) = w.raw_loop() {
                     release(w.signum(), l);
@@ -66,11 +66,12 @@ pub(crate) fn claim(signum: i32, l: *mut ffi::ev_loop) -> Result<()> {
         return Err(Error::SignalInUse(signum));
     }
     if slot.count == 0 {
-        // SAFETY: reads the current disposition only (null new action).
-        slot.before = unsafe {
-            let mut old: libc::sigaction = std::mem::zeroed();
-            (libc::sigaction(signum, std::ptr::null(), &mut old) == 0).then_some(old)
-        };
+        let mut old: libc::sigaction = zeroed();
+        // SAFETY: with a null new action sigaction only writes the current disposition
+        // into `old`, a live out-parameter. It fails only for an invalid signal number
+        // (check_signum ruled that out); then there would be nothing to put back.
+        let read = unsafe { syscall!(sigaction(signum, std::ptr::null(), &mut old)) };
+        slot.before = read.ok().map(|_| old);
     }
     slot.lp = l as usize;
     slot.count += 1;
@@ -88,7 +89,11 @@ pub(crate) fn release(signum: i32, l: *mut ffi::ev_loop) {
             if let Some(before) = slot.before.take() {
                 // SAFETY: restores a disposition the process had before; libev no longer
                 // has a watcher for this signal, so its handler is not needed.
-                unsafe { libc::sigaction(signum, &before, std::ptr::null_mut()) };
+                let restored =
+                    unsafe { syscall!(sigaction(signum, &before, std::ptr::null_mut())) };
+                // It fails only for an invalid signal number or disposition, and both
+                // came from a successful call on the same signal: nothing to recover.
+                debug_assert!(restored.is_ok(), "restore signal {signum}: {restored:?}");
             }
         }
     }
@@ -113,16 +118,17 @@ impl Loop {
     pub fn signal(&self, signum: i32) -> Result<Signal> {
         check_signum(signum)?;
         let mut raw: ffi::ev_signal = zeroed();
-        // SAFETY: a fresh, inactive struct.
+        // SAFETY: `raw` is a fresh struct that nothing has started or points at.
         unsafe { ffi::ev_signal_set(&mut raw, signum) };
         Ok(Watcher::new(self, raw, Cell::new(false)))
     }
 }
 
-impl WatcherRef<SignalKind> {
+impl WatcherCore<SignalKind> {
     /// The signal number.
     pub fn signum(&self) -> i32 {
-        // SAFETY: the struct is valid for reads.
-        unsafe { (*self.raw()).signum }
+        // SAFETY: rule 1: the struct lives in this allocation, and libev writes it
+        // only on this thread (rule 7), never during this read.
+        unsafe { (*self.as_raw()).signum }
     }
 }

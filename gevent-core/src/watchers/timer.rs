@@ -5,12 +5,14 @@
 //! monotonic clock, so wall-clock jumps do not move them. Durations cannot be negative,
 //! so libev's "negative repeat" assertion cannot be reached.
 //!
-//! For an inactivity timeout that is pushed back often, prefer [`again`](WatcherRef::again)
+//! For an inactivity timeout that is pushed back often, prefer [`again`](WatcherCore::again)
 //! (ev.pod's "be smart about timeouts", strategy 2) over stop + start.
 
 use crate::error::{Error, Result};
-use crate::event_loop::{secs, Loop};
-use crate::watcher::{kind, zeroed, Watcher, WatcherRef};
+use crate::event_loop::Loop;
+use crate::sys::secs;
+use crate::sys::zeroed;
+use crate::watcher::{kind, Watcher, WatcherCore};
 use libev_sys as ffi;
 use std::time::Duration;
 
@@ -28,13 +30,13 @@ impl Loop {
     /// (`ev_timer_init`). Not started yet.
     pub fn timer(&self, after: Duration, repeat: Duration) -> Timer {
         let mut raw: ffi::ev_timer = zeroed();
-        // SAFETY: a fresh, inactive struct.
+        // SAFETY: `raw` is a fresh struct that nothing has started or points at.
         unsafe { ffi::ev_timer_set(&mut raw, after.as_secs_f64(), repeat.as_secs_f64()) };
         Watcher::new(self, raw, ())
     }
 }
 
-impl WatcherRef<TimerKind> {
+impl WatcherCore<TimerKind> {
     /// Changes `after` and `repeat` (`ev_timer_set`); only while stopped.
     ///
     /// # Errors
@@ -43,23 +45,25 @@ impl WatcherRef<TimerKind> {
         if self.is_active() {
             return Err(Error::WatcherActive("set a timer"));
         }
-        // SAFETY: inactive watcher.
-        unsafe { ffi::ev_timer_set(self.raw(), after.as_secs_f64(), repeat.as_secs_f64()) };
+        // SAFETY: the watcher is stopped (checked above), so libev allows the change;
+        // the struct lives in this allocation (rule 1).
+        unsafe { ffi::ev_timer_set(self.as_raw(), after.as_secs_f64(), repeat.as_secs_f64()) };
         Ok(())
     }
 
     /// The repeat interval.
     pub fn repeat(&self) -> Duration {
-        // SAFETY: the struct is valid for reads.
-        secs(unsafe { (*self.raw()).repeat })
+        // SAFETY: rule 1: the struct lives in this allocation, and libev writes it
+        // only on this thread (rule 7), never during this read.
+        secs(unsafe { (*self.as_raw()).repeat })
     }
 
     /// Changes the repeat interval; takes effect at the next expiry or
-    /// [`again`](WatcherRef::again). Allowed at any time, as in libev.
+    /// [`again`](WatcherCore::again). Allowed at any time, as in libev.
     pub fn set_repeat(&self, repeat: Duration) {
-        // SAFETY: libev reads `repeat` only when rescheduling; writing it is allowed
-        // while active (ev.pod, "ev_timer").
-        unsafe { (*self.raw()).repeat = repeat.as_secs_f64() }
+        // SAFETY: libev reads `repeat` only when rescheduling, on this thread (rule 7);
+        // writing it is allowed while active (ev.pod, "ev_timer"). Rule 1 for the struct.
+        unsafe { (*self.as_raw()).repeat = repeat.as_secs_f64() }
     }
 
     /// `ev_timer_again`: restarts a repeating timer to fire `repeat` from now; stops it
@@ -76,15 +80,16 @@ impl WatcherRef<TimerKind> {
             if repeat.is_zero() {
                 self.stop_inner(false);
             } else {
-                // SAFETY: live loop and active watcher.
-                unsafe { ffi::ev_timer_again(l, self.raw()) };
+                // SAFETY: an active watcher on its live loop (rules 1 and 4).
+                unsafe { ffi::ev_timer_again(l, self.as_raw()) };
             }
         } else if !repeat.is_zero() {
             if !self.has_callback() {
                 return Err(Error::NoCallback("timer"));
             }
-            // SAFETY: live loop; the stopped timer is started with `repeat`.
-            unsafe { ffi::ev_timer_again(l, self.raw()) };
+            // SAFETY: a stopped watcher with a callback on its live loop (rules 1 and
+            // 4); ev_timer_again starts it with `repeat`.
+            unsafe { ffi::ev_timer_again(l, self.as_raw()) };
             self.after_start(l);
         }
         Ok(())
@@ -93,8 +98,10 @@ impl WatcherRef<TimerKind> {
     /// Time left until the timer fires (`ev_timer_remaining`); zero when stopped.
     pub fn remaining(&self) -> Duration {
         match self.raw_loop() {
-            // SAFETY: live loop and watcher.
-            Some(l) if self.is_active() => secs(unsafe { ffi::ev_timer_remaining(l, self.raw()) }),
+            Some(l) if self.is_active() => {
+                // SAFETY: an active watcher on its live loop (rules 1 and 4).
+                secs(unsafe { ffi::ev_timer_remaining(l, self.as_raw()) })
+            }
             _ => Duration::ZERO,
         }
     }

@@ -1,6 +1,6 @@
-//! Helpers shared by the integration tests: real pipes, a watchdog that turns a hang
-//! into a failure, temporary directories, and the lock that serialises default-loop
-//! tests.
+//! Helpers shared by the integration tests: real pipes, watchdogs that turn a hang
+//! into a failure, temporary directories, signals sent to the process or the thread,
+//! and the lock that serialises default-loop tests.
 
 // Each test binary compiles this module and uses only some of it.
 #![allow(dead_code)]
@@ -163,6 +163,40 @@ pub fn panic_text(p: &(dyn std::any::Any + Send)) -> String {
     }
 }
 
+/// Both ends of a new close-on-exec pipe, as raw descriptors the caller closes (with
+/// [`close`]) when the test needs to control exactly when.
+pub fn raw_pipe() -> (RawFd, RawFd) {
+    let mut fds = [0; 2];
+    // SAFETY: `fds` has room for the two descriptors pipe2 writes.
+    let rc = unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) };
+    assert_eq!(rc, 0, "pipe2: {}", io::Error::last_os_error());
+    (fds[0], fds[1])
+}
+
+/// Closes a descriptor from [`raw_pipe`] (or a duplicate of one).
+pub fn close(fd: RawFd) {
+    // SAFETY: the caller owns `fd` and never uses it again.
+    let rc = unsafe { libc::close(fd) };
+    assert_eq!(rc, 0, "close({fd}): {}", io::Error::last_os_error());
+}
+
+/// Sends `sig` to the whole process, as `kill -SIG <pid>` from outside would: any
+/// thread may take it.
+pub fn kill_self(sig: i32) {
+    // SAFETY: kill only sends a signal; the caller has a watcher (or disposition) for
+    // `sig` in place.
+    let rc = unsafe { libc::kill(libc::getpid(), sig) };
+    assert_eq!(rc, 0, "kill: {}", io::Error::last_os_error());
+}
+
+/// Sends `sig` to the calling thread: its handler has run when this returns.
+pub fn raise(sig: i32) {
+    // SAFETY: raise only sends a signal; the caller has a watcher (or disposition) for
+    // `sig` in place.
+    let rc = unsafe { libc::raise(sig) };
+    assert_eq!(rc, 0, "raise: {}", io::Error::last_os_error());
+}
+
 /// A pipe whose read end stays readable (one byte written, never read). Closed on drop.
 pub struct ReadablePipe {
     pub r: i32,
@@ -171,24 +205,16 @@ pub struct ReadablePipe {
 
 impl ReadablePipe {
     pub fn new() -> ReadablePipe {
-        let mut fds = [0; 2];
-        // SAFETY: `fds` has room for the two descriptors pipe2 writes.
-        assert_eq!(unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) }, 0);
+        let (r, w) = raw_pipe();
         // SAFETY: writes one byte from a live buffer to the pipe just made.
-        assert_eq!(unsafe { libc::write(fds[1], b"x".as_ptr().cast(), 1) }, 1);
-        ReadablePipe {
-            r: fds[0],
-            w: fds[1],
-        }
+        assert_eq!(unsafe { libc::write(w, b"x".as_ptr().cast(), 1) }, 1);
+        ReadablePipe { r, w }
     }
 }
 
 impl Drop for ReadablePipe {
     fn drop(&mut self) {
-        // SAFETY: both descriptors are owned by this struct and closed once.
-        unsafe {
-            libc::close(self.r);
-            libc::close(self.w);
-        }
+        close(self.r);
+        close(self.w);
     }
 }
