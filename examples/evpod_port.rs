@@ -73,16 +73,16 @@
 
 // a single use line is required (the facade re-exports gevent-core as `core`)
 use gevent::core::kind::{IoKind, TimerKind};
-use gevent::core::{Break, Events, Io, Loop, Timer, WatcherRef};
+use gevent::core::{Break, Events, Io, Loop, Timer, WatcherCore};
 
 use std::time::Duration; // for the 5.5 s
 
 // every watcher type has its own type, Io, Timer, ...; callbacks receive the
-// watcher as a WatcherRef<KIND>
+// watcher as a WatcherCore<KIND>
 
 // all watcher callbacks have a similar signature
 // this callback is called when data is readable on stdin
-fn stdin_cb(w: &WatcherRef<IoKind>, _revents: Events) {
+fn stdin_cb(w: &WatcherCore<IoKind>, _revents: Events) {
     println!("stdin ready");
     // for one-shot events, one must manually stop the watcher
     // with its corresponding stop function.
@@ -95,7 +95,7 @@ fn stdin_cb(w: &WatcherRef<IoKind>, _revents: Events) {
 }
 
 // another callback, this time for a time-out
-fn timeout_cb(w: &WatcherRef<TimerKind>, _revents: Events) {
+fn timeout_cb(w: &WatcherCore<TimerKind>, _revents: Events) {
     println!("timeout");
     // this causes the innermost run to stop iterating
     if let Some(lp) = w.get_loop() {

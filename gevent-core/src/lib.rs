@@ -113,7 +113,9 @@ pub use error::{Error, PanicPayload, Result};
 pub use event_loop::{version, Break, Loop, LoopRef};
 pub use events::Events;
 pub use flags::{backend_names, recommended_backends, supported_backends, Flags};
-pub use watcher::{Kind, Watcher, WatcherCore, WatcherRef, WeakWatcher, MAXPRI, MINPRI};
+#[allow(deprecated)]
+pub use watcher::WatcherRef;
+pub use watcher::{Kind, Watcher, WatcherCore, WeakWatcher, MAXPRI, MINPRI};
 pub use watchers::async_::{Async, AsyncSender};
 pub use watchers::child::Child;
 pub use watchers::io::Io;

@@ -156,7 +156,8 @@ pub struct WatcherCore<K: Kind> {
     detached: Cell<bool>,
 }
 
-/// The old name of [`WatcherCore`], kept while code still uses it.
+/// The old name of [`WatcherCore`].
+#[deprecated(note = "renamed to WatcherCore: it is the watcher itself, not a reference")]
 pub type WatcherRef<K> = WatcherCore<K>;
 
 /// An owning watcher handle: made from a [`Loop`], started with a closure, stopped
