@@ -97,13 +97,20 @@ impl fmt::Debug for Callback {
     }
 }
 
+/// One queued callback: a closure in its own allocation (with a handle that can
+/// cancel it), or a plain function, queued without allocating.
+enum Entry {
+    Closure(Rc<dyn Queued>),
+    Fn(fn()),
+}
+
 /// The C callback of the queue's prepare watcher; it must call [`CallbackQueue::drain`].
 pub(crate) type PrepareCb = unsafe extern "C" fn(*mut ffi::ev_loop, *mut ffi::ev_prepare, c_int);
 
 /// A loop's callback queue and its internal watchers.
 pub(crate) struct CallbackQueue {
     raw: *mut ffi::ev_loop,
-    queue: RefCell<VecDeque<Rc<dyn Queued>>>,
+    queue: RefCell<VecDeque<Entry>>,
     /// Held while anything is queued: the queue keeps the loop alive until drained.
     hold: RefCell<Option<EvRef>>,
     budget: Cell<Duration>,
@@ -169,7 +176,17 @@ impl CallbackQueue {
     /// Queues `f`; the queue keeps the loop alive until it is drained.
     pub(crate) fn push<F: FnOnce() + 'static>(&self, f: F) -> Callback {
         let cb = Callback::new(f);
-        self.queue.borrow_mut().push_back(cb.slot.clone());
+        self.push_entry(Entry::Closure(cb.slot.clone()));
+        cb
+    }
+
+    /// Queues the plain function `f` (no allocation, no handle).
+    pub(crate) fn push_fn(&self, f: fn()) {
+        self.push_entry(Entry::Fn(f));
+    }
+
+    fn push_entry(&self, e: Entry) {
+        self.queue.borrow_mut().push_back(e);
         let mut hold = self.hold.borrow_mut();
         if hold.is_none() {
             // SAFETY: the queue lives in the loop's state, so the loop is alive (rule 4);
@@ -177,8 +194,6 @@ impl CallbackQueue {
             // latest by `stop`, before the loop is destroyed.
             *hold = Some(unsafe { EvRef::new(self.raw) });
         }
-        drop(hold);
-        cb
     }
 
     /// Entries queued (cancelled ones count until the next drain removes them).
@@ -198,8 +213,10 @@ impl CallbackQueue {
     /// Drops every queued callback unrun (and the queue's reference on the loop).
     pub(crate) fn discard(&self) {
         let queued = std::mem::take(&mut *self.queue.borrow_mut());
-        for cb in queued {
-            cb.cancel();
+        for e in queued {
+            if let Entry::Closure(cb) = e {
+                cb.cancel();
+            }
         }
         // SAFETY: the queue lives in the loop's state, so the loop is alive (rule 4);
         // timer0 lives inside self.
@@ -215,8 +232,12 @@ impl CallbackQueue {
         let mut ran = 0u32;
         loop {
             let next = self.queue.borrow_mut().pop_front();
-            let Some(cb) = next else { break };
-            if let Some(r) = cb.run() {
+            let Some(e) = next else { break };
+            let r = match e {
+                Entry::Closure(cb) => cb.run(),
+                Entry::Fn(f) => Some(catch_unwind(f)),
+            };
+            if let Some(r) = r {
                 if let Err(p) = r {
                     on_panic(p);
                 }

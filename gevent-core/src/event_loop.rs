@@ -134,6 +134,12 @@ impl LoopInner {
         self.callbacks.push(f)
     }
 
+    fn queue_fn(&self, f: fn()) {
+        if !self.quiesced.get() {
+            self.callbacks.push_fn(f);
+        }
+    }
+
     /// Body of the internal prepare watcher.
     fn drain_callbacks(&self) {
         if !self.callbacks.has_queued() {
@@ -674,6 +680,13 @@ impl Loop {
     /// loop alive until it is drained.
     pub fn run_callback(&self, f: impl FnOnce() + 'static) -> Callback {
         self.inner.queue_callback(f)
+    }
+
+    /// [`run_callback`](Loop::run_callback) for a plain function: queued without an
+    /// allocation, in the same FIFO order, but with no handle (it cannot be cancelled).
+    /// For a callback queued again and again (a scheduler's "drain my ready queue").
+    pub fn run_callback_fn(&self, f: fn()) {
+        self.inner.queue_fn(f);
     }
 
     /// Callbacks queued and not yet run or cancelled (cancelled ones count until the

@@ -358,3 +358,57 @@ fn a_quiesced_loop_runs_no_callback_and_returns_from_run() {
         "the cleanup watcher fired as the loop was destroyed"
     );
 }
+
+thread_local! {
+    static FN_LOG: RefCell<Vec<String>> = const { RefCell::new(Vec::new()) };
+}
+
+fn log_fn_a() {
+    FN_LOG.with(|l| l.borrow_mut().push("fn a".into()));
+}
+
+fn log_fn_b() {
+    FN_LOG.with(|l| l.borrow_mut().push("fn b".into()));
+}
+
+fn panicking_fn() {
+    panic!("expected: a panicking plain callback");
+}
+
+#[test]
+fn plain_function_callbacks_keep_the_fifo_order_and_the_loop_alive() {
+    let lp = Loop::new().unwrap();
+    let (_dog, dog_fired) = watchdog(&lp);
+    let log: Log = Rc::default();
+    let l = log.clone();
+    lp.run_callback(move || log_to(&l, "closure 1"));
+    lp.run_callback_fn(log_fn_a);
+    let l = log.clone();
+    lp.run_callback(move || log_to(&l, "closure 2"));
+    lp.run_callback_fn(log_fn_b);
+    assert_eq!(lp.pending_callbacks(), 4);
+    // Nothing else keeps this loop alive: the queue does, until it is drained.
+    lp.run().unwrap();
+    assert!(!dog_fired.get());
+    let fns = FN_LOG.with(|l| std::mem::take(&mut *l.borrow_mut()));
+    assert_eq!(fns, ["fn a", "fn b"]);
+    assert_eq!(*log.borrow(), ["closure 1", "closure 2"]);
+
+    // A panicking one goes to the error handler; the next still runs.
+    let caught = Rc::new(Cell::new(0));
+    let c = caught.clone();
+    lp.set_error_handler(move |p| {
+        assert!(panic_text(&*p).starts_with("expected:"));
+        c.set(c.get() + 1);
+    });
+    lp.run_callback_fn(panicking_fn);
+    lp.run_callback_fn(log_fn_a);
+    lp.run().unwrap();
+    assert_eq!(caught.get(), 1);
+    assert_eq!(FN_LOG.with(|l| l.borrow().len()), 1);
+
+    // A quiesced loop drops them unqueued.
+    lp.quiesce();
+    lp.run_callback_fn(log_fn_b);
+    assert_eq!(lp.pending_callbacks(), 0);
+}

@@ -359,7 +359,7 @@ impl Hub {
     pub(crate) fn queue_wakeup(&self, rec: Rc<record::Record>, seq: u64, why: Wake) {
         self.ready.borrow_mut().push_back((rec, seq, why));
         if !self.drain_queued.replace(true) {
-            self.lp.run_callback(drain_ready);
+            self.lp.run_callback_fn(drain_ready);
         }
     }
 
