@@ -36,9 +36,11 @@ use crate::hub::{get_hub, try_get_hub, wait_until, Waker};
 use crate::hub::{WaitList, Waitable};
 use crate::ids::Ids;
 use crate::pool::SizeError;
-use std::cell::{Cell, OnceCell, RefCell};
+use gevent_core::LoopRef;
+use std::cell::{Cell, RefCell};
 use std::collections::{HashMap, VecDeque};
 use std::fmt;
+use std::mem::ManuallyDrop;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::rc::Rc;
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
@@ -299,9 +301,8 @@ impl ThreadPool {
         f: impl FnOnce() -> T + Send + 'static,
     ) -> ThreadResult<T> {
         let hub = get_hub();
-        let (id, local) = register();
         // Until it completes, the task keeps the loop alive: someone may wait for it.
-        hub.get_loop().ref_();
+        let (id, local) = register(hub.get_loop().hold());
         let slot: Slot<T> = Arc::new(Mutex::new(None));
         let s2 = slot.clone();
         let handle = hub.handle();
@@ -378,35 +379,61 @@ type Slot<T> = Arc<Mutex<Option<std::result::Result<T, Failure>>>>;
 struct LocalTask {
     done: Cell<bool>,
     waiters: WaitList,
+    /// Keeps the hub's loop running until the task completes.
+    hold: RefCell<Option<LoopRef>>,
+}
+
+/// This thread's tasks not completed yet, by id, and its default pool. No destructor:
+/// the thread's teardown empties it (from a greenlet-layer exit hook, registered with
+/// the first use), whatever order std destroys thread-locals in.
+struct Local {
+    tasks: HashMap<u64, Rc<LocalTask>>,
+    default_pool: Option<ThreadPool>,
+    hooked: bool,
 }
 
 thread_local! {
-    /// Tasks spawned from this thread and not completed, by id.
-    static TASKS: RefCell<HashMap<u64, Rc<LocalTask>>> = RefCell::new(HashMap::new());
+    static LOCAL: ManuallyDrop<RefCell<Option<Local>>> =
+        const { ManuallyDrop::new(RefCell::new(None)) };
     static NEXT_TASK: Ids = const { Ids::new() };
-    static DEFAULT_POOL: OnceCell<ThreadPool> = const { OnceCell::new() };
 }
 
-fn register() -> (u64, Rc<LocalTask>) {
+/// Runs `f` on this thread's [`Local`], made (and its exit hook registered) on first use.
+fn with_local<R>(f: impl FnOnce(&mut Local) -> R) -> R {
+    LOCAL.with(|l| {
+        let mut l = l.borrow_mut();
+        let local = l.get_or_insert_with(|| Local {
+            tasks: HashMap::new(),
+            default_pool: None,
+            hooked: false,
+        });
+        if !local.hooked {
+            // The default pool's workers are joined here, before the hub goes.
+            local.hooked = crate::greenlet::at_thread_exit(|| {
+                let taken = LOCAL.with(|l| l.borrow_mut().take());
+                drop(taken);
+            });
+        }
+        f(local)
+    })
+}
+
+fn register(hold: LoopRef) -> (u64, Rc<LocalTask>) {
     let id = NEXT_TASK.with(Ids::next);
     let t = Rc::new(LocalTask {
         done: Cell::new(false),
         waiters: WaitList::default(),
+        hold: RefCell::new(Some(hold)),
     });
-    TASKS.with(|m| m.borrow_mut().insert(id, t.clone()));
+    with_local(|l| l.tasks.insert(id, t.clone()));
     (id, t)
 }
 
 /// Runs in the hub of the spawning thread once task `id` has stored its result.
 fn complete(id: u64) {
-    let t = TASKS
-        .try_with(|m| m.borrow_mut().remove(&id))
-        .ok()
-        .flatten();
+    let t = LOCAL.with(|l| l.borrow_mut().as_mut().and_then(|l| l.tasks.remove(&id)));
     if let Some(t) = t {
-        if let Ok(hub) = try_get_hub() {
-            hub.get_loop().unref();
-        }
+        drop(t.hold.take());
         t.done.set(true);
         t.waiters.wake_all();
     }
@@ -480,12 +507,13 @@ impl<T> Waitable for ThreadResult<T> {
 /// This thread's default pool ([`DEFAULT_MAX_THREADS`] threads), made on first use.
 /// Dropped (its workers joined) when the thread exits.
 pub fn default_pool() -> ThreadPool {
-    DEFAULT_POOL.with(|p| {
-        p.get_or_init(|| {
-            ThreadPool::new(DEFAULT_MAX_THREADS)
-                .unwrap_or_else(|_| unreachable!("the default size is not 0"))
-        })
-        .clone()
+    with_local(|l| {
+        l.default_pool
+            .get_or_insert_with(|| {
+                ThreadPool::new(DEFAULT_MAX_THREADS)
+                    .unwrap_or_else(|_| unreachable!("the default size is not 0"))
+            })
+            .clone()
     })
 }
 

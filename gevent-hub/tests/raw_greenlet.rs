@@ -3,7 +3,9 @@
 
 mod util;
 
-use gevent_hub::greenlet::{getcurrent, panic_message, RawGreenlet, SwitchError, Value};
+use gevent_hub::greenlet::{
+    getcurrent, panic_message, ParentCycle, RawGreenlet, SwitchError, Value,
+};
 use gevent_hub::GreenletExit;
 use std::cell::{Cell, RefCell};
 use std::panic::{catch_unwind, resume_unwind, AssertUnwindSafe};
@@ -299,14 +301,14 @@ fn set_parent_refuses_cycles() {
 
     assert_eq!(
         a.set_parent(&a),
-        Err(()),
+        Err(ParentCycle),
         "a greenlet cannot be its own parent"
     );
     assert_eq!(b.set_parent(&a), Ok(()));
     assert_eq!(c.set_parent(&b), Ok(()));
     // a <- b <- c: making c (or b) a's parent would close a loop.
-    assert_eq!(a.set_parent(&c), Err(()));
-    assert_eq!(a.set_parent(&b), Err(()));
+    assert_eq!(a.set_parent(&c), Err(ParentCycle));
+    assert_eq!(a.set_parent(&b), Err(ParentCycle));
     assert!(
         a.parent().unwrap().ptr_eq(&main),
         "a refused set_parent changes nothing"

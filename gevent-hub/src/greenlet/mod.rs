@@ -109,6 +109,19 @@ impl fmt::Display for SwitchError {
 
 impl std::error::Error for SwitchError {}
 
+/// Why [`RawGreenlet::set_parent`] refused: the new parent descends from the greenlet
+/// (or is it), so the parent chain would loop.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ParentCycle;
+
+impl fmt::Display for ParentCycle {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("the new parent descends from the greenlet: the parent chain would loop")
+    }
+}
+
+impl std::error::Error for ParentCycle {}
+
 /// The message of a panic payload (`&str` or `String`), or a placeholder.
 pub fn panic_message(p: &(dyn Any + Send)) -> String {
     if let Some(s) = p.downcast_ref::<&str>() {
@@ -125,7 +138,7 @@ pub fn panic_message(p: &(dyn Any + Send)) -> String {
 type Body = Box<dyn FnOnce(Value) -> Value>;
 
 /// The state of one greenlet.
-pub(crate) struct GInner {
+pub(crate) struct GreenletState {
     id: u64,
     /// Set when given; otherwise made (`Greenlet-<id>`) the first time it is asked for,
     /// so an unnamed spawn does not pay for formatting it.
@@ -138,7 +151,7 @@ pub(crate) struct GInner {
     guard: Cell<(usize, usize)>,
     stack_size: usize,
     body: Cell<Option<Body>>,
-    parent: RefCell<Option<Rc<GInner>>>,
+    parent: RefCell<Option<Rc<GreenletState>>>,
     started: Cell<bool>,
     dead: Cell<bool>,
     is_main: bool,
@@ -154,10 +167,10 @@ pub(crate) struct GInner {
     ext_drop: Cell<Option<ExtDrop>>,
 }
 
-/// Frees what [`GInner::set_extension`] stored.
+/// Frees what [`GreenletState::set_extension`] stored.
 pub(crate) type ExtDrop = unsafe fn(*const ());
 
-impl Drop for GInner {
+impl Drop for GreenletState {
     fn drop(&mut self) {
         if let Some(free) = self.ext_drop.take() {
             // SAFETY: `set_extension`'s contract: `free` frees `ext`, once.
@@ -166,7 +179,7 @@ impl Drop for GInner {
     }
 }
 
-impl GInner {
+impl GreenletState {
     pub(crate) fn id(&self) -> u64 {
         self.id
     }
@@ -210,7 +223,7 @@ impl GInner {
         self.ext_drop.set(Some(free));
     }
     /// Its parent, to change (the hub re-parents greenlets it ends at thread exit).
-    pub(crate) fn parent_mut(&self) -> std::cell::RefMut<'_, Option<Rc<GInner>>> {
+    pub(crate) fn parent_mut(&self) -> std::cell::RefMut<'_, Option<Rc<GreenletState>>> {
         self.parent.borrow_mut()
     }
     /// Ends a greenlet that never started: its body is dropped unrun, a stack mapped
@@ -268,9 +281,9 @@ struct Tls {
     /// The running greenlet, not owned: a running greenlet is kept alive by its own
     /// entry frame (and the main greenlet by `main`), so a switch touches no reference
     /// count. Null until the main greenlet's record exists.
-    current: Cell<*const GInner>,
+    current: Cell<*const GreenletState>,
     /// The main greenlet's record, owned (`Rc::into_raw`), once it exists.
-    main: Cell<*const GInner>,
+    main: Cell<*const GreenletState>,
     phase: Cell<Phase>,
     /// Called on every switch (see `set_switch_hook`).
     hook: Cell<Option<SwitchHook>>,
@@ -282,12 +295,12 @@ struct Tls {
 /// everything out of it first thing ([`receive`]) and it is never read again.
 struct Mail {
     /// The greenlet that switched (its context is stored on arrival).
-    from: *const GInner,
+    from: *const GreenletState,
     msg: ManuallyDrop<Msg>,
     /// Set by a greenlet's last switch: the greenlet itself, so that the receiver can
     /// reclaim its stack (nothing runs on it any more) and drop the last reference the
     /// finished greenlet held to itself.
-    dying: ManuallyDrop<Option<Rc<GInner>>>,
+    dying: ManuallyDrop<Option<Rc<GreenletState>>>,
 }
 
 type ExitHook = Box<dyn FnOnce()>;
@@ -369,7 +382,7 @@ fn next_id() -> u64 {
 }
 
 /// The running greenlet (creating the main greenlet record on first use).
-pub(crate) fn current_rc() -> Rc<GInner> {
+pub(crate) fn current_rc() -> Rc<GreenletState> {
     let p = current_ptr();
     // SAFETY: the running greenlet is alive (see `Tls::current`); the new count is
     // the caller's.
@@ -381,7 +394,7 @@ pub(crate) fn current_rc() -> Rc<GInner> {
 
 /// The running greenlet's address, without touching its reference count (creating
 /// the main greenlet record on first use).
-pub(crate) fn current_ptr() -> *const GInner {
+pub(crate) fn current_ptr() -> *const GreenletState {
     let p = TLS.with(|t| t.current.get());
     if p.is_null() {
         make_main()
@@ -392,8 +405,8 @@ pub(crate) fn current_ptr() -> *const GInner {
 
 /// The main greenlet's record, made on the first use of greenlets on this thread.
 #[cold]
-fn make_main() -> *const GInner {
-    let main = Rc::new(GInner {
+fn make_main() -> *const GreenletState {
+    let main = Rc::new(GreenletState {
         id: next_id(),
         name: std::cell::OnceCell::from(Box::<str>::from("main")),
         ctx: Cell::new(None),
@@ -425,7 +438,7 @@ fn make_main() -> *const GInner {
 }
 
 /// The main greenlet of this thread: the root of every parent chain.
-pub(crate) fn main_rc() -> Rc<GInner> {
+pub(crate) fn main_rc() -> Rc<GreenletState> {
     let mut g = current_rc();
     loop {
         let p = g.parent.borrow().clone();
@@ -438,7 +451,7 @@ pub(crate) fn main_rc() -> Rc<GInner> {
 
 /// Makes `g` the running greenlet.
 #[inline]
-fn set_current(g: &GInner) {
+fn set_current(g: &GreenletState) {
     TLS.with(|t| {
         t.current.set(g);
         if let Some(hook) = t.hook.get() {
@@ -466,16 +479,16 @@ pub(crate) fn set_switch_hook(hook: Option<SwitchHook>) -> Option<SwitchHook> {
 }
 
 /// See [`set_switch_hook`].
-pub(crate) type SwitchHook = fn(&GInner);
+pub(crate) type SwitchHook = fn(&GreenletState);
 
 pub(crate) fn new_inner(
     body: Body,
-    parent: Option<Rc<GInner>>,
+    parent: Option<Rc<GreenletState>>,
     stack_size: usize,
     name: Option<String>,
-) -> Rc<GInner> {
+) -> Rc<GreenletState> {
     let id = next_id();
-    Rc::new(GInner {
+    Rc::new(GreenletState {
         id,
         name: name
             .map(String::into_boxed_str)
@@ -523,7 +536,7 @@ fn receive(t: Transfer) -> Msg {
     }
 }
 
-fn start_context(target: &Rc<GInner>) -> Result<Context, SwitchError> {
+fn start_context(target: &Rc<GreenletState>) -> Result<Context, SwitchError> {
     target.reserve_stack().map_err(SwitchError::NoStack)?;
     let slot = target.stack.borrow();
     let Some(s) = slot.as_ref() else {
@@ -540,7 +553,7 @@ fn start_context(target: &Rc<GInner>) -> Result<Context, SwitchError> {
 
 /// Switches to `target` carrying `msg`; returns the message this greenlet is resumed
 /// with.
-pub(crate) fn switch_msg(target: &Rc<GInner>, msg: Msg) -> Result<Msg, SwitchError> {
+pub(crate) fn switch_msg(target: &Rc<GreenletState>, msg: Msg) -> Result<Msg, SwitchError> {
     if std::thread::panicking() {
         return Err(SwitchError::Unwinding);
     }
@@ -598,7 +611,7 @@ extern "C" fn entry(t: Transfer) -> ! {
 }
 
 /// The last switch of a greenlet: to the first ancestor that is still alive.
-fn finish(me: Rc<GInner>, result: Result<Value, PanicPayload>) -> ! {
+fn finish(me: Rc<GreenletState>, result: Result<Value, PanicPayload>) -> ! {
     me.dead.set(true);
     let mut parent = me.parent.borrow().clone();
     while let Some(p) = parent.clone() {
@@ -660,11 +673,11 @@ fn finish(me: Rc<GInner>, result: Result<Value, PanicPayload>) -> ! {
 /// assert_send::<gevent_hub::greenlet::RawGreenlet>();
 /// ```
 pub struct RawGreenlet {
-    pub(crate) inner: Rc<GInner>,
+    pub(crate) inner: Rc<GreenletState>,
 }
 
 impl RawGreenlet {
-    pub(crate) fn from_inner(inner: Rc<GInner>) -> RawGreenlet {
+    pub(crate) fn from_inner(inner: Rc<GreenletState>) -> RawGreenlet {
         inner.handles.set(inner.handles.get() + 1);
         RawGreenlet { inner }
     }
@@ -740,13 +753,13 @@ impl RawGreenlet {
     /// Changes the parent. A parent chain must not loop back to this greenlet.
     ///
     /// # Errors
-    /// `Err(())` if `parent` has this greenlet among its ancestors (or is it).
-    #[allow(clippy::result_unit_err)]
-    pub fn set_parent(&self, parent: &RawGreenlet) -> Result<(), ()> {
+    /// [`ParentCycle`] if `parent` has this greenlet among its ancestors (or is it);
+    /// the parent is then left as it was.
+    pub fn set_parent(&self, parent: &RawGreenlet) -> Result<(), ParentCycle> {
         let mut p = Some(parent.inner.clone());
         while let Some(g) = p {
             if Rc::ptr_eq(&g, &self.inner) {
-                return Err(());
+                return Err(ParentCycle);
             }
             p = g.parent.borrow().clone();
         }

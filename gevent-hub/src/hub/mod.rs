@@ -66,7 +66,9 @@ pub(crate) use wait::{
 pub use wait::{Wait, Waitable, Waker};
 
 use crate::error::{Error, Result};
-use crate::greenlet::{self, current_rc, switch_msg, GInner, GreenletExit, Msg, PanicPayload};
+use crate::greenlet::{
+    self, current_rc, switch_msg, GreenletExit, GreenletState, Msg, PanicPayload,
+};
 use gevent_core::{Loop, Timer};
 use record::record_of;
 use std::cell::{Cell, RefCell};
@@ -150,7 +152,7 @@ impl Members {
 /// The per-thread hub.
 pub struct Hub {
     lp: Loop,
-    raw: Rc<GInner>,
+    raw: Rc<GreenletState>,
     inbox: remote::Inbox,
     /// Set once its thread has begun to end: nothing is scheduled any more.
     exiting: Cell<bool>,
@@ -350,7 +352,7 @@ impl Hub {
         self.lp.timer(d, Duration::ZERO)
     }
 
-    pub(crate) fn raw_greenlet(&self) -> Rc<GInner> {
+    pub(crate) fn raw_greenlet(&self) -> Rc<GreenletState> {
         self.raw.clone()
     }
 
@@ -400,7 +402,7 @@ fn drain_ready() {
 /// parked in the hub right now, the payload waits for its next blocking call. The
 /// running greenlet is not interrupted on the spot: as in gevent, its kill is scheduled
 /// and lands at its next blocking point (after what is already queued).
-pub(crate) fn throw_into(g: &Rc<GInner>, payload: PanicPayload) {
+pub(crate) fn throw_into(g: &Rc<GreenletState>, payload: PanicPayload) {
     if g.is_dead() {
         return;
     }
@@ -434,7 +436,7 @@ pub(crate) fn throw_into(g: &Rc<GInner>, payload: PanicPayload) {
 
 /// Takes back a throw meant for `g`'s next blocking point that `is_mine` recognises
 /// (a cancelled [`Timeout`](crate::Timeout)'s expiry).
-pub(crate) fn cancel_pending_throw(g: &Rc<GInner>, is_mine: impl Fn(&PanicPayload) -> bool) {
+pub(crate) fn cancel_pending_throw(g: &Rc<GreenletState>, is_mine: impl Fn(&PanicPayload) -> bool) {
     let rec = record_of(g);
     if let Some(p) = rec.pending_throw.take() {
         if !is_mine(&p) {
@@ -444,13 +446,13 @@ pub(crate) fn cancel_pending_throw(g: &Rc<GInner>, is_mine: impl Fn(&PanicPayloa
 }
 
 /// Where `g` was spawned, if the hub spawned it (diagnostics).
-pub(crate) fn set_spawned_at(g: &Rc<GInner>, at: &'static std::panic::Location<'static>) {
+pub(crate) fn set_spawned_at(g: &Rc<GreenletState>, at: &'static std::panic::Location<'static>) {
     record_of(g).spawned_at.set(Some(at));
 }
 
 /// Ends a greenlet of this hub at thread exit: raises [`GreenletExit`] where it is
 /// suspended and returns once it has finished (or switched back here).
-pub(crate) fn end_greenlet_at_exit(g: &Rc<GInner>) {
+pub(crate) fn end_greenlet_at_exit(g: &Rc<GreenletState>) {
     if !g.is_started() || g.is_dead() || std::ptr::eq(greenlet::current_ptr(), Rc::as_ptr(g)) {
         return;
     }

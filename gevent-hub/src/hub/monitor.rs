@@ -61,7 +61,7 @@
 //! `GEVENT_MAX_BLOCKING_TIME` (the threshold in seconds, default `0.1`).
 
 use crate::error::{Error, Result};
-use crate::greenlet::GInner;
+use crate::greenlet::GreenletState;
 use gevent_core::{Check, Loop, Prepare, MAXPRI, MINPRI};
 use std::cell::Cell;
 use std::fmt;
@@ -233,7 +233,7 @@ impl Slot {
 
     /// Records that the thread now runs `g`.
     #[inline]
-    fn record(&self, g: &GInner) {
+    fn record(&self, g: &GreenletState) {
         let at = super::record::record_if_any(g).and_then(|r| r.spawned_at.get());
         self.record_parts(g.id(), g.name_if_set(), at);
     }
@@ -372,7 +372,7 @@ thread_local! {
 /// every switch with the greenlet switched to. (Without a monitor no hook is installed:
 /// the switch path pays one thread-local load and a branch.)
 #[inline]
-pub(crate) fn on_switch(g: &GInner) {
+pub(crate) fn on_switch(g: &GreenletState) {
     let p = SLOT.with(Cell::get);
     if !p.is_null() {
         // SAFETY: a non-null SLOT owns a strong count of the slot (taken by the first

@@ -3,7 +3,7 @@
 //! greenlet's extension slot and drops it with the greenlet; it knows nothing of what
 //! is in it.
 
-use crate::greenlet::{GInner, PanicPayload};
+use crate::greenlet::{GreenletState, PanicPayload};
 use std::cell::Cell;
 use std::panic::Location;
 use std::rc::{Rc, Weak};
@@ -11,7 +11,7 @@ use std::rc::{Rc, Weak};
 /// One greenlet, as the hub sees it.
 pub(crate) struct Record {
     /// The greenlet (weak: the greenlet owns its record).
-    g: Weak<GInner>,
+    g: Weak<GreenletState>,
     /// Bumped whenever a wait of this greenlet begins or ends, so that wake-ups for
     /// an earlier wait are recognised as stale and ignored.
     pub(crate) wait_seq: Cell<u64>,
@@ -25,7 +25,7 @@ pub(crate) struct Record {
 
 impl Record {
     /// The greenlet, while it exists.
-    pub(crate) fn greenlet(&self) -> Option<Rc<GInner>> {
+    pub(crate) fn greenlet(&self) -> Option<Rc<GreenletState>> {
         self.g.upgrade()
     }
 
@@ -36,7 +36,7 @@ impl Record {
 }
 
 /// The record of `g`, made on first use.
-pub(crate) fn record_of(g: &Rc<GInner>) -> Rc<Record> {
+pub(crate) fn record_of(g: &Rc<GreenletState>) -> Rc<Record> {
     let mut p = g.extension().cast::<Record>();
     if p.is_null() {
         let rec = Rc::new(Record {
@@ -69,7 +69,7 @@ unsafe fn free_record(p: *const ()) {
 }
 
 /// The record of `g` if it has one (diagnostics that must not make one).
-pub(crate) fn record_if_any(g: &GInner) -> Option<&Record> {
+pub(crate) fn record_if_any(g: &GreenletState) -> Option<&Record> {
     // SAFETY: a non-null slot holds a Record (see `record_of`), alive as long as `g`.
     unsafe { g.extension().cast::<Record>().as_ref() }
 }

@@ -6,7 +6,7 @@
 use super::wait::Waker;
 use super::{get_hub, hub_if_any};
 use crate::ids::Ids;
-use gevent_core::{Async, AsyncSender, Loop};
+use gevent_core::{Async, AsyncSender, Loop, LoopRef};
 use std::cell::RefCell;
 use std::collections::HashMap;
 use std::fmt;
@@ -29,8 +29,9 @@ pub(crate) struct Inbox {
     remote: Arc<Remote>,
     /// Drains `remote`; unreferenced (a [`RemoteWaker`] references the loop itself).
     _async: Async,
-    /// Local wakers registered for remote wake-ups, by id.
-    waiters: RefCell<HashMap<u64, Waker>>,
+    /// Local wakers registered for remote wake-ups, by id, each holding the loop
+    /// running until it is used or its wait ends.
+    waiters: RefCell<HashMap<u64, (Waker, LoopRef)>>,
     next: Ids,
 }
 
@@ -66,8 +67,9 @@ fn drain(remote: &Remote) {
         match op {
             RemoteOp::Wake(id) => {
                 let w = hub_if_any(|h| h.inbox().waiters.borrow_mut().remove(&id)).flatten();
-                if let Some(w) = w {
+                if let Some((w, hold)) = w {
                     w.wake();
+                    drop(hold);
                 }
             }
             RemoteOp::Call(f) => {
@@ -83,8 +85,8 @@ pub(crate) fn register(waker: Waker) -> (u64, RemoteWaker) {
     let hub = get_hub();
     let inbox = hub.inbox();
     let id = inbox.next.next();
-    inbox.waiters.borrow_mut().insert(id, waker);
-    hub.get_loop().ref_();
+    let hold = hub.get_loop().hold();
+    inbox.waiters.borrow_mut().insert(id, (waker, hold));
     (
         id,
         RemoteWaker {
@@ -98,9 +100,9 @@ pub(crate) fn register(waker: Waker) -> (u64, RemoteWaker) {
 pub(crate) fn unregister(ids: &[u64]) {
     hub_if_any(|hub| {
         for id in ids {
-            hub.inbox().waiters.borrow_mut().remove(id);
-            // Each remote waker took one reference on the loop.
-            hub.get_loop().unref();
+            // Dropping the entry gives back its reference on the loop.
+            let entry = hub.inbox().waiters.borrow_mut().remove(id);
+            drop(entry);
         }
     });
 }

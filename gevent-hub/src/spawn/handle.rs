@@ -3,7 +3,7 @@
 
 use crate::error::{Error, Result};
 use crate::greenlet::stack::DEFAULT_STACK_SIZE;
-use crate::greenlet::{self, GInner, GreenletExit, PanicPayload};
+use crate::greenlet::{self, GreenletExit, GreenletState, PanicPayload};
 use crate::hub::{
     get_hub, hub_if_any, set_spawned_at, throw_into, wait_until, Member, WaitList, Waitable, Wake,
     Waker,
@@ -82,7 +82,7 @@ type Link = Box<dyn FnOnce(&GreenletInfo)>;
 /// Nothing on the heap points back at the start, so a greenlet whose start never
 /// happens (its thread exited first) is freed with the loop's queue, not leaked.
 struct Core {
-    raw: Rc<GInner>,
+    raw: Rc<GreenletState>,
     /// `spawn_later`'s start timer (owned by the loop), so a kill can stop it rather
     /// than keep the loop alive for a greenlet that will never start.
     start_timer: RefCell<Option<gevent_core::WeakWatcher<gevent_core::kind::TimerKind>>>,

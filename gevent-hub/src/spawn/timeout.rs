@@ -34,7 +34,7 @@ thread_local! {
 pub struct Timeout {
     timer: Timer,
     id: u64,
-    target: std::rc::Rc<crate::greenlet::GInner>,
+    target: std::rc::Rc<crate::greenlet::GreenletState>,
 }
 
 impl fmt::Debug for Timeout {
