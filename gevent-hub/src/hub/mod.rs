@@ -100,14 +100,15 @@ impl Wake {
         Msg::Signal(self as u8)
     }
 
-    /// The wake-up `m` carries, if it is one.
-    pub(crate) fn of(m: &Msg) -> Option<Wake> {
-        match m {
-            Msg::Signal(0) => Some(Wake::Parked),
-            Msg::Signal(1) => Some(Wake::Woken),
-            Msg::Signal(2) => Some(Wake::TimedOut),
-            Msg::Signal(3) => Some(Wake::LoopExit),
-            Msg::Signal(4) => Some(Wake::Start),
+    /// The wake-up a `Msg::Signal` code stands for, if it is one of ours.
+    #[inline]
+    pub(crate) fn from_code(code: u8) -> Option<Wake> {
+        match code {
+            0 => Some(Wake::Parked),
+            1 => Some(Wake::Woken),
+            2 => Some(Wake::TimedOut),
+            3 => Some(Wake::LoopExit),
+            4 => Some(Wake::Start),
             _ => None,
         }
     }

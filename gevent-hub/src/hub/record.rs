@@ -3,7 +3,7 @@
 //! greenlet's extension slot and drops it with the greenlet; it knows nothing of what
 //! is in it.
 
-use crate::greenlet::{GreenletState, PanicPayload};
+use crate::greenlet::{self, GreenletState, PanicPayload};
 use std::cell::Cell;
 use std::panic::Location;
 use std::rc::{Rc, Weak};
@@ -53,6 +53,24 @@ pub(crate) fn record_of(g: &Rc<GreenletState>) -> Rc<Record> {
     }
     // SAFETY: the slot holds an `Rc<Record>` made above (see `free_record`), alive as
     // long as the greenlet, which the caller holds; the new count is the caller's.
+    unsafe {
+        Rc::increment_strong_count(p);
+        Rc::from_raw(p)
+    }
+}
+
+/// The record of the running greenlet: [`record_of`] without the two reference-count
+/// updates of getting the running greenlet's `Rc` first (every wait does this).
+#[inline]
+pub(crate) fn current_record() -> Rc<Record> {
+    let g = greenlet::current_ptr();
+    // SAFETY: the running greenlet is alive while it runs (see `greenlet::current_ptr`).
+    let p = unsafe { (*g).extension() }.cast::<Record>();
+    if p.is_null() {
+        return record_of(&greenlet::current_rc());
+    }
+    // SAFETY: as in `record_of`: the slot holds an `Rc<Record>` alive as long as the
+    // greenlet; the new count is the caller's.
     unsafe {
         Rc::increment_strong_count(p);
         Rc::from_raw(p)

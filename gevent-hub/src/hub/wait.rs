@@ -18,10 +18,10 @@
 //! - [`wait_until`] (re-check a condition after each wake-up) and [`wait_notified`]
 //!   (a wake-up is the answer: gevent's `Event.wait`).
 
-use super::record::{record_of, Record};
+use super::record::{current_record, Record};
 use super::{hub_if_any, try_get_hub, Wake};
 use crate::error::{Error, Result};
-use crate::greenlet::{current_rc, switch_msg, Msg};
+use crate::greenlet::{as_signal, switch_msg, Msg};
 use gevent_core::Timer;
 use std::cell::{Cell, RefCell};
 use std::collections::VecDeque;
@@ -90,6 +90,7 @@ impl Waker {
 }
 
 /// Resumes wait `seq` of the greenlet `rec` records with `why`, if that wait is on.
+#[inline] // into the hub's drain loop: one `ret` less after each switch back to the hub
 fn resume(rec: &Rc<Record>, seq: u64, why: Wake) {
     if rec.wait_seq.get() != seq {
         return;
@@ -106,7 +107,9 @@ fn resume(rec: &Rc<Record>, seq: u64, why: Wake) {
     if in_hub {
         if rec.parked.get() {
             if let Some(g) = rec.greenlet() {
-                let _ = switch_msg(&g, why.msg());
+                // What the greenlet switches back with is almost always a code
+                // (`Parked`); anything else is dropped here as well.
+                drop(as_signal(switch_msg(&g, why.msg())));
             }
         }
     } else {
@@ -115,6 +118,7 @@ fn resume(rec: &Rc<Record>, seq: u64, why: Wake) {
 }
 
 /// Resumes, from the hub's ready queue, a wake-up queued by [`resume`].
+#[inline]
 pub(super) fn resume_queued(rec: &Rc<Record>, seq: u64, why: Wake) {
     resume(rec, seq, why);
 }
@@ -253,7 +257,7 @@ impl Wait {
         if std::thread::panicking() {
             return Err(Error::Unwinding);
         }
-        let rec = record_of(&current_rc());
+        let rec = current_record();
         let seq = rec.wait_seq.get().wrapping_add(1);
         rec.wait_seq.set(seq);
         Ok(Wait {
@@ -318,6 +322,7 @@ impl Wait {
     ///
     /// # Panics
     /// A kill or a [`Timeout`](crate::Timeout) unwinds from here with its payload.
+    #[inline] // one `ret` less after the switch back (see `greenlet::switch_msg`)
     pub fn park(&self) -> Result<bool> {
         if let Some(p) = self.rec.pending_throw.take() {
             resume_unwind(p);
@@ -333,23 +338,25 @@ impl Wait {
             return Err(Error::ThreadExiting);
         }
         self.rec.parked.set(true);
-        let r = switch_msg(&hub_greenlet, Wake::Parked.msg());
+        let r = as_signal(switch_msg(&hub_greenlet, Wake::Parked.msg()));
         drop(hub_greenlet);
         self.rec.parked.set(false);
         match r {
-            Ok(Msg::Throw(p)) => resume_unwind(p),
-            Ok(m) => match Wake::of(&m) {
+            Ok(code) => match Wake::from_code(code) {
                 Some(Wake::Woken) => Ok(true),
                 Some(Wake::TimedOut) => Ok(false),
                 Some(Wake::LoopExit) => Err(Error::WouldBlockForever(self.what.to_owned())),
-                _ => Err(Error::InvalidSwitch(format!(
-                    "{} (while waiting for {})",
-                    describe(&m),
-                    self.what
-                ))),
+                _ => Err(self.invalid_switch(&Msg::Signal(code))),
             },
-            Err(e) => Err(e.into()),
+            Err(Ok(Msg::Throw(p))) => resume_unwind(p),
+            Err(Ok(m)) => Err(self.invalid_switch(&m)),
+            Err(Err(e)) => Err(e.into()),
         }
+    }
+
+    #[cold]
+    fn invalid_switch(&self, m: &Msg) -> Error {
+        Error::InvalidSwitch(format!("{} (while waiting for {})", describe(m), self.what))
     }
 }
 

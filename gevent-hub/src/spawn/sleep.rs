@@ -12,6 +12,7 @@ use std::time::Duration;
 ///
 /// # Errors
 /// [`Error::BlockingInHub`](crate::Error::BlockingInHub) in the hub; [`Error::Unwinding`](crate::Error::Unwinding) during a panic.
+#[inline] // one `ret` less after the switch back (see `greenlet::switch_msg`)
 pub fn sleep(d: Duration) -> Result<()> {
     let w = Wait::new("sleep")?;
     let wk = w.waker();
