@@ -386,6 +386,7 @@ impl Drop for Wait {
 /// Waits until `ready()` holds, registering a waker with `subscribe` first and again
 /// after each wake-up (a wake-up consumes the subscription). Returns `Ok(false)` if
 /// `timeout` expired first.
+#[inline] // the switch back returns through it (see `greenlet::switch_msg`)
 pub(crate) fn wait_until(
     what: &'static str,
     timeout: Option<Duration>,
@@ -411,6 +412,7 @@ pub(crate) fn wait_until(
 /// subscribes once and returns `Ok(true)` when woken (whether or not `ready()` still
 /// holds: it became ready while this greenlet waited, as gevent's `Event.wait` says),
 /// `Ok(false)` on timeout.
+#[inline] // the switch back returns through it (see `greenlet::switch_msg`)
 pub(crate) fn wait_notified(
     what: &'static str,
     timeout: Option<Duration>,
@@ -443,6 +445,9 @@ pub(crate) struct WaitList {
 /// The smallest list that is ever swept.
 const SWEEP_MIN: usize = 16;
 
+/// The largest allocation a [`WaitList`] keeps once everyone on it was woken.
+const KEEP_CAPACITY: usize = 64;
+
 impl WaitList {
     pub(crate) fn push(&self, w: Waker) {
         let mut ws = self.wakers.borrow_mut();
@@ -456,10 +461,18 @@ impl WaitList {
     }
 
     pub(crate) fn wake_all(&self) {
-        let ws = std::mem::take(&mut *self.wakers.borrow_mut());
+        // Taken out first: a wake-up in the hub switches to the waiter at once, and
+        // the waiter may wait on this list again before we are resumed.
+        let mut ws = std::mem::take(&mut *self.wakers.borrow_mut());
         self.sweep_at.set(0);
-        for w in ws {
+        for w in ws.drain(..) {
             w.wake();
+        }
+        // A list that is waited on again and again (an Event in a loop) keeps its
+        // allocation rather than making one per wait; a large one is let go.
+        let mut cur = self.wakers.borrow_mut();
+        if cur.capacity() == 0 && ws.capacity() <= KEEP_CAPACITY {
+            *cur = ws;
         }
     }
 

@@ -57,6 +57,7 @@ impl Event {
     /// # Errors
     /// [`Error::WouldBlockForever`] if nothing is left that could set it;
     /// [`Error::BlockingInHub`] in the hub.
+    #[inline]
     pub fn wait(&self) -> Result<()> {
         self.wait_inner(None).map(|_| ())
     }
@@ -70,6 +71,7 @@ impl Event {
         self.wait_inner(Some(timeout))
     }
 
+    #[inline]
     fn wait_inner(&self, timeout: Option<Duration>) -> Result<bool> {
         let i = &self.inner;
         wait_notified(
