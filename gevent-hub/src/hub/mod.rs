@@ -392,10 +392,14 @@ fn drain_ready() {
         return;
     };
     for _ in 0..batch {
-        let Some(Some((rec, seq, why))) = hub_if_any(|h| h.ready.borrow_mut().pop_front()) else {
+        let next = hub_if_any(|h| {
+            let item = h.ready.borrow_mut().pop_front();
+            item.map(|it| (it, h.is_current() && !h.is_exiting()))
+        });
+        let Some(Some(((rec, seq, why), in_hub))) = next else {
             break;
         };
-        wait::resume_queued(&rec, seq, why);
+        wait::resume_queued(&rec, seq, why, in_hub);
     }
 }
 

@@ -105,22 +105,35 @@ fn resume(rec: &Rc<Record>, seq: u64, why: Wake) {
         return;
     }
     if in_hub {
-        if rec.parked.get() {
-            if let Some(g) = rec.greenlet() {
-                // What the greenlet switches back with is almost always a code
-                // (`Parked`); anything else is dropped here as well.
-                drop(as_signal(switch_msg(&g, why.msg())));
-            }
-        }
+        switch_in(rec, why);
     } else {
         hub_if_any(|hub| hub.queue_wakeup(rec.clone(), seq, why));
     }
 }
 
-/// Resumes, from the hub's ready queue, a wake-up queued by [`resume`].
+/// In the hub: switches into the greenlet `rec` records if it is parked.
 #[inline]
-pub(super) fn resume_queued(rec: &Rc<Record>, seq: u64, why: Wake) {
-    resume(rec, seq, why);
+fn switch_in(rec: &Record, why: Wake) {
+    if rec.parked.get() {
+        if let Some(g) = rec.greenlet() {
+            // What the greenlet switches back with is almost always a code
+            // (`Parked`); anything else is dropped here as well.
+            drop(as_signal(switch_msg(&g, why.msg())));
+        }
+    }
+}
+
+/// Resumes, from the hub's ready queue, a wake-up queued by [`resume`]. `in_hub`: the
+/// caller knows it runs in the hub and the hub is not exiting.
+#[inline]
+pub(super) fn resume_queued(rec: &Rc<Record>, seq: u64, why: Wake, in_hub: bool) {
+    if in_hub {
+        if rec.wait_seq.get() == seq {
+            switch_in(rec, why);
+        }
+    } else {
+        resume(rec, seq, why);
+    }
 }
 
 /// Where notifications for a wait on many objects gather: the tags of the objects
@@ -241,6 +254,7 @@ impl Wait {
     /// # Errors
     /// [`Error::BlockingInHub`] in the hub; [`Error::Unwinding`] during a panic;
     /// [`Error::ThreadExiting`] once the thread has begun to end.
+    #[inline]
     pub fn new(what: &'static str) -> Result<Wait> {
         let state = match hub_if_any(|h| (h.is_current(), h.is_exiting())) {
             Some(s) => s,
@@ -276,6 +290,14 @@ impl Wait {
             w.set_timeout(d)?;
         }
         Ok(w)
+    }
+
+    /// Queues this wait's own wake-up behind every wake-up already queued: the next
+    /// [`park`](Wait::park) is a yield. (A wait is never begun in the hub, so the
+    /// wake-up always goes through the queue.)
+    #[inline]
+    pub(crate) fn wake_queued(&self) {
+        hub_if_any(|h| h.queue_wakeup(self.rec.clone(), self.seq, Wake::Woken));
     }
 
     /// A waker for this wait.
@@ -322,7 +344,9 @@ impl Wait {
     ///
     /// # Panics
     /// A kill or a [`Timeout`](crate::Timeout) unwinds from here with its payload.
-    #[inline] // one `ret` less after the switch back (see `greenlet::switch_msg`)
+    // Always inlined: the switch back returns through it, and each `ret` after a
+    // switch is mispredicted (see `greenlet::switch_msg`).
+    #[inline(always)]
     pub fn park(&self) -> Result<bool> {
         if let Some(p) = self.rec.pending_throw.take() {
             resume_unwind(p);

@@ -15,14 +15,13 @@ use std::time::Duration;
 #[inline] // one `ret` less after the switch back (see `greenlet::switch_msg`)
 pub fn sleep(d: Duration) -> Result<()> {
     let w = Wait::new("sleep")?;
-    let wk = w.waker();
     if d.is_zero() {
-        // A yield: a wake-up made outside the hub is queued behind everything already
-        // queued. Nothing else holds a waker of this wait, so the first is ours.
-        wk.wake();
+        // A yield: our wake-up goes behind everything already queued.
+        w.wake_queued();
         w.park()?;
         return Ok(());
     }
+    let wk = w.waker();
     let fired = Rc::new(Cell::new(false));
     let f2 = fired.clone();
     let t = get_hub().timer_from_now(d);
