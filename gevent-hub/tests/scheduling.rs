@@ -4,7 +4,8 @@
 mod util;
 
 use gevent_hub::{
-    idle, joinall, sleep, spawn, spawn_later, with_timeout, AnyGreenlet, Error, Greenlet,
+    get_hub, idle, joinall, sleep, spawn, spawn_later, with_timeout, AnyGreenlet, AsyncResult,
+    Error, Event, Greenlet, Queue, Semaphore, Wait,
 };
 use std::cell::Cell;
 use std::rc::Rc;
@@ -138,4 +139,83 @@ fn idle_returns_after_ready_greenlets_have_run() {
     assert_eq!(log.entries(), ["ran"]);
     // With nothing at all to do, idle still returns.
     idle().unwrap();
+}
+
+/// Runs `wake` in a callback of the hub while the main greenlet waits in `wait`, and
+/// returns what happened in which order.
+fn wake_from_a_hub_callback(wait: impl FnOnce(), wake: impl FnOnce() + 'static) -> Vec<String> {
+    let log = Log::new();
+    let l = log.clone();
+    get_hub().get_loop().run_callback(move || {
+        wake();
+        l.push("callback ran to its end");
+    });
+    wait();
+    log.push("waiter resumed");
+    log.entries()
+}
+
+/// gevent delivers the notifications of an Event, AsyncResult, Queue or Semaphore from
+/// a callback of their own, and schedules a kill: whatever a hub callback wakes runs
+/// only after that callback returned. (The hub's stack then never holds a user's
+/// frames while a greenlet runs, so nothing of the user's is resumed at thread exit.)
+#[test]
+fn a_hub_callback_runs_to_its_end_before_what_it_woke() {
+    let expected = ["callback ran to its end", "waiter resumed"];
+
+    let e = Event::new();
+    let e2 = e.clone();
+    let order = wake_from_a_hub_callback(|| e.wait().unwrap(), move || e2.set());
+    assert_eq!(order, expected, "Event::set");
+
+    let r = AsyncResult::<u32, ()>::new();
+    let r2 = r.clone();
+    let order = wake_from_a_hub_callback(|| assert_eq!(r.get(None).unwrap(), 7), move || r2.set(7));
+    assert_eq!(order, expected, "AsyncResult::set");
+
+    let q = Queue::<u32>::new();
+    let q2 = q.clone();
+    let order = wake_from_a_hub_callback(
+        || assert_eq!(q.get().unwrap(), 1),
+        move || q2.put(1).unwrap(),
+    );
+    assert_eq!(order, expected, "Queue::put");
+
+    let s = Semaphore::new(0);
+    let s2 = s.clone();
+    let order = wake_from_a_hub_callback(|| s.acquire().unwrap(), move || s2.release());
+    assert_eq!(order, expected, "Semaphore::release");
+
+    let w = Wait::new("a waker woken from a hub callback").unwrap();
+    let waker = w.waker();
+    let order = wake_from_a_hub_callback(|| assert!(w.park().unwrap()), move || waker.wake());
+    assert_eq!(order, expected, "Waker::wake");
+    drop(w);
+
+    // A kill from a hub callback lands after the callback, as gevent schedules it.
+    let log = Log::new();
+    let unwound = Event::new();
+    let (l, u) = (log.clone(), unwound.clone());
+    let g = spawn(move || {
+        struct Unwound(Log, Event);
+        impl Drop for Unwound {
+            fn drop(&mut self) {
+                self.0.push("killed greenlet unwound");
+                self.1.set();
+            }
+        }
+        let _u = Unwound(l, u);
+        sleep(Duration::from_secs(3600)).unwrap();
+    });
+    sleep(Duration::ZERO).unwrap(); // g parks in its sleep
+    let l = log.clone();
+    get_hub().get_loop().run_callback(move || {
+        g.kill_nowait();
+        l.push("callback ran to its end");
+    });
+    unwound.wait().unwrap();
+    assert_eq!(
+        log.entries(),
+        ["callback ran to its end", "killed greenlet unwound"]
+    );
 }

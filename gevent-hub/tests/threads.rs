@@ -6,7 +6,7 @@ mod util;
 use gevent_hub::{
     current_name, get_hub, sleep, spawn, with_timeout, Error, Event, HubHandle, RemoteWaker, Wait,
 };
-use std::cell::Cell;
+use std::cell::{Cell, RefCell};
 use std::rc::Rc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc;
@@ -210,4 +210,40 @@ fn two_hubs_on_two_threads_run_independently() {
     assert_ne!(loop_a, loop_b, "each thread has its own hub and loop");
     assert_eq!(log_a, ["a1A", "a2A", "a1B", "a2B"]);
     assert_eq!(log_b, ["b1A", "b2A", "b1B", "b2B"]);
+}
+
+thread_local! {
+    /// First touched after the hub exists, so its destructor runs before the hub's
+    /// teardown (glibc runs thread-local destructors last registered, first run).
+    static TOUCHED_AFTER_THE_HUB: RefCell<Vec<u8>> = const { RefCell::new(Vec::new()) };
+}
+
+/// A hub callback wakes the main greenlet, which ends the thread. Whatever the callback
+/// does after the wake-up runs before the thread's thread-locals are destroyed: it is
+/// never left suspended on the hub's stack, to be resumed during teardown, when it
+/// would reach values already freed.
+#[test]
+fn what_a_hub_callback_does_after_a_wake_up_runs_before_thread_exit() {
+    let saw: Arc<Mutex<Option<bool>>> = Arc::default();
+    let s = saw.clone();
+    thread::spawn(move || {
+        let hub = get_hub();
+        TOUCHED_AFTER_THE_HUB.with(|v| v.borrow_mut().push(1));
+        let e = Event::new();
+        let e2 = e.clone();
+        hub.get_loop().run_callback(move || {
+            e2.set();
+            let alive = TOUCHED_AFTER_THE_HUB.try_with(|v| v.borrow().len()).is_ok();
+            *s.lock().unwrap() = Some(alive);
+        });
+        e.wait().unwrap();
+        // The thread ends here, with the main greenlet resumed.
+    })
+    .join()
+    .unwrap();
+    assert_eq!(
+        *saw.lock().unwrap(),
+        Some(true),
+        "the callback's rest ran while the thread's thread-locals were alive"
+    );
 }

@@ -406,8 +406,11 @@ fn drain_ready() {
 /// Raises `payload` in greenlet `g` at its blocking point (kill, timeout). If it is not
 /// parked in the hub right now, the payload waits for its next blocking call. The
 /// running greenlet is not interrupted on the spot: as in gevent, its kill is scheduled
-/// and lands at its next blocking point (after what is already queued).
-pub(crate) fn throw_into(g: &Rc<GreenletState>, payload: PanicPayload) {
+/// and lands at its next blocking point (after what is already queued). `now`: the
+/// caller is a callback of this crate's own (a [`Timeout`](crate::Timeout)'s timer),
+/// so the hub may switch into `g` at once (see [`Waker::wake_now`]); otherwise the
+/// throw is delivered from a callback of its own, as gevent's `kill` is.
+pub(crate) fn throw_into(g: &Rc<GreenletState>, payload: PanicPayload, now: bool) {
     if g.is_dead() {
         return;
     }
@@ -422,7 +425,7 @@ pub(crate) fn throw_into(g: &Rc<GreenletState>, payload: PanicPayload) {
         return;
     }
     let is_current = std::ptr::eq(greenlet::current_ptr(), Rc::as_ptr(g));
-    if rec.parked.get() && in_hub {
+    if rec.parked.get() && in_hub && now {
         let _ = switch_msg(g, Msg::Throw(payload));
     } else if rec.parked.get() || is_current {
         let g2 = g.clone();
@@ -430,7 +433,7 @@ pub(crate) fn throw_into(g: &Rc<GreenletState>, payload: PanicPayload) {
         hub_if_any(|hub| {
             hub.lp.run_callback(move || {
                 if let Some(p) = cell.take() {
-                    throw_into(&g2, p);
+                    throw_into(&g2, p, true);
                 }
             })
         });

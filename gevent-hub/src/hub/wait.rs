@@ -74,24 +74,37 @@ impl Waker {
         }
     }
 
-    /// Resumes the waiting greenlet: at once when called in the hub, else at the hub's
-    /// next callback phase.
+    /// Resumes the waiting greenlet at the hub's next callback phase, after the
+    /// running greenlet (or the running hub callback) has gone on to its next
+    /// blocking point (or returned): gevent delivers an `Event`'s notifications the
+    /// same way, from a callback of their own.
     pub fn wake(&self) {
-        self.wake_with(Wake::Woken);
+        self.wake_as(Wake::Woken, false);
     }
 
-    /// Ends the wait with `why` ([`Wake::TimedOut`] from a wait's own timer).
-    pub(crate) fn wake_with(&self, why: Wake) {
+    /// In a watcher callback of this crate's own: switches into the waiting greenlet
+    /// at once when called in the hub (else as [`wake`](Waker::wake)). Only for
+    /// callers whose frames below are this crate's: the hub's stack is suspended
+    /// there while the greenlet runs, possibly until the thread's teardown resumes it,
+    /// when a user's callback would find its thread-locals destroyed.
+    pub(crate) fn wake_now(&self) {
+        self.wake_as(Wake::Woken, true);
+    }
+
+    /// Ends the wait with `why` ([`Wake::TimedOut`] from a wait's own timer); `now`
+    /// as in [`wake_now`](Waker::wake_now).
+    pub(crate) fn wake_as(&self, why: Wake, now: bool) {
         match &self.0 {
-            WakerKind::Greenlet { rec, seq } => resume(rec, *seq, why),
-            WakerKind::Sink { sink, tag } => sink.notify(*tag),
+            WakerKind::Greenlet { rec, seq } => resume(rec, *seq, why, now),
+            WakerKind::Sink { sink, tag } => sink.notify(*tag, now),
         }
     }
 }
 
-/// Resumes wait `seq` of the greenlet `rec` records with `why`, if that wait is on.
+/// Resumes wait `seq` of the greenlet `rec` records with `why`, if that wait is on:
+/// switches into it when `now` and called in the hub, else queues the wake-up.
 #[inline] // into the hub's drain loop: one `ret` less after each switch back to the hub
-fn resume(rec: &Rc<Record>, seq: u64, why: Wake) {
+fn resume(rec: &Rc<Record>, seq: u64, why: Wake, now: bool) {
     if rec.wait_seq.get() != seq {
         return;
     }
@@ -104,7 +117,7 @@ fn resume(rec: &Rc<Record>, seq: u64, why: Wake) {
     if exiting {
         return;
     }
-    if in_hub {
+    if in_hub && now {
         switch_in(rec, why);
     } else {
         hub_if_any(|hub| hub.queue_wakeup(rec.clone(), seq, why));
@@ -132,7 +145,7 @@ pub(super) fn resume_queued(rec: &Rc<Record>, seq: u64, why: Wake, in_hub: bool)
             switch_in(rec, why);
         }
     } else {
-        resume(rec, seq, why);
+        resume(rec, seq, why, true);
     }
 }
 
@@ -146,14 +159,14 @@ pub(crate) struct Sink {
 }
 
 impl Sink {
-    fn notify(&self, tag: usize) {
+    fn notify(&self, tag: usize, now: bool) {
         if self.closed.get() {
             return;
         }
         self.fired.borrow_mut().push(tag);
         let w = self.waiter.borrow().clone();
         if let Some(w) = w {
-            w.wake();
+            w.wake_as(Wake::Woken, now);
         }
     }
 }
@@ -329,7 +342,7 @@ impl Wait {
             return Err(Error::ThreadExiting);
         };
         let w = self.waker();
-        t.start(move |_, _| w.wake_with(Wake::TimedOut))?;
+        t.start(move |_, _| w.wake_as(Wake::TimedOut, true))?;
         self.timer = Some(t);
         Ok(())
     }
@@ -485,8 +498,7 @@ impl WaitList {
     }
 
     pub(crate) fn wake_all(&self) {
-        // Taken out first: a wake-up in the hub switches to the waiter at once, and
-        // the waiter may wait on this list again before we are resumed.
+        // Taken out first: no borrow of the list is held while the wakers run.
         let mut ws = std::mem::take(&mut *self.wakers.borrow_mut());
         self.sweep_at.set(0);
         for w in ws.drain(..) {
@@ -514,7 +526,7 @@ pub(crate) struct Waiter<V> {
 }
 
 impl<V> Waiter<V> {
-    /// Resumes the waiter (queued unless called in the hub).
+    /// Resumes the waiter at the hub's next callback phase.
     pub(crate) fn wake(&self) {
         self.waker.wake();
     }

@@ -331,7 +331,7 @@ impl FdState {
                 None => None,
             };
             match waker {
-                Some(k) if k.is_valid() => k.wake(),
+                Some(k) if k.is_valid() => k.wake_now(),
                 // Ready while nobody waits: stop until somebody does (lazy disarm).
                 _ => w.disarm(),
             }
@@ -373,7 +373,6 @@ impl FdState {
             }
             waiters.extend(d.waiter.borrow_mut().take());
         }
-        // No borrow is held: a wake-up may switch into the waiter at once (in the hub).
         for w in waiters {
             w.wake();
         }

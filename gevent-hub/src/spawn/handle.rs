@@ -570,7 +570,7 @@ fn kill_core(core: &Core) {
         core.finish(Outcome::Killed);
         return;
     }
-    throw_into(raw, Box::new(GreenletExit));
+    throw_into(raw, Box::new(GreenletExit), false);
 }
 
 /// A greenlet of any value type, for [`joinall`](crate::joinall) and [`killall`](crate::killall).

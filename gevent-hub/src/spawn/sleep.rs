@@ -27,7 +27,7 @@ pub fn sleep(d: Duration) -> Result<()> {
     let t = get_hub().timer_from_now(d);
     t.start(move |_, _| {
         f2.set(true);
-        wk.wake();
+        wk.wake_now();
     })?;
     while !fired.get() {
         w.park()?;
@@ -48,7 +48,7 @@ pub fn idle() -> Result<()> {
     i.start(move |w, _| {
         w.stop();
         f2.set(true);
-        wk.wake();
+        wk.wake_now();
     })?;
     while !fired.get() {
         w.park()?;

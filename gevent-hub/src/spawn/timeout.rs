@@ -56,7 +56,7 @@ impl Timeout {
         let target = current_rc();
         let timer = get_hub().timer_from_now(d);
         let t2 = target.clone();
-        timer.start(move |_, _| throw_into(&t2, Box::new(TimeoutExpired { id })))?;
+        timer.start(move |_, _| throw_into(&t2, Box::new(TimeoutExpired { id }), true))?;
         Ok(Timeout { timer, id, target })
     }
 

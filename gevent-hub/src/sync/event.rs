@@ -40,7 +40,8 @@ impl Event {
         self.inner.flag.get()
     }
 
-    /// Sets the flag and wakes every waiting greenlet. Works anywhere, the hub included.
+    /// Sets the flag and wakes every waiting greenlet. Works anywhere, the hub included;
+    /// the waiters run at the hub's next callback phase, never inside this call.
     pub fn set(&self) {
         self.inner.flag.set(true);
         self.inner.waiters.wake_all();
