@@ -182,7 +182,7 @@ fn self_test() -> io::Result<()> {
             ok = false;
         }
     }
-    server.stop(None)?;
+    server.stop()?;
     if ok {
         println!("self-test: every client heard every hello");
         Ok(())

@@ -167,7 +167,7 @@ fn main() {
         }
     }
     let accepted = server.accepted_count();
-    if let Err(e) = server.stop(Some(Duration::from_secs(5))) {
+    if let Err(e) = server.stop_timeout(Duration::from_secs(5)) {
         errors.push(format!("stopping the server: {e}"));
     }
 

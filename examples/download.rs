@@ -227,7 +227,7 @@ fn main() {
         "speed-up:   {:.1}x, in one thread",
         sequential.as_secs_f64() / concurrent.as_secs_f64()
     );
-    let _ = server.stop(Some(Duration::from_secs(1)));
+    let _ = server.stop_timeout(Duration::from_secs(1));
     if failures > 0 {
         eprintln!("FAILED: {failures} download(s) failed");
         std::process::exit(1);

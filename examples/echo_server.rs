@@ -53,8 +53,8 @@ fn serve(addr: &str, reuse_port: bool) -> std::io::Result<()> {
     eprintln!("echo server on {}", server.server_addr());
     // Ctrl-C (or SIGTERM) stops the server; serve_forever then returns.
     let (s1, s2) = (server.clone(), server.clone());
-    let _int = signal_handler(libc::SIGINT, move || drop(s1.stop(None)));
-    let _term = signal_handler(libc::SIGTERM, move || drop(s2.stop(None)));
+    let _int = signal_handler(libc::SIGINT, move || drop(s1.stop()));
+    let _term = signal_handler(libc::SIGTERM, move || drop(s2.stop()));
     server.serve_forever()
 }
 

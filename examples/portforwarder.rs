@@ -144,8 +144,8 @@ fn self_test() -> io::Result<()> {
             Err(e) => eprintln!("client {i}: {e}"),
         }
     }
-    forwarder.stop(None)?;
-    target.stop(None)?;
+    forwarder.stop()?;
+    target.stop()?;
     println!(
         "self-test: {ok}/{CLIENTS} clients got their {} KiB back through the forwarder",
         BYTES / 1024

@@ -115,7 +115,7 @@ fn main() -> io::Result<()> {
             let count = count_arg(1).max(50);
             let c = spawn(move || client(addr, count));
             let ok = c.join().map_err(|e| io::Error::other(e.to_string()))??;
-            s.stop();
+            s.stop()?;
             if ok != count {
                 std::process::exit(1);
             }
@@ -130,7 +130,7 @@ fn main() -> io::Result<()> {
             })?;
             let s = server(&format!("0.0.0.0:{port}"))?;
             let s2 = s.clone();
-            let _ctrl_c = signal_handler(libc::SIGINT, move || s2.stop());
+            let _ctrl_c = signal_handler(libc::SIGINT, move || drop(s2.stop()));
             eprintln!("receiving datagrams on :{port}; Ctrl-C to stop");
             s.serve_forever()
         }

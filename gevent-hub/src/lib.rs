@@ -34,6 +34,18 @@
 //! to) is scheduled, as in gevent: it goes on until its next blocking point and is
 //! killed there, after what is already queued.
 //!
+//! ## Waiting with a timeout
+//! A method that blocks comes in std's two forms (`Condvar::wait`/`wait_timeout`,
+//! `Receiver::recv`/`recv_timeout`): `x()` waits without a bound, `x_timeout(d)` gives
+//! up after `d` and says so (`Ok(false)`, or `Error::TimedOut` where a value is
+//! returned): [`Event::wait`], [`AsyncResult::wait`]/[`get`](AsyncResult::get),
+//! [`Greenlet::join`], [`pool::Group::join`]/[`kill`](pool::Group::kill),
+//! [`pool::Pool::wait_available`], [`Semaphore::acquire`], `Queue::get`/`put`,
+//! `StreamServer::stop`/`DatagramServer::stop` (whose plain form uses gevent's
+//! default grace of 1 s). gevent's module-level functions keep gevent's
+//! `timeout=None` parameter as an `Option<Duration>`: [`joinall`], [`killall`],
+//! [`wait`], [`iwait`], [`net::wait_read`]/[`wait_write`](net::wait_write).
+//!
 //! ## Thread exit
 //! When a thread ends (`main` returns, or a spawned thread's closure does) with
 //! greenlets still on its hub, the hub ends them before anything of the thread is

@@ -179,12 +179,24 @@ impl Pool {
         Ok(true)
     }
 
-    /// Waits (up to `timeout`) until a slot is free, without taking it; returns whether
-    /// one is.
+    /// Waits until a slot is free, without taking it.
     ///
     /// # Errors
     /// As [`join`](Group::join).
-    pub fn wait_available(&self, timeout: Option<Duration>) -> Result<bool> {
+    pub fn wait_available(&self) -> Result<()> {
+        self.wait_available_inner(None).map(drop)
+    }
+
+    /// [`wait_available`](Pool::wait_available) for at most `timeout`; returns whether
+    /// a slot is free.
+    ///
+    /// # Errors
+    /// As [`join`](Group::join).
+    pub fn wait_available_timeout(&self, timeout: Duration) -> Result<bool> {
+        self.wait_available_inner(Some(timeout))
+    }
+
+    fn wait_available_inner(&self, timeout: Option<Duration>) -> Result<bool> {
         let s = &self.slots;
         wait_until(
             "a free slot in a Pool",

@@ -55,11 +55,17 @@ pub struct ServerOptions {
     /// At most this many connections are handled at once; accepting pauses while full
     /// (gevent's `spawn=Pool(n)`). `None`: no bound.
     pub max_connections: Option<usize>,
+    /// How long [`StreamServer::stop`] gives running handlers to finish before it kills
+    /// them (default [`DEFAULT_STOP_TIMEOUT`], gevent's `stop_timeout`).
+    pub stop_timeout: Duration,
     /// How long [`StreamServer::stop`] waits for handlers it killed to end (default
     /// [`DEFAULT_KILL_TIMEOUT`], as gevent's `pool.kill(timeout=1)`); a handler still
     /// running then is reported as having resisted.
     pub kill_timeout: Duration,
 }
+
+/// The default [`ServerOptions::stop_timeout`]: 1 s, as in gevent.
+pub const DEFAULT_STOP_TIMEOUT: Duration = Duration::from_secs(1);
 
 /// The default [`ServerOptions::kill_timeout`]: 1 s, as in gevent.
 pub const DEFAULT_KILL_TIMEOUT: Duration = Duration::from_secs(1);
@@ -70,12 +76,14 @@ impl Default for ServerOptions {
             backlog: DEFAULT_BACKLOG,
             reuse_port: false,
             max_connections: None,
+            stop_timeout: DEFAULT_STOP_TIMEOUT,
             kill_timeout: DEFAULT_KILL_TIMEOUT,
         }
     }
 }
 
-/// What [`StreamServer::stop`] did with the handlers that were running.
+/// What [`StreamServer::stop`] (or [`DatagramServer::stop`]) did with the handlers
+/// that were running.
 #[derive(Debug, Clone, Default)]
 #[non_exhaustive]
 pub struct StopReport {
@@ -88,14 +96,15 @@ pub struct StopReport {
     pub resisted: Vec<ResistingHandler>,
 }
 
-/// A handler that did not end when [`StreamServer::stop`] killed it.
+/// A handler that did not end when [`StreamServer::stop`] (or
+/// [`DatagramServer::stop`]) killed it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ResistingHandler {
     /// Its greenlet's id.
     pub greenlet_id: u64,
     /// Its greenlet's name.
     pub greenlet_name: String,
-    /// The client it serves.
+    /// The client it serves (for a datagram handler: the datagram's sender).
     pub peer: SocketAddr,
 }
 
@@ -110,6 +119,7 @@ struct ServerInner {
     handler: Handler,
     /// The bound on connections handled at once (`max_connections`), if any.
     pool: Option<Pool>,
+    stop_timeout: Duration,
     kill_timeout: Duration,
     /// Running handlers by greenlet id, with their clients' addresses.
     handlers: RefCell<Handlers>,
@@ -183,7 +193,7 @@ impl StreamServer {
         handler: impl Fn(TcpStream, SocketAddr) + 'static,
     ) -> io::Result<StreamServer> {
         let listener = TcpListener::bind_with(addr, opts.backlog, opts.reuse_port)?;
-        StreamServer::build(listener, opts.max_connections, opts.kill_timeout, handler)
+        StreamServer::build(listener, &opts, handler)
     }
 
     /// Serves connections accepted from an existing listener.
@@ -195,16 +205,19 @@ impl StreamServer {
         max_connections: Option<usize>,
         handler: impl Fn(TcpStream, SocketAddr) + 'static,
     ) -> io::Result<StreamServer> {
-        StreamServer::build(listener, max_connections, DEFAULT_KILL_TIMEOUT, handler)
+        let opts = ServerOptions {
+            max_connections,
+            ..ServerOptions::default()
+        };
+        StreamServer::build(listener, &opts, handler)
     }
 
     fn build(
         listener: TcpListener,
-        max_connections: Option<usize>,
-        kill_timeout: Duration,
+        opts: &ServerOptions,
         handler: impl Fn(TcpStream, SocketAddr) + 'static,
     ) -> io::Result<StreamServer> {
-        let pool = match max_connections.map(Pool::new).transpose() {
+        let pool = match opts.max_connections.map(Pool::new).transpose() {
             Ok(p) => p,
             Err(_) => {
                 return Err(io::Error::new(
@@ -220,7 +233,8 @@ impl StreamServer {
                 addr,
                 handler: Rc::new(handler),
                 pool,
-                kill_timeout,
+                stop_timeout: opts.stop_timeout,
+                kill_timeout: opts.kill_timeout,
                 handlers: RefCell::new(HashMap::new()),
                 acceptor: RefCell::new(None),
                 log_limit: RateLimit::new(10),
@@ -277,11 +291,11 @@ impl StreamServer {
         self.inner.stopped.wait().map_err(io::Error::from)
     }
 
-    /// Stops accepting, gives running handlers up to `grace` to finish (`None`: wait
-    /// for them all), then kills the rest and waits up to the kill timeout
+    /// Stops accepting, gives running handlers [`ServerOptions::stop_timeout`] to
+    /// finish, then kills the rest and waits up to the kill timeout
     /// ([`ServerOptions::kill_timeout`]) for them to end; returns what happened, naming
-    /// the handlers that caught the kill and went on (they are also reported on
-    /// stderr). [`serve_forever`](StreamServer::serve_forever) returns once this does.
+    /// the handlers that caught the kill and went on (they are also logged).
+    /// [`serve_forever`](StreamServer::serve_forever) returns once this does.
     ///
     /// Called from one of the server's own handlers, it deals with the others the same
     /// way, then schedules the caller's own kill, as gevent does: the caller goes on
@@ -289,7 +303,16 @@ impl StreamServer {
     ///
     /// # Errors
     /// The hub's errors (e.g. called in the hub).
-    pub fn stop(&self, grace: Option<Duration>) -> io::Result<StopReport> {
+    pub fn stop(&self) -> io::Result<StopReport> {
+        self.stop_timeout(self.inner.stop_timeout)
+    }
+
+    /// [`stop`](StreamServer::stop) with a grace period of `grace` instead of
+    /// [`ServerOptions::stop_timeout`] (`Duration::MAX`: wait for every handler).
+    ///
+    /// # Errors
+    /// As [`stop`](StreamServer::stop).
+    pub fn stop_timeout(&self, grace: Duration) -> io::Result<StopReport> {
         let inner = &self.inner;
         if !inner.stopping.replace(true) {
             inner.listener.close();
@@ -297,60 +320,78 @@ impl StreamServer {
                 a.kill_nowait();
             }
         }
-        let me = current_id();
-        let mut running: Vec<(u64, SocketAddr, Rc<Greenlet<()>>)> = inner
-            .handlers
-            .borrow_mut()
-            .drain()
-            .map(|(id, (peer, g))| (id, peer, g))
-            .collect();
-        running.sort_by_key(|(id, _, _)| *id);
-        // A handler cannot wait for itself to end.
-        let mine = running
-            .iter()
-            .position(|(id, _, _)| *id == me)
-            .map(|i| running.remove(i));
-        let total = running.len();
-        let mut report = StopReport::default();
+        let what = format!("StreamServer({})", inner.addr);
+        let report = stop_handlers(&inner.handlers, grace, inner.kill_timeout, &what)?;
+        inner.stopped.set();
+        Ok(report)
+    }
+}
+
+/// A server's part of `stop`: joins the running `handlers` (except the caller, if it
+/// is one of them) for `grace`, kills the rest and waits `kill_timeout` for them, and
+/// reports. Handlers still running stay in `handlers`; the caller's kill is scheduled.
+fn stop_handlers(
+    handlers: &RefCell<Handlers>,
+    grace: Duration,
+    kill_timeout: Duration,
+    what: &str,
+) -> io::Result<StopReport> {
+    let me = current_id();
+    let mut running: Vec<(u64, SocketAddr, Rc<Greenlet<()>>)> = handlers
+        .borrow_mut()
+        .drain()
+        .map(|(id, (peer, g))| (id, peer, g))
+        .collect();
+    running.sort_by_key(|(id, _, _)| *id);
+    // A handler cannot wait for itself to end.
+    let mine = running
+        .iter()
+        .position(|(id, _, _)| *id == me)
+        .map(|i| running.remove(i));
+    let total = running.len();
+    let mut report = StopReport::default();
+    let waited = (|| {
         if total > 0 {
             let refs: Vec<&dyn AnyGreenlet> = running.iter().map(|(_, _, g)| &**g as _).collect();
-            joinall(&refs, grace, false).map_err(io::Error::from)?;
+            joinall(&refs, Some(grace), false)?;
             report.finished = refs.iter().filter(|g| g.is_ready()).count();
             if report.finished < total {
-                killall(&refs, true, Some(inner.kill_timeout)).map_err(io::Error::from)?;
+                killall(&refs, true, Some(kill_timeout))?;
             }
         }
-        let mut still = inner.handlers.borrow_mut();
-        for (id, peer, g) in running {
-            if !g.ready() {
+        Ok::<(), crate::Error>(())
+    })();
+    // Whatever the wait gave, every handler still running is counted again.
+    let mut still = handlers.borrow_mut();
+    for (id, peer, g) in running {
+        if !g.ready() {
+            if waited.is_ok() {
                 report.resisted.push(ResistingHandler {
                     greenlet_id: id,
                     greenlet_name: g.name().to_owned(),
                     peer,
                 });
-                // Still running: still counted until it ends (its link removes it).
-                still.insert(id, (peer, g));
             }
-        }
-        report.killed = total - report.finished - report.resisted.len();
-        if let Some((id, peer, g)) = mine {
-            g.kill_nowait();
+            // Still running: still counted until it ends (its link removes it).
             still.insert(id, (peer, g));
         }
-        drop(still);
-        for r in &report.resisted {
-            log::warn!(
-                "StreamServer({}) stop: handler '{}' (id {}) for {} did not end within {:?} of being killed",
-                inner.addr,
-                r.greenlet_name,
-                r.greenlet_id,
-                r.peer,
-                inner.kill_timeout
-            );
-        }
-        inner.stopped.set();
-        Ok(report)
     }
+    if let Some((id, peer, g)) = mine {
+        g.kill_nowait();
+        still.insert(id, (peer, g));
+    }
+    drop(still);
+    waited.map_err(io::Error::from)?;
+    report.killed = total - report.finished - report.resisted.len();
+    for r in &report.resisted {
+        log::warn!(
+            "{what} stop: handler '{}' (id {}) for {} did not end within {kill_timeout:?} of being killed",
+            r.greenlet_name,
+            r.greenlet_id,
+            r.peer,
+        );
+    }
+    Ok(report)
 }
 
 fn accept_loop(inner: &Rc<ServerInner>) {
@@ -362,7 +403,7 @@ fn accept_loop(inner: &Rc<ServerInner>) {
         }
         // While the pool is full, leave connections in the kernel's backlog.
         if let Some(pool) = &inner.pool {
-            if pool.wait_available(None).is_err() {
+            if pool.wait_available().is_err() {
                 return;
             }
         }
@@ -428,6 +469,8 @@ pub struct DatagramServer {
     handler: DatagramHandler,
     stopped: Event,
     receiver: Rc<RefCell<Option<Greenlet<()>>>>,
+    /// Running handlers by greenlet id, with their datagrams' senders.
+    handlers: Rc<RefCell<Handlers>>,
 }
 
 impl fmt::Debug for DatagramServer {
@@ -452,6 +495,7 @@ impl DatagramServer {
             handler: Rc::new(handler),
             stopped: Event::new(),
             receiver: Rc::new(RefCell::new(None)),
+            handlers: Rc::default(),
         })
     }
 
@@ -471,6 +515,7 @@ impl DatagramServer {
         }
         let sock = self.socket.clone();
         let handler = self.handler.clone();
+        let handlers = Rc::downgrade(&self.handlers);
         let g = crate::spawn::Builder::new()
             .name("DatagramServer")
             .spawn(move || {
@@ -478,7 +523,18 @@ impl DatagramServer {
                 while let Ok((n, peer)) = sock.recv_from(&mut buf) {
                     let data = buf[..n].to_vec();
                     let (h, s) = (handler.clone(), sock.clone());
-                    spawn(move || h(data, peer, &s));
+                    let g = Rc::new(spawn(move || h(data, peer, &s)));
+                    let Some(running) = handlers.upgrade() else {
+                        continue;
+                    };
+                    let id = g.id();
+                    let weak = Rc::downgrade(&running);
+                    g.link(move |_| {
+                        if let Some(running) = weak.upgrade() {
+                            running.borrow_mut().remove(&id);
+                        }
+                    });
+                    running.borrow_mut().insert(id, (peer, g));
                 }
             })?;
         *self.receiver.borrow_mut() = Some(g);
@@ -494,13 +550,39 @@ impl DatagramServer {
         self.stopped.wait().map_err(io::Error::from)
     }
 
-    /// Stops receiving (the socket is closed).
-    pub fn stop(&self) {
+    /// Datagrams being handled right now.
+    pub fn handler_count(&self) -> usize {
+        self.handlers.borrow().len()
+    }
+
+    /// Stops receiving (the socket is closed), gives running handlers
+    /// [`DEFAULT_STOP_TIMEOUT`] to finish, then kills the rest and waits up to
+    /// [`DEFAULT_KILL_TIMEOUT`] for them, as [`StreamServer::stop`] does;
+    /// [`serve_forever`](DatagramServer::serve_forever) returns once this does.
+    ///
+    /// # Errors
+    /// The hub's errors (e.g. called in the hub).
+    pub fn stop(&self) -> io::Result<StopReport> {
+        self.stop_timeout(DEFAULT_STOP_TIMEOUT)
+    }
+
+    /// [`stop`](DatagramServer::stop) with a grace period of `grace`
+    /// (`Duration::MAX`: wait for every handler).
+    ///
+    /// # Errors
+    /// As [`stop`](DatagramServer::stop).
+    pub fn stop_timeout(&self, grace: Duration) -> io::Result<StopReport> {
+        let what = match self.server_addr() {
+            Some(a) => format!("DatagramServer({a})"),
+            None => "DatagramServer".to_owned(),
+        };
         self.socket.close();
         if let Some(g) = self.receiver.borrow_mut().take() {
             g.kill_nowait();
         }
+        let report = stop_handlers(&self.handlers, grace, DEFAULT_KILL_TIMEOUT, &what)?;
         self.stopped.set();
+        Ok(report)
     }
 }
 

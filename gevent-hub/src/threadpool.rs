@@ -26,7 +26,8 @@
 //! ```
 //! use gevent_hub::threadpool::spawn_blocking;
 //!
-//! let len = spawn_blocking(|| std::fs::read("Cargo.toml").map(|b| b.len())).unwrap().unwrap();
+//! let task = spawn_blocking(|| std::fs::read("Cargo.toml").map(|b| b.len()));
+//! let len = task.join().unwrap().unwrap();
 //! assert!(len > 0);
 //! ```
 
@@ -517,14 +518,17 @@ pub fn default_pool() -> ThreadPool {
     })
 }
 
-/// Runs the blocking `f` on this thread's [`default_pool`] and waits for it, parked:
-/// other greenlets keep running meanwhile. For file I/O and any other call that only
-/// comes in a blocking form.
+/// Runs the blocking `f` on this thread's [`default_pool`] and returns its pending
+/// result at once, as tokio's `spawn_blocking` does: [`join`](ThreadResult::join)
+/// waits for it parked, other greenlets running meanwhile. For file I/O and any other
+/// call that only comes in a blocking form. To run and wait in one call:
+/// [`ThreadPool::apply`] (gevent's `threadpool.apply`).
 ///
-/// # Errors
-/// As [`ThreadPool::apply`].
+/// # Panics
+/// If this thread's hub cannot be created, as [`ThreadPool::spawn`].
+#[must_use = "the task runs anyway; join the result to wait for it or to see its panic"]
 pub fn spawn_blocking<T: Send + 'static>(
     f: impl FnOnce() -> T + Send + 'static,
-) -> std::result::Result<T, ThreadError> {
-    default_pool().apply(f)
+) -> ThreadResult<T> {
+    default_pool().spawn(f)
 }

@@ -344,7 +344,7 @@ fn group_kill_called_by_a_member_kills_the_others_then_the_caller() {
             let _on_drop = LogOnDrop(l.clone(), name.to_owned());
             if name == "b" {
                 go.wait().unwrap();
-                let _ = grp.kill(None);
+                let _ = grp.kill();
                 l.borrow_mut().push("kill returned".to_owned());
             }
             sleep(NEVER).unwrap();
@@ -352,7 +352,7 @@ fn group_kill_called_by_a_member_kills_the_others_then_the_caller() {
     }
     sleep(Duration::ZERO).unwrap();
     go.set();
-    assert!(with_watchdog(|| group.join(None).unwrap()));
+    with_watchdog(|| group.join().unwrap());
     for g in &gs {
         assert_eq!(g.outcome(), Some(Outcome::Killed), "{}", g.name());
     }

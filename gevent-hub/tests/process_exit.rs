@@ -21,14 +21,14 @@ fn server_stopped() {
     let server = StreamServer::new("127.0.0.1:0", |_, _| {}).unwrap();
     server.start().unwrap();
     sleep(Duration::ZERO).unwrap();
-    server.stop(None).unwrap();
+    server.stop().unwrap();
 }
 
 /// A thread-pool task, then a kill queued for a parked greenlet, then `main` returns.
 fn kill_queued_after_spawn_blocking() {
     let g = spawn(|| sleep(NEVER).unwrap());
     sleep(Duration::ZERO).unwrap();
-    spawn_blocking(|| ()).unwrap();
+    spawn_blocking(|| ()).join().unwrap();
     g.kill_nowait();
 }
 

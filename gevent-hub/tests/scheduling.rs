@@ -170,7 +170,7 @@ fn a_hub_callback_runs_to_its_end_before_what_it_woke() {
 
     let r = AsyncResult::<u32, ()>::new();
     let r2 = r.clone();
-    let order = wake_from_a_hub_callback(|| assert_eq!(r.get(None).unwrap(), 7), move || r2.set(7));
+    let order = wake_from_a_hub_callback(|| assert_eq!(r.get().unwrap(), 7), move || r2.set(7));
     assert_eq!(order, expected, "AsyncResult::set");
 
     let q = Queue::<u32>::new();

@@ -132,7 +132,7 @@ fn a_thousand_concurrent_clients_are_echoed_every_byte_by_one_thread() {
         assert_eq!(verified, expected, "every byte sent came back");
         assert_eq!(server.accepted_count(), CLIENTS as u64);
         // The clients closed their sockets: every handler sees EOF and returns.
-        server.stop(None).unwrap();
+        server.stop().unwrap();
         assert_eq!(server.connection_count(), 0);
         Ok::<(), String>(())
     })
@@ -191,7 +191,7 @@ fn a_client_resetting_mid_write_fails_its_handler_and_the_server_serves_others()
         );
         // The server goes on: a new client gets its echo.
         round_trip(addr, b"Eafter the reset");
-        server.stop(Some(WATCHDOG)).unwrap();
+        server.stop_timeout(WATCHDOG).unwrap();
     });
 }
 
@@ -257,7 +257,7 @@ fn stop_lets_handlers_finish_within_grace_and_kills_the_rest() {
         assert_eq!(server.connection_count(), QUICK + SLOW);
 
         finish_quick.set();
-        server.stop(Some(Duration::from_millis(200))).unwrap();
+        server.stop_timeout(Duration::from_millis(200)).unwrap();
 
         assert_eq!(completed.get(), QUICK, "the quick handlers completed");
         assert_eq!(slow_returned.get(), 0, "no slow handler returned normally");
@@ -312,7 +312,7 @@ fn stop_without_grace_waits_for_every_handler() {
             .collect();
         all_started.wait().unwrap();
         assert_eq!(server.connection_count(), clients.len());
-        server.stop(None).unwrap();
+        server.stop().unwrap();
         assert_eq!(finished.get(), 3);
     });
 }
@@ -354,7 +354,7 @@ fn max_connections_pauses_accepting_while_the_pool_is_full() {
             assert_eq!(got, b"ok");
         }
         assert_eq!(server.accepted_count(), 2);
-        server.stop(None).unwrap();
+        server.stop().unwrap();
         assert!(matches!(
             StreamServer::with_options(
                 "127.0.0.1:0",
@@ -391,7 +391,7 @@ fn a_panicking_handler_does_not_stop_the_server() {
         (&c).read_to_end(&mut got).unwrap();
         assert_eq!(got, b"");
         round_trip(addr, b"still serving");
-        server.stop(Some(WATCHDOG)).unwrap();
+        server.stop_timeout(WATCHDOG).unwrap();
     });
 }
 
@@ -402,7 +402,7 @@ fn serve_forever_returns_when_stop_is_called_from_a_greenlet() {
         let s2 = server.clone();
         let client = spawn(move || {
             round_trip(s2.server_addr(), b"one round trip, then stop");
-            s2.stop(None).unwrap();
+            s2.stop().unwrap();
         });
         server.serve_forever().unwrap();
         client.join().unwrap();
@@ -431,8 +431,49 @@ fn datagram_server_echoes_each_datagram() {
             assert_eq!(from, addr);
             assert_eq!(&buf[..n], &msg[..]);
         }
-        server.stop();
+        let report = server.stop().unwrap();
+        assert_eq!(report.killed, 0);
+        assert!(report.resisted.is_empty());
         // Stopped: serve_forever returns at once.
+        server.serve_forever().unwrap();
+    });
+}
+
+/// `DatagramServer::stop` deals with running handlers as `StreamServer::stop` does: a
+/// handler that ends within the grace period is counted as finished, one still running
+/// after it is killed, and neither is left running.
+#[test]
+fn datagram_server_stop_joins_then_kills_its_running_handlers() {
+    with_watchdog(|| {
+        let release = Event::new();
+        let started = Rc::new(Cell::new(0));
+        let (r, s) = (release.clone(), started.clone());
+        let server = DatagramServer::new("127.0.0.1:0", move |data, _, _: &UdpSocket| {
+            s.set(s.get() + 1);
+            if data == b"quick" {
+                r.wait().unwrap();
+            } else {
+                sleep(Duration::from_secs(3600)).unwrap();
+            }
+        })
+        .unwrap();
+        server.start().unwrap();
+        let addr = server.server_addr().unwrap();
+        let client = UdpSocket::bind("127.0.0.1:0").unwrap();
+        client.send_to(b"quick", addr).unwrap();
+        client.send_to(b"stuck", addr).unwrap();
+        while started.get() < 2 {
+            sleep(Duration::from_millis(1)).unwrap();
+        }
+        assert_eq!(server.handler_count(), 2);
+        // The quick one ends as soon as the stop waits (on the hub's next turn, well
+        // within the default 1 s grace); the stuck one never does.
+        let r = release.clone();
+        let _releaser = spawn(move || r.set());
+        let report = server.stop().unwrap();
+        assert_eq!((report.finished, report.killed), (1, 1), "{report:?}");
+        assert!(report.resisted.is_empty());
+        assert_eq!(server.handler_count(), 0);
         server.serve_forever().unwrap();
     });
 }
@@ -522,7 +563,7 @@ fn stop_called_from_a_handler_stops_the_server_and_closes_the_other_connections(
                 return;
             }
             let server = s.borrow().clone().expect("the server is in the slot");
-            let report = server.stop(Some(Duration::ZERO)).unwrap();
+            let report = server.stop_timeout(Duration::ZERO).unwrap();
             assert!(report.resisted.is_empty(), "{report:?}");
             a.set(true);
             (&sock).write_all(b"bye").unwrap();
@@ -596,7 +637,7 @@ fn stop_returns_and_names_a_handler_that_swallows_the_kill() {
         (&c).write_all(b"x").unwrap();
         in_request.wait().unwrap();
 
-        let report = server.stop(Some(Duration::ZERO)).unwrap();
+        let report = server.stop_timeout(Duration::ZERO).unwrap();
         assert_eq!(swallowed.get(), 1, "it was killed once and swallowed it");
         assert_eq!(report.resisted.len(), 1, "{report:?}");
         assert_eq!(report.resisted[0].peer, local, "{report:?}");

@@ -184,7 +184,7 @@ fn accept_out_of_fds_backs_off_without_spinning_and_serves_again_once_fds_are_fr
             accepted + 1 + u64::from(served_the_waiting_one)
         );
         drop((before, client));
-        server.stop(None).unwrap();
+        server.stop().unwrap();
     });
     r.unwrap_or_else(|e| panic!("watchdog: the test did not finish within {WATCHDOG:?}: {e}"));
 }

@@ -86,7 +86,7 @@ fn map_reports_a_call_that_panicked() {
             other => panic!("expected the panic of call 3, got {other:?}"),
         }
         settle();
-        pool.join(None).unwrap();
+        pool.join().unwrap();
         assert_eq!(pool.free_count(), 2);
     });
 }
@@ -114,7 +114,7 @@ fn dropping_an_imap_early_kills_the_calls_it_started() {
             .map(|r| r.unwrap())
             .collect();
         assert_eq!(first, [0]);
-        assert!(pool.join(None).unwrap());
+        pool.join().unwrap();
         assert_eq!(pool.free_count(), 4);
         // Call 0 returned; calls 1..=3 were started (the window is 4) and killed.
         assert_eq!(unwound.get(), 4);
@@ -156,7 +156,7 @@ fn spawn_waits_for_a_free_slot() {
         assert!(log.entries().is_empty(), "the third waits for a slot");
         gate.set();
         spawner.join().unwrap();
-        assert!(pool.join(None).unwrap());
+        pool.join().unwrap();
         let entries = log.entries();
         assert_eq!(entries.len(), 3);
         assert_eq!(
@@ -173,10 +173,10 @@ fn join_reports_whether_every_member_finished() {
         let gate = Event::new();
         let g2 = gate.clone();
         let member = group.spawn(move || g2.wait().unwrap());
-        assert!(!group.join(Some(Duration::from_millis(1))).unwrap());
+        assert!(!group.join_timeout(Duration::from_millis(1)).unwrap());
         assert!(group.contains(&member));
         gate.set();
-        assert!(group.join(None).unwrap());
+        group.join().unwrap();
         assert!(group.is_empty());
         assert!(member.ready());
     });
@@ -199,7 +199,7 @@ fn kill_ends_every_member_and_runs_their_destructors() {
             })
             .collect();
         settle();
-        assert!(pool.kill(None).unwrap());
+        pool.kill().unwrap();
         assert_eq!(unwound.get(), 3);
         assert!(members.iter().all(|g| g.outcome() == Some(Outcome::Killed)));
         assert_eq!(pool.free_count(), 3);
@@ -225,10 +225,8 @@ fn add_and_discard_manage_membership_of_existing_greenlets() {
         assert!(pool.discard(&outsider));
         assert!(!pool.discard(&outsider));
         assert_eq!(pool.free_count(), 1);
-        assert!(
-            pool.join(None).unwrap(),
-            "a discarded greenlet is not waited for"
-        );
+        // A discarded greenlet is not waited for.
+        pool.join().unwrap();
         assert!(!outsider.ready(), "discarding does not stop it");
         gate.set();
         settle();
@@ -243,10 +241,12 @@ fn wait_available_waits_for_a_free_slot_without_taking_it() {
         let gate = Event::new();
         let g2 = gate.clone();
         pool.spawn(move || g2.wait().unwrap()).unwrap();
-        assert!(!pool.wait_available(Some(Duration::from_millis(1))).unwrap());
+        assert!(!pool
+            .wait_available_timeout(Duration::from_millis(1))
+            .unwrap());
         let g3 = gate.clone();
         let opener = spawn(move || g3.set());
-        assert!(pool.wait_available(None).unwrap());
+        pool.wait_available().unwrap();
         assert_eq!(pool.free_count(), 1, "waiting took no slot");
         opener.join().unwrap();
     });
@@ -273,10 +273,10 @@ fn joining_a_pool_whose_member_waits_forever_is_diagnosed() {
     let never = Event::new();
     let n2 = never.clone();
     pool.spawn(move || n2.wait().unwrap()).unwrap();
-    assert!(matches!(pool.join(None), Err(Error::WouldBlockForever(_))));
+    assert!(matches!(pool.join(), Err(Error::WouldBlockForever(_))));
     assert!(matches!(
         pool.spawn(|| ()),
         Err(Error::WouldBlockForever(_))
     ));
-    pool.kill(None).unwrap();
+    pool.kill().unwrap();
 }

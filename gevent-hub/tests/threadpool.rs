@@ -164,9 +164,12 @@ fn task_results_are_waitable() {
 fn spawn_blocking_runs_the_call_on_another_thread() {
     with_watchdog(|| {
         let me = std::thread::current().id();
-        let there = spawn_blocking(|| std::thread::current().id()).unwrap();
+        let there = spawn_blocking(|| std::thread::current().id())
+            .join()
+            .unwrap();
         assert_ne!(there, me);
         let manifest = spawn_blocking(|| std::fs::read_to_string("Cargo.toml"))
+            .join()
             .unwrap()
             .unwrap();
         assert!(manifest.contains("gevent-hub"));
@@ -183,7 +186,7 @@ fn waiting_for_a_task_in_the_hub_is_refused_before_it_is_submitted() {
             .get_loop()
             .timer(Duration::from_millis(1), Duration::ZERO);
         t.start(move |_, _| {
-            *o2.borrow_mut() = Some(spawn_blocking(|| ()));
+            *o2.borrow_mut() = Some(default_pool().apply(|| ()));
         })
         .unwrap();
         while out.borrow().is_none() {
@@ -194,6 +197,23 @@ fn waiting_for_a_task_in_the_hub_is_refused_before_it_is_submitted() {
             r,
             Some(Err(ThreadError::Wait(Error::BlockingInHub(_))))
         ));
+    });
+}
+
+#[test]
+fn spawn_blocking_in_the_hub_returns_a_handle_a_greenlet_joins() {
+    with_watchdog(|| {
+        let out = Rc::new(RefCell::new(None));
+        let o2 = out.clone();
+        get_hub().get_loop().run_callback(move || {
+            // Never blocks, so the hub may submit work too (tokio's shape).
+            *o2.borrow_mut() = Some(spawn_blocking(|| 6 * 7));
+        });
+        while out.borrow().is_none() {
+            sleep(Duration::from_millis(1)).unwrap();
+        }
+        let task = out.borrow_mut().take().unwrap();
+        assert_eq!(task.join().unwrap(), 42);
     });
 }
 

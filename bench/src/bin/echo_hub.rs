@@ -41,6 +41,6 @@ fn main() -> std::io::Result<()> {
     eprintln!("echo_hub on {} (busy {busy})", server.server_addr());
     let s = server.clone();
     let _term =
-        signal_handler(libc::SIGTERM, move || drop(s.stop(None))).map_err(std::io::Error::other)?;
+        signal_handler(libc::SIGTERM, move || drop(s.stop())).map_err(std::io::Error::other)?;
     server.serve_forever()
 }

@@ -13,7 +13,9 @@ fn off_hub<T: Send + 'static>(
     _what: &'static str,
     f: impl FnOnce() -> T + Send + 'static,
 ) -> io::Result<T> {
-    crate::threadpool::spawn_blocking(f).map_err(|e| io::Error::other(e.to_string()))
+    crate::threadpool::default_pool()
+        .apply(f)
+        .map_err(|e| io::Error::other(e.to_string()))
 }
 
 /// Resolves `host` (a name or a numeric address) to IP addresses, off the hub (the

@@ -211,22 +211,39 @@ impl Group {
         self.len() == 0
     }
 
-    /// Waits until every member has finished (up to `timeout`); returns whether they all
-    /// did. Members added meanwhile are waited for too.
+    /// Waits until every member has finished. Members added meanwhile are waited for
+    /// too.
     ///
     /// # Errors
     /// [`Error::WouldBlockForever`], [`Error::BlockingInHub`].
-    pub fn join(&self, timeout: Option<Duration>) -> Result<bool> {
-        self.inner.join(timeout)
+    pub fn join(&self) -> Result<()> {
+        self.inner.join(None).map(drop)
     }
 
-    /// Kills every member and waits (up to `timeout`) until they have finished; returns
-    /// whether they all did.
+    /// [`join`](Group::join) for at most `timeout`; returns whether every member
+    /// finished.
     ///
     /// # Errors
     /// As [`join`](Group::join).
-    pub fn kill(&self, timeout: Option<Duration>) -> Result<bool> {
-        self.inner.kill(timeout)
+    pub fn join_timeout(&self, timeout: Duration) -> Result<bool> {
+        self.inner.join(Some(timeout))
+    }
+
+    /// Kills every member and waits until they have finished.
+    ///
+    /// # Errors
+    /// As [`join`](Group::join).
+    pub fn kill(&self) -> Result<()> {
+        self.inner.kill(None).map(drop)
+    }
+
+    /// [`kill`](Group::kill), waiting at most `timeout`; returns whether every member
+    /// finished (one that catches the kill and goes on may not).
+    ///
+    /// # Errors
+    /// As [`join`](Group::join).
+    pub fn kill_timeout(&self, timeout: Duration) -> Result<bool> {
+        self.inner.kill(Some(timeout))
     }
 
     /// Kills every member without waiting (usable in the hub).

@@ -179,11 +179,23 @@ impl<T, E> AsyncResult<T, E> {
         self.inner.waiters.wake_all();
     }
 
-    /// Waits until it is ready (up to `timeout`); returns whether it is.
+    /// Waits until it is ready (set, or set to an error).
     ///
     /// # Errors
     /// As [`Event::wait`].
-    pub fn wait(&self, timeout: Option<Duration>) -> Result<bool> {
+    pub fn wait(&self) -> Result<()> {
+        self.wait_inner(None).map(drop)
+    }
+
+    /// [`wait`](AsyncResult::wait) for at most `timeout`; returns whether it is ready.
+    ///
+    /// # Errors
+    /// As [`Event::wait`].
+    pub fn wait_timeout(&self, timeout: Duration) -> Result<bool> {
+        self.wait_inner(Some(timeout))
+    }
+
+    fn wait_inner(&self, timeout: Option<Duration>) -> Result<bool> {
         let i = &self.inner;
         wait_notified(
             "an AsyncResult to be set",
@@ -196,14 +208,34 @@ impl<T, E> AsyncResult<T, E> {
     /// Waits for the value and returns a copy.
     ///
     /// # Errors
-    /// [`GetError::Failed`] with the error set; [`GetError::Wait`] with
-    /// [`Error::TimedOut`] when `timeout` expired, or another wait error.
-    pub fn get(&self, timeout: Option<Duration>) -> std::result::Result<T, GetError<E>>
+    /// [`GetError::Failed`] with the error set; [`GetError::Wait`] if waiting failed.
+    pub fn get(&self) -> std::result::Result<T, GetError<E>>
     where
         T: Clone,
         E: Clone,
     {
-        if !self.wait(timeout).map_err(GetError::Wait)? {
+        self.get_inner(None)
+    }
+
+    /// [`get`](AsyncResult::get), waiting at most `timeout`.
+    ///
+    /// # Errors
+    /// As [`get`](AsyncResult::get); [`GetError::Wait`] with [`Error::TimedOut`] when
+    /// `timeout` expired.
+    pub fn get_timeout(&self, timeout: Duration) -> std::result::Result<T, GetError<E>>
+    where
+        T: Clone,
+        E: Clone,
+    {
+        self.get_inner(Some(timeout))
+    }
+
+    fn get_inner(&self, timeout: Option<Duration>) -> std::result::Result<T, GetError<E>>
+    where
+        T: Clone,
+        E: Clone,
+    {
+        if !self.wait_inner(timeout).map_err(GetError::Wait)? {
             return Err(GetError::Wait(Error::TimedOut));
         }
         match self.inner.value.borrow().as_ref() {
