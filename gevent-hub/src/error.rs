@@ -37,6 +37,8 @@ pub enum Error {
     /// An OS thread the hub needs (a thread-pool worker, the blocking monitor) could
     /// not be started.
     ThreadSpawn(io::Error),
+    /// A [`Timeout`](crate::Timeout) was started while it was pending.
+    AlreadyPending,
 }
 
 impl fmt::Display for Error {
@@ -57,6 +59,9 @@ impl fmt::Display for Error {
             Error::Switch(e) => write!(f, "{e}"),
             Error::ThreadSpawn(e) => write!(f, "cannot start a thread: {e}"),
             Error::GreenletFailed(m) => write!(f, "greenlet failed: {m}"),
+            Error::AlreadyPending => {
+                f.write_str("the Timeout is already pending: cancel it before starting it again")
+            }
             Error::ThreadExiting => f.write_str(
                 "this thread is ending: its hub was torn down and runs nothing any more"
             ),
@@ -97,6 +102,7 @@ impl From<Error> for io::Error {
             | Error::GreenletFailed(_)
             | Error::InvalidSwitch(_)
             | Error::ThreadExiting => io::ErrorKind::Other,
+            Error::AlreadyPending => io::ErrorKind::InvalidInput,
         };
         io::Error::new(kind, e)
     }

@@ -34,6 +34,18 @@
 //! to) is scheduled, as in gevent: it goes on until its next blocking point and is
 //! killed there, after what is already queued.
 //!
+//! Code that catches panics (`catch_unwind`) therefore also catches kills and
+//! timeouts: test the payload ([`Timeout::is_expiry`], `p.is::<GreenletExit>()`) and
+//! `resume_unwind` what is not yours. A [`Greenlet::join`] of a greenlet ended by a
+//! Timeout it did not catch says so ([`JoinError`]'s message names the Timeout).
+//!
+//! ## Panic reports
+//! The first spawn adds to the process's panic hook: a panic in a greenlet other than
+//! a thread's main one is preceded, on stderr, by a line naming the greenlet, its id
+//! and where it was spawned (`greenlet 'worker-7' (id 3, spawned at src/main.rs:9:45)
+//! panicked:`), since std's own report names only the thread. The hook in place then
+//! runs as before; a hook set later replaces both.
+//!
 //! ## Waiting with a timeout
 //! A method that blocks comes in std's two forms (`Condvar::wait`/`wait_timeout`,
 //! `Receiver::recv`/`recv_timeout`): `x()` waits without a bound, `x_timeout(d)` gives
@@ -98,7 +110,7 @@ pub use spawn::{
     current_id, current_name, idle, iwait, joinall, killall, sleep, spawn, spawn_later, wait,
     AnyGreenlet, Builder, Greenlet, GreenletInfo, Iwait, JoinError, Outcome,
 };
-pub use spawn::{with_timeout, Timeout, TimeoutExpired};
+pub use spawn::{with_timeout, with_timeout_value, Timeout, TimeoutExpired};
 pub use sync::{AsyncResult, Event};
 pub use sync::{
     BoundedSemaphore, Channel, LifoQueue, Lock, PriorityQueue, Queue, QueueError, RLock, Semaphore,

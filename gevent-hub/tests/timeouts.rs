@@ -4,7 +4,9 @@
 
 mod util;
 
-use gevent_hub::{sleep, spawn, with_timeout, Error, Event, Timeout, TimeoutExpired};
+use gevent_hub::{
+    sleep, spawn, with_timeout, with_timeout_value, Error, Event, Timeout, TimeoutExpired,
+};
 use std::cell::Cell;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::rc::Rc;
@@ -172,4 +174,67 @@ fn a_timeout_that_expired_during_a_raw_switch_is_cancelled_with_it() {
         "a stale expiry hit a later sleep: {:?}",
         later.unwrap_err().downcast_ref::<TimeoutExpired>()
     );
+}
+
+/// gevent's `Timeout` can be started again once it expired or was cancelled; starting
+/// it while it is pending is an error ("cancel it first").
+#[test]
+fn a_timeout_is_restartable_after_expiry_or_cancel() {
+    let t = Timeout::new(Duration::from_millis(1));
+    assert!(!t.pending(), "a new Timeout is not started");
+    for round in 0..3 {
+        t.start().unwrap();
+        assert!(t.pending());
+        assert!(
+            matches!(t.start(), Err(Error::AlreadyPending)),
+            "round {round}: started while pending"
+        );
+        let r = catch_unwind(AssertUnwindSafe(|| sleep(WATCHDOG_LIMIT)));
+        let p = r.expect_err("the sleep is interrupted");
+        assert!(t.is_expiry(&p), "round {round}: its own expiry");
+        assert!(!t.pending());
+    }
+    // Cancelled, then started again: it fires again.
+    t.start().unwrap();
+    t.cancel();
+    assert!(!t.pending());
+    sleep(Duration::from_millis(5)).unwrap();
+    t.start().unwrap();
+    let p = catch_unwind(AssertUnwindSafe(|| sleep(WATCHDOG_LIMIT))).unwrap_err();
+    assert!(t.is_expiry(&p));
+}
+
+/// A `Timeout` made in one greenlet and started in another interrupts the starter
+/// (gevent: the timeout belongs to `getcurrent()` at `start`).
+#[test]
+fn a_timeout_interrupts_the_greenlet_that_started_it() {
+    let t = Rc::new(Timeout::new(Duration::from_millis(1)));
+    let t2 = t.clone();
+    let g = spawn(move || {
+        t2.start().unwrap();
+        let p = catch_unwind(AssertUnwindSafe(|| sleep(WATCHDOG_LIMIT))).unwrap_err();
+        t2.is_expiry(&p)
+    });
+    assert!(g.join().unwrap());
+    assert!(!t.pending());
+}
+
+/// gevent's `with_timeout(seconds, f, timeout_value=v)`: `v` instead of an error.
+#[test]
+fn with_timeout_value_returns_the_value_given_for_an_expiry() {
+    let r = with_timeout_value(Duration::from_millis(1), "timed out", || {
+        sleep(WATCHDOG_LIMIT).unwrap();
+        "finished"
+    });
+    assert_eq!(r.unwrap(), "timed out");
+    let r = with_timeout_value(WATCHDOG_LIMIT, "timed out", || "finished");
+    assert_eq!(r.unwrap(), "finished");
+}
+
+/// gevent's silent form, `with Timeout(t, False): ...`, leaves the block without an
+/// exception: here `with_timeout(..).ok()` gives `None`.
+#[test]
+fn the_silent_form_leaves_the_block_without_an_error() {
+    let got = with_timeout(Duration::from_millis(1), || sleep(WATCHDOG_LIMIT).unwrap()).ok();
+    assert_eq!(got, None);
 }

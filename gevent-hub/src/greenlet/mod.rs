@@ -403,6 +403,27 @@ pub(crate) fn current_ptr() -> *const GreenletState {
     }
 }
 
+/// The running greenlet, if this thread has begun to run greenlets and its state is
+/// still reachable. Never creates the main greenlet's record and never panics: usable
+/// from a panic hook, and during the thread's teardown.
+pub(crate) fn try_current_rc() -> Option<Rc<GreenletState>> {
+    let p = TLS.try_with(|t| t.current.get()).ok()?;
+    if p.is_null() {
+        return None;
+    }
+    // SAFETY: a running greenlet is alive while it runs (see `Tls::current`); the new
+    // count is the caller's.
+    unsafe {
+        Rc::increment_strong_count(p);
+        Some(Rc::from_raw(p))
+    }
+}
+
+/// True for the thread's own stack (the main greenlet).
+pub(crate) fn is_main(g: &GreenletState) -> bool {
+    g.is_main
+}
+
 /// The main greenlet's record, made on the first use of greenlets on this thread.
 #[cold]
 fn make_main() -> *const GreenletState {

@@ -62,6 +62,18 @@ pub(crate) fn record_of(g: &Rc<GreenletState>) -> Rc<Record> {
 /// The record of the running greenlet: [`record_of`] without the two reference-count
 /// updates of getting the running greenlet's `Rc` first (every wait does this).
 #[inline]
+/// Where `g` was spawned, if the hub spawned it; makes no record (a panic hook calls
+/// it).
+pub(crate) fn spawned_at_if_known(g: &GreenletState) -> Option<&'static Location<'static>> {
+    let p = g.extension().cast::<Record>();
+    if p.is_null() {
+        return None;
+    }
+    // SAFETY: as in `record_of`: the slot holds an `Rc<Record>` alive as long as the
+    // greenlet, which the caller holds; only a shared reference is made.
+    unsafe { (*p).spawned_at.get() }
+}
+
 pub(crate) fn current_record() -> Rc<Record> {
     let g = greenlet::current_ptr();
     // SAFETY: the running greenlet is alive while it runs (see `greenlet::current_ptr`).

@@ -53,11 +53,17 @@ pub enum JoinError {
 impl fmt::Display for JoinError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            JoinError::Panicked(p) => write!(
-                f,
-                "the greenlet panicked: {}",
-                greenlet::panic_message(&**p)
-            ),
+            JoinError::Panicked(p) => match super::report::is_timeout(p) {
+                Some(id) => write!(
+                    f,
+                    "the greenlet was ended by a Timeout (id {id}) it did not catch"
+                ),
+                None => write!(
+                    f,
+                    "the greenlet panicked: {}",
+                    greenlet::panic_message(&**p)
+                ),
+            },
             JoinError::Killed => f.write_str("the greenlet was killed"),
             JoinError::Wait(e) => write!(f, "{e}"),
             JoinError::Spawn(e) => write!(f, "{e}"),
@@ -288,7 +294,7 @@ impl Builder {
                     Outcome::Killed
                 }
                 Err(p) => {
-                    let msg = greenlet::panic_message(&*p);
+                    let msg = super::report::describe_payload(&*p);
                     if let Some(st) = &st {
                         *st.value.borrow_mut() = Some(Err(JoinError::Panicked(p)));
                     }
@@ -306,6 +312,7 @@ impl Builder {
             self.name,
         );
         set_spawned_at(&raw, at);
+        super::report::install_panic_report();
         raw.managed.set(true);
         let core = Rc::new(Core {
             raw,

@@ -13,6 +13,7 @@
 pub(crate) mod group;
 pub(crate) mod handle;
 pub(crate) mod join;
+pub(crate) mod report;
 pub(crate) mod sleep;
 pub(crate) mod timeout;
 
@@ -22,4 +23,4 @@ pub use handle::{
 };
 pub use join::{iwait, joinall, killall, wait, Iwait};
 pub use sleep::{current_id, current_name, idle, sleep};
-pub use timeout::{with_timeout, Timeout, TimeoutExpired};
+pub use timeout::{with_timeout, with_timeout_value, Timeout, TimeoutExpired};

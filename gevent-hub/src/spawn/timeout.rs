@@ -10,12 +10,14 @@
 //! socket read timeouts) do not unwind: they return a value or an error.
 
 use crate::error::{Error, Result};
-use crate::greenlet::{current_rc, PanicPayload};
-use crate::hub::{get_hub, throw_into};
+use crate::greenlet::{current_rc, GreenletState, PanicPayload};
+use crate::hub::{throw_into, try_get_hub};
 use crate::ids::Ids;
 use gevent_core::Timer;
+use std::cell::RefCell;
 use std::fmt;
 use std::panic::{catch_unwind, resume_unwind, AssertUnwindSafe};
+use std::rc::Rc;
 use std::time::Duration;
 
 /// The payload a [`Timeout`] unwinds with; `id` names the timeout.
@@ -29,35 +31,82 @@ thread_local! {
     static NEXT: Ids = const { Ids::new() };
 }
 
-/// A pending interruption of the current greenlet. Dropping it cancels it.
+/// An interruption of the greenlet that started it, after its duration. Dropping it
+/// cancels it.
+///
+/// As gevent's `Timeout`, it can be made unstarted ([`new`](Timeout::new)) and
+/// [`start`](Timeout::start)ed later, by the greenlet it is to interrupt, and started
+/// again once it has expired or been cancelled.
+///
+/// gevent's silent form, `with Timeout(t, False): ...`, which leaves the block
+/// quietly on expiry, is [`with_timeout`]`(t, ..).ok()`:
+///
+/// ```
+/// use gevent_hub::{sleep, with_timeout};
+/// use std::time::Duration;
+///
+/// let got = with_timeout(Duration::from_millis(1), || {
+///     sleep(Duration::from_secs(60)).unwrap();
+///     "never"
+/// })
+/// .ok();
+/// assert_eq!(got, None);
+/// ```
 #[must_use = "the timeout is cancelled as soon as it is dropped"]
 pub struct Timeout {
-    timer: Timer,
+    duration: Duration,
     id: u64,
-    target: std::rc::Rc<crate::greenlet::GreenletState>,
+    /// While started: the armed timer and the greenlet it interrupts.
+    armed: RefCell<Option<(Timer, Rc<GreenletState>)>>,
 }
 
 impl fmt::Debug for Timeout {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Timeout")
             .field("id", &self.id)
+            .field("duration", &self.duration)
             .field("pending", &self.pending())
             .finish()
     }
 }
 
 impl Timeout {
+    /// A timeout of `d`, not started yet (gevent's `Timeout(seconds)`).
+    pub fn new(d: Duration) -> Timeout {
+        Timeout {
+            duration: d,
+            id: NEXT.with(Ids::next),
+            armed: RefCell::new(None),
+        }
+    }
+
     /// Starts a timeout of `d` for the current greenlet.
     ///
     /// # Errors
     /// The hub's loop refused the timer (it is being destroyed).
     pub fn start_new(d: Duration) -> Result<Timeout> {
-        let id = NEXT.with(Ids::next);
+        let t = Timeout::new(d);
+        t.start()?;
+        Ok(t)
+    }
+
+    /// Arms it for the current greenlet: it expires its duration from now. A timeout
+    /// that expired or was cancelled can be started again.
+    ///
+    /// # Errors
+    /// [`Error::AlreadyPending`] if it is pending (cancel it first, as gevent says);
+    /// the hub's loop refused the timer (it is being destroyed).
+    pub fn start(&self) -> Result<()> {
+        if self.pending() {
+            return Err(Error::AlreadyPending);
+        }
+        self.cancel();
         let target = current_rc();
-        let timer = get_hub().timer_from_now(d);
-        let t2 = target.clone();
+        let timer = try_get_hub()?.timer_from_now(self.duration);
+        let (t2, id) = (target.clone(), self.id);
         timer.start(move |_, _| throw_into(&t2, Box::new(TimeoutExpired { id }), true))?;
-        Ok(Timeout { timer, id, target })
+        *self.armed.borrow_mut() = Some((timer, target));
+        Ok(())
     }
 
     /// Its id, as carried by [`TimeoutExpired`].
@@ -65,16 +114,27 @@ impl Timeout {
         self.id
     }
 
-    /// True until it expires or is cancelled.
+    /// How long after its start it expires.
+    pub fn duration(&self) -> Duration {
+        self.duration
+    }
+
+    /// True from its start until it expires or is cancelled.
     pub fn pending(&self) -> bool {
-        self.timer.is_active()
+        self.armed
+            .borrow()
+            .as_ref()
+            .is_some_and(|(t, _)| t.is_active())
     }
 
     /// Cancels it, including an expiry that is waiting for the greenlet's next
     /// blocking call (it expired while the greenlet was not parked in the hub).
     pub fn cancel(&self) {
-        self.timer.stop();
-        crate::hub::cancel_pending_throw(&self.target, |p| self.is_expiry(p));
+        let armed = self.armed.borrow_mut().take();
+        if let Some((timer, target)) = armed {
+            timer.stop();
+            crate::hub::cancel_pending_throw(&target, |p| self.is_expiry(p));
+        }
     }
 
     /// True if `payload` is this timeout's expiry.
@@ -100,6 +160,21 @@ pub fn with_timeout<R>(d: Duration, f: impl FnOnce() -> R) -> Result<R> {
         Ok(v) => Ok(v),
         Err(p) if t.is_expiry(&p) => Err(Error::TimedOut),
         Err(p) => resume_unwind(p),
+    }
+}
+
+/// [`with_timeout`] that returns `timeout_value` when `f` is interrupted (gevent's
+/// `with_timeout(seconds, f, timeout_value=...)`).
+///
+/// # Errors
+/// The hub's loop refused the timer (it is being destroyed).
+///
+/// # Panics
+/// As [`with_timeout`].
+pub fn with_timeout_value<R>(d: Duration, timeout_value: R, f: impl FnOnce() -> R) -> Result<R> {
+    match with_timeout(d, f) {
+        Err(Error::TimedOut) => Ok(timeout_value),
+        r => r,
     }
 }
 
