@@ -108,7 +108,7 @@ pub use hub::monitor;
 pub use hub::{get_hub, try_get_hub, Hub, HubHandle, RemoteWaker, Wait, Waitable, Waker};
 pub use spawn::{
     current_id, current_name, idle, iwait, joinall, killall, sleep, spawn, spawn_later, wait,
-    AnyGreenlet, Builder, Greenlet, GreenletInfo, Iwait, JoinError, Outcome,
+    AnyGreenlet, Builder, Greenlet, GreenletInfo, Iwait, JoinError, LinkId, Outcome,
 };
 pub use spawn::{with_timeout, with_timeout_value, Timeout, TimeoutExpired};
 pub use sync::{AsyncResult, Event};

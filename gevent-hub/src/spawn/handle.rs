@@ -81,6 +81,10 @@ impl From<Error> for JoinError {
 
 type Link = Box<dyn FnOnce(&GreenletInfo)>;
 
+/// Names a link added by [`Greenlet::link`], for [`Greenlet::unlink`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct LinkId(u64);
+
 /// The part of a greenlet's state that does not depend on its value type. Until the
 /// greenlet starts, its scheduled start (a queued callback, or spawn_later's timer)
 /// holds it; once running, the body does: links fire and joiners wake even if every
@@ -95,7 +99,9 @@ struct Core {
     finished: Cell<bool>,
     outcome: RefCell<Option<Outcome>>,
     waiters: WaitList,
-    links: RefCell<Vec<Link>>,
+    links: RefCell<Vec<(u64, Link)>>,
+    /// The id of the next link.
+    next_link: Cell<u64>,
     spawned_at: &'static Location<'static>,
     /// Its slot in the hub's list of greenlets to end at thread exit, until it ends.
     enrolled: Cell<Option<usize>>,
@@ -137,7 +143,7 @@ impl Core {
             if hub.is_exiting() {
                 return;
             }
-            for l in links {
+            for (_, l) in links {
                 let info = info.clone();
                 hub.get_loop().run_callback(move || l(&info));
             }
@@ -321,6 +327,7 @@ impl Builder {
             outcome: RefCell::new(None),
             waiters: WaitList::default(),
             links: RefCell::new(Vec::new()),
+            next_link: Cell::new(0),
             spawned_at: at,
             enrolled: Cell::new(None),
         });
@@ -444,12 +451,19 @@ impl<T> Greenlet<T> {
         self.core().finished.get()
     }
 
+    /// Alias of [`ready`](Greenlet::ready), the name of std's `JoinHandle::is_finished`.
+    pub fn is_finished(&self) -> bool {
+        self.ready()
+    }
+
     /// Alias of [`ready`](Greenlet::ready), gevent's `dead`.
     pub fn dead(&self) -> bool {
         self.ready()
     }
 
-    /// True if it finished by returning.
+    /// True if it finished by returning. (gevent also counts a kill by `GreenletExit`
+    /// as success; here a killed greenlet has no value: [`join`](Greenlet::join) gives
+    /// [`JoinError::Killed`].)
     pub fn successful(&self) -> bool {
         matches!(*self.core().outcome.borrow(), Some(Outcome::Successful))
     }
@@ -547,9 +561,12 @@ impl<T> Greenlet<T> {
     }
 
     /// Calls `f` once, in the hub, after it finishes (at once, queued, if it already
-    /// has). Links run in the order they were added.
-    pub fn link(&self, f: impl FnOnce(&GreenletInfo) + 'static) {
+    /// has). Links run in the order they were added. Returns the link's id, for
+    /// [`unlink`](Greenlet::unlink).
+    pub fn link(&self, f: impl FnOnce(&GreenletInfo) + 'static) -> LinkId {
         let core = self.core();
+        let id = core.next_link.get();
+        core.next_link.set(id + 1);
         if core.finished.get() {
             let info = core.info();
             hub_if_any(|hub| {
@@ -558,7 +575,42 @@ impl<T> Greenlet<T> {
                 }
             });
         } else {
-            core.links.borrow_mut().push(Box::new(f));
+            core.links.borrow_mut().push((id, Box::new(f)));
+        }
+        LinkId(id)
+    }
+
+    /// [`link`](Greenlet::link) that calls `f` only if the greenlet returned a value
+    /// (gevent's `link_value`; a killed greenlet has none, see
+    /// [`successful`](Greenlet::successful)).
+    pub fn link_value(&self, f: impl FnOnce(&GreenletInfo) + 'static) -> LinkId {
+        self.link(move |info| {
+            if matches!(info.outcome, Outcome::Successful) {
+                f(info);
+            }
+        })
+    }
+
+    /// [`link`](Greenlet::link) that calls `f` only if the greenlet panicked (or could
+    /// not be started): gevent's `link_exception`.
+    pub fn link_exception(&self, f: impl FnOnce(&GreenletInfo) + 'static) -> LinkId {
+        self.link(move |info| {
+            if matches!(info.outcome, Outcome::Panicked(_)) {
+                f(info);
+            }
+        })
+    }
+
+    /// Takes back the link `id` if it has not been queued to run yet (the greenlet has
+    /// not finished); returns whether it did (gevent's `unlink`).
+    pub fn unlink(&self, id: LinkId) -> bool {
+        let mut links = self.core().links.borrow_mut();
+        match links.iter().position(|(i, _)| *i == id.0) {
+            Some(at) => {
+                drop(links.remove(at));
+                true
+            }
+            None => false,
         }
     }
 }

@@ -19,7 +19,7 @@ pub(crate) mod timeout;
 
 pub use group::{Group, Imap};
 pub use handle::{
-    spawn, spawn_later, AnyGreenlet, Builder, Greenlet, GreenletInfo, JoinError, Outcome,
+    spawn, spawn_later, AnyGreenlet, Builder, Greenlet, GreenletInfo, JoinError, LinkId, Outcome,
 };
 pub use join::{iwait, joinall, killall, wait, Iwait};
 pub use sleep::{current_id, current_name, idle, sleep};
