@@ -22,8 +22,7 @@
 //!         })
 //!     })
 //!     .collect();
-//! let refs: Vec<&dyn gevent_hub::AnyGreenlet> = gs.iter().map(|g| g as _).collect();
-//! assert!(joinall(&refs, None, false).unwrap());
+//! assert!(joinall(&gs, None, false).unwrap());
 //! assert_eq!(*log.borrow(), ["1A", "2A", "1B", "2B"]);
 //! ```
 //!

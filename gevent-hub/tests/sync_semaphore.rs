@@ -6,6 +6,7 @@ mod util;
 use gevent_hub::sync::ReleaseError;
 use gevent_hub::{
     get_hub, sleep, spawn, wait, BoundedSemaphore, Error, JoinError, Lock, RLock, Semaphore,
+    Waitable,
 };
 use std::cell::RefCell;
 use std::rc::Rc;
@@ -286,9 +287,15 @@ fn semaphores_and_locks_are_waitable() {
         let guard = lock.lock().unwrap();
         let s2 = sem.clone();
         let releaser = spawn(move || s2.release());
-        assert_eq!(wait(&[&sem, &lock], None, Some(1)).unwrap(), [0]);
+        assert_eq!(
+            wait(&[&sem as &dyn Waitable, &lock], None, Some(1)).unwrap(),
+            [0]
+        );
         drop(guard);
-        assert_eq!(wait(&[&sem, &lock], None, None).unwrap(), [0, 1]);
+        assert_eq!(
+            wait(&[&sem as &dyn Waitable, &lock], None, None).unwrap(),
+            [0, 1]
+        );
         releaser.join().unwrap();
     });
 }

@@ -5,7 +5,7 @@
 mod util;
 
 use gevent_hub::threadpool::{default_pool, ThreadError};
-use gevent_hub::{get_hub, sleep, spawn, spawn_blocking, wait, Error, ThreadPool};
+use gevent_hub::{get_hub, sleep, spawn, spawn_blocking, wait, Error, ThreadPool, Waitable};
 use std::cell::{Cell, RefCell};
 use std::rc::Rc;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -151,10 +151,16 @@ fn task_results_are_waitable() {
         let (tx, rx) = mpsc::channel::<()>();
         let slow = pool.spawn(move || rx.recv().is_ok());
         let quick = pool.spawn(|| 1);
-        assert_eq!(wait(&[&slow, &quick], None, Some(1)).unwrap(), [1]);
+        assert_eq!(
+            wait(&[&slow as &dyn Waitable, &quick], None, Some(1)).unwrap(),
+            [1]
+        );
         assert!(!slow.join_timeout(Duration::from_millis(1)).unwrap());
         tx.send(()).unwrap();
-        assert_eq!(wait(&[&slow, &quick], None, None).unwrap(), [0, 1]);
+        assert_eq!(
+            wait(&[&slow as &dyn Waitable, &quick], None, None).unwrap(),
+            [0, 1]
+        );
         assert!(slow.join().unwrap());
         assert_eq!(quick.join().unwrap(), 1);
     });

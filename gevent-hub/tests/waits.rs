@@ -372,3 +372,25 @@ fn a_foreign_switch_into_an_event_wait_or_a_sleep_is_an_error() {
     assert!(flag.get());
     g.join().unwrap();
 }
+
+/// A port from gevent passes its list of greenlets as it is: `joinall(&gs)`, not a Vec
+/// of `&dyn AnyGreenlet` built by hand; any iterator of references works too.
+#[test]
+fn joinall_killall_and_wait_take_a_plain_list_of_greenlets() {
+    let gs: Vec<_> = (0..4u32).map(|i| spawn(move || i * i)).collect();
+    assert!(joinall(&gs, None, true).unwrap());
+    assert_eq!(wait(&gs, None, None).unwrap(), [0, 1, 2, 3]);
+    assert_eq!(
+        gs.into_iter().map(|g| g.join().unwrap()).collect::<Vec<_>>(),
+        [0, 1, 4, 9]
+    );
+
+    let sleepers: Vec<_> = (0..3)
+        .map(|_| spawn(|| sleep(Duration::from_secs(3600)).unwrap()))
+        .collect();
+    sleep(Duration::ZERO).unwrap();
+    // Only the first two, through an iterator.
+    assert!(killall(sleepers.iter().take(2), true, None).unwrap());
+    assert!(sleepers[0].ready() && sleepers[1].ready() && !sleepers[2].ready());
+    assert!(killall([&sleepers[2]], true, None).unwrap());
+}

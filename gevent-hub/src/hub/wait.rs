@@ -39,6 +39,15 @@ pub trait Waitable {
     fn subscribe(&self, w: Waker);
 }
 
+impl<W: Waitable + ?Sized> Waitable for &W {
+    fn is_ready(&self) -> bool {
+        (**self).is_ready()
+    }
+    fn subscribe(&self, w: Waker) {
+        (**self).subscribe(w)
+    }
+}
+
 /// A wake-up for one particular wait of one greenlet, or a notification for a sink
 /// (see the module docs). Cheap to clone; stale ones do nothing.
 #[derive(Clone)]

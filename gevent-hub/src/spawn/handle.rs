@@ -670,3 +670,20 @@ impl<T> Waitable for Greenlet<T> {
         self.core().subscribe(w)
     }
 }
+
+/// So that [`joinall`](crate::joinall) and [`killall`](crate::killall) take a list
+/// of references (`&[&dyn AnyGreenlet]`, `&[&g1, &g2]`) as well as of greenlets.
+impl<G: AnyGreenlet + ?Sized> AnyGreenlet for &G {
+    fn kill_nowait(&self) {
+        (**self).kill_nowait()
+    }
+    fn outcome(&self) -> Option<Outcome> {
+        (**self).outcome()
+    }
+    fn name(&self) -> &str {
+        (**self).name()
+    }
+    fn id(&self) -> Option<u64> {
+        (**self).id()
+    }
+}

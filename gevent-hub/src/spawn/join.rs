@@ -64,9 +64,29 @@ fn wait_for_many<O: Waitable + ?Sized>(
 /// [`Error::GreenletFailed`]. Each greenlet is subscribed to once, however many hub
 /// turns the wait takes.
 ///
+/// `greenlets` is anything that iterates over references to greenlets: `&gs` for a
+/// `Vec<Greenlet<T>>`, `&[&a, &b]`, `gs.iter().filter(..)`, or a list of
+/// `&dyn AnyGreenlet` to mix value types (`&[&a as &dyn AnyGreenlet, &b]`).
+///
+/// ```
+/// use gevent_hub::{joinall, spawn};
+///
+/// let gs: Vec<_> = (0..3).map(|i| spawn(move || i * 2)).collect();
+/// assert!(joinall(&gs, None, false).unwrap());
+/// ```
+///
 /// # Errors
 /// Wait errors, or the first failure with `raise_error`.
-pub fn joinall(
+pub fn joinall<'a, G: AnyGreenlet + 'a>(
+    greenlets: impl IntoIterator<Item = &'a G>,
+    timeout: Option<Duration>,
+    raise_error: bool,
+) -> Result<bool> {
+    let gs: Vec<&dyn AnyGreenlet> = greenlets.into_iter().map(|g| g as _).collect();
+    joinall_dyn(&gs, timeout, raise_error)
+}
+
+fn joinall_dyn(
     greenlets: &[&dyn AnyGreenlet],
     timeout: Option<Duration>,
     raise_error: bool,
@@ -95,18 +115,21 @@ pub fn joinall(
 /// to finish; returns whether they all did. A caller that is among them is killed last,
 /// at its next blocking point (with `block`, that is this wait).
 ///
+/// `greenlets` as for [`joinall`].
+///
 /// # Errors
 /// Wait errors.
-pub fn killall(
-    greenlets: &[&dyn AnyGreenlet],
+pub fn killall<'a, G: AnyGreenlet + 'a>(
+    greenlets: impl IntoIterator<Item = &'a G>,
     block: bool,
     timeout: Option<Duration>,
 ) -> Result<bool> {
+    let greenlets: Vec<&dyn AnyGreenlet> = greenlets.into_iter().map(|g| g as _).collect();
     let me = current_id();
     let mut mine = None;
-    for g in greenlets {
+    for &g in &greenlets {
         if g.id() == Some(me) {
-            mine = Some(*g);
+            mine = Some(g);
         } else {
             g.kill_nowait();
         }
@@ -117,7 +140,7 @@ pub fn killall(
     if !block {
         return Ok(greenlets.iter().all(|g| g.is_ready()));
     }
-    joinall(greenlets, timeout, false)
+    joinall_dyn(&greenlets, timeout, false)
 }
 
 /// Waits until `count` of `objects` (all of them if `None`) are ready, or `timeout`
@@ -125,13 +148,26 @@ pub fn killall(
 /// while this greenlet waited counts even if it is no longer (an [`Event`](crate::Event)
 /// set and cleared again).
 ///
+/// `objects` is anything that iterates over references to [`Waitable`]s, as for
+/// [`joinall`]; to mix kinds, make them `&dyn Waitable`:
+///
+/// ```
+/// use gevent_hub::{spawn, wait, Event, Waitable};
+///
+/// let e = Event::new();
+/// let g = spawn(|| ());
+/// assert_eq!(wait(&[&e as &dyn Waitable, &g], None, Some(1)).unwrap(), [1]);
+/// ```
+///
 /// # Errors
 /// Wait errors.
-pub fn wait(
-    objects: &[&dyn Waitable],
+pub fn wait<'a, W: Waitable + 'a>(
+    objects: impl IntoIterator<Item = &'a W>,
     timeout: Option<Duration>,
     count: Option<usize>,
 ) -> Result<Vec<usize>> {
+    let objects: Vec<&dyn Waitable> = objects.into_iter().map(|o| o as _).collect();
+    let objects = &objects[..];
     let want = count.unwrap_or(objects.len()).min(objects.len());
     let (_, ready) = wait_for_many(
         "objects to become ready (wait)",
