@@ -17,7 +17,7 @@
 //!         let log = log.clone();
 //!         spawn(move || {
 //!             log.borrow_mut().push(format!("{i}A"));
-//!             sleep(Duration::ZERO).unwrap(); // let the other one run
+//!             sleep(Duration::ZERO); // let the other one run
 //!             log.borrow_mut().push(format!("{i}B"));
 //!         })
 //!     })
@@ -106,8 +106,8 @@ pub use greenlet::GreenletExit;
 pub use hub::monitor;
 pub use hub::{get_hub, try_get_hub, Hub, HubHandle, RemoteWaker, Wait, Waitable, Waker};
 pub use spawn::{
-    current_id, current_name, idle, iwait, joinall, killall, sleep, spawn, spawn_later, wait,
-    AnyGreenlet, Builder, Greenlet, GreenletInfo, Iwait, JoinError, LinkId, Outcome,
+    current_id, current_name, idle, iwait, joinall, killall, sleep, spawn, spawn_later, try_sleep,
+    wait, AnyGreenlet, Builder, Greenlet, GreenletInfo, Iwait, JoinError, LinkId, Outcome,
 };
 pub use spawn::{with_timeout, with_timeout_value, Timeout, TimeoutExpired};
 pub use sync::{AsyncResult, Event};

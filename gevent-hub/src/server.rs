@@ -33,7 +33,9 @@
 use crate::diag::{error_limited, RateLimit};
 use crate::net::{TcpListener, TcpStream, ToSocketAddrs, UdpSocket, DEFAULT_BACKLOG};
 use crate::pool::Pool;
-use crate::spawn::{current_id, joinall, killall, sleep, spawn, AnyGreenlet, Greenlet, Outcome};
+use crate::spawn::{
+    current_id, joinall, killall, spawn, try_sleep, AnyGreenlet, Greenlet, Outcome,
+};
 use crate::sync::Event;
 use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
@@ -440,7 +442,7 @@ fn accept_loop(inner: &Rc<ServerInner>) {
             Err(e) if is_transient(&e) => {}
             Err(e) if is_out_of_resources(&e) => {
                 // Out of fds or memory: wait for some to be released, without spinning.
-                if sleep(delay).is_err() {
+                if try_sleep(delay).is_err() {
                     return;
                 }
                 delay = (delay * 2).min(Duration::from_secs(1));
@@ -451,7 +453,7 @@ fn accept_loop(inner: &Rc<ServerInner>) {
                     "StreamServer({}) accept failed: {e}",
                     inner.addr
                 );
-                if sleep(delay).is_err() {
+                if try_sleep(delay).is_err() {
                     return;
                 }
                 delay = (delay * 2).min(Duration::from_secs(1));

@@ -62,7 +62,7 @@ fn prepare(state: State) -> Case {
         let _guard = guard;
         r.set(true);
         match state {
-            State::Sleeping => sleep(NEVER).unwrap(),
+            State::Sleeping => sleep(NEVER),
             _ => ev.wait().unwrap(),
         }
         unreachable!("the greenlet is killed while it blocks");
@@ -79,7 +79,7 @@ fn prepare(state: State) -> Case {
     });
     if matches!(state, State::BlockedOnEvent | State::Sleeping) {
         // Start it: its first switch is queued ahead of main's wake-up.
-        sleep(Duration::ZERO).unwrap();
+        sleep(Duration::ZERO);
         assert!(
             ran.get() && g.started() && !g.ready(),
             "{state:?}: it runs and blocks"
@@ -219,7 +219,7 @@ fn a_greenlet_can_kill_a_sibling_and_itself() {
     let guard = drops.drop_guard();
     let victim = spawn(move || {
         let _guard = guard;
-        sleep(NEVER).unwrap();
+        sleep(NEVER);
     });
     let killer = spawn(move || {
         victim.kill().unwrap();
@@ -247,7 +247,7 @@ fn a_greenlet_can_kill_a_sibling_and_itself() {
             .expect("the handle is in the slot")
             .kill_nowait();
         a.set(true);
-        sleep(NEVER).unwrap();
+        sleep(NEVER);
         b.set(true);
     });
     *slot.borrow_mut() = Some(g);
@@ -299,11 +299,11 @@ fn killall_called_by_one_of_its_targets_kills_the_others_then_the_caller() {
                 let r = killall(&refs, true, None);
                 l.borrow_mut().push(format!("killall returned {r:?}"));
             }
-            sleep(NEVER).unwrap();
+            sleep(NEVER);
         }));
     }
     *handles.borrow_mut() = gs;
-    sleep(Duration::ZERO).unwrap();
+    sleep(Duration::ZERO);
     go.set();
     let all_done = {
         let hs = handles.borrow();
@@ -347,10 +347,10 @@ fn group_kill_called_by_a_member_kills_the_others_then_the_caller() {
                 let _ = grp.kill();
                 l.borrow_mut().push("kill returned".to_owned());
             }
-            sleep(NEVER).unwrap();
+            sleep(NEVER);
         }));
     }
-    sleep(Duration::ZERO).unwrap();
+    sleep(Duration::ZERO);
     go.set();
     with_watchdog(|| group.join().unwrap());
     for g in &gs {

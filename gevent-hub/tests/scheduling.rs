@@ -4,8 +4,8 @@
 mod util;
 
 use gevent_hub::{
-    get_hub, idle, joinall, sleep, spawn, spawn_later, with_timeout, AnyGreenlet, AsyncResult,
-    Error, Event, Greenlet, Queue, Semaphore, Wait,
+    get_hub, idle, joinall, sleep, spawn, spawn_later, try_sleep, with_timeout, AnyGreenlet,
+    AsyncResult, Error, Event, Greenlet, Queue, Semaphore, Wait,
 };
 use std::cell::Cell;
 use std::rc::Rc;
@@ -28,7 +28,7 @@ fn sleep_zero_interleaves_two_greenlets() {
             let log = log.clone();
             spawn(move || {
                 log.push(format!("{i}A"));
-                sleep(Duration::ZERO).unwrap();
+                sleep(Duration::ZERO);
                 log.push(format!("{i}B"));
             })
         })
@@ -94,7 +94,7 @@ fn with_timeout_interrupts_a_greenlet_that_only_yields() {
     let spins = Rc::new(Cell::new(0u64));
     let s = spins.clone();
     let r = with_timeout(Duration::from_millis(10), move || loop {
-        sleep(Duration::ZERO).unwrap();
+        sleep(Duration::ZERO);
         s.set(s.get() + 1);
         if start.elapsed() > WATCHDOG_LIMIT {
             return "starved";
@@ -115,12 +115,12 @@ fn a_busy_yielding_greenlet_does_not_starve_a_sleeper() {
     let start = Instant::now();
     let spinner = spawn(move || {
         while !st.get() && start.elapsed() < WATCHDOG_LIMIT {
-            sleep(Duration::ZERO).unwrap();
+            sleep(Duration::ZERO);
             sp.set(sp.get() + 1);
         }
         st.get()
     });
-    sleep(Duration::from_millis(10)).unwrap();
+    sleep(Duration::from_millis(10));
     stop.set(true);
     assert!(spins.get() > 0, "the spinner ran while main slept");
     assert!(
@@ -205,9 +205,9 @@ fn a_hub_callback_runs_to_its_end_before_what_it_woke() {
             }
         }
         let _u = Unwound(l, u);
-        sleep(Duration::from_secs(3600)).unwrap();
+        sleep(Duration::from_secs(3600));
     });
-    sleep(Duration::ZERO).unwrap(); // g parks in its sleep
+    sleep(Duration::ZERO); // g parks in its sleep
     let l = log.clone();
     get_hub().get_loop().run_callback(move || {
         g.kill_nowait();
@@ -218,4 +218,51 @@ fn a_hub_callback_runs_to_its_end_before_what_it_woke() {
         log.entries(),
         ["callback ran to its end", "killed greenlet unwound"]
     );
+}
+
+/// `sleep` has std's shape (`fn(Duration)`), so code written against
+/// `std::thread::sleep` compiles unchanged. Where it cannot switch (in the hub, while
+/// unwinding) it blocks the thread as std's does; `try_sleep` says why instead.
+#[test]
+fn sleep_has_std_s_shape_and_blocks_where_it_cannot_switch() {
+    let as_std: fn(Duration) = sleep;
+    as_std(Duration::ZERO);
+
+    // In the hub: try_sleep refuses, sleep sleeps the thread (the loop waits for it).
+    let seen = Rc::new(Cell::new(None));
+    let s = seen.clone();
+    get_hub().get_loop().run_callback(move || {
+        let refused = matches!(try_sleep(Duration::ZERO), Err(Error::BlockingInHub(_)));
+        let before = Instant::now();
+        sleep(Duration::from_millis(2));
+        s.set(Some((
+            refused,
+            before.elapsed() >= Duration::from_millis(2),
+        )));
+    });
+    sleep(Duration::ZERO);
+    assert_eq!(seen.get(), Some((true, true)));
+
+    // While unwinding (a destructor during a panic): the same.
+    struct SleepsInDrop(Rc<Cell<Option<(bool, bool)>>>);
+    impl Drop for SleepsInDrop {
+        fn drop(&mut self) {
+            let refused = matches!(try_sleep(Duration::ZERO), Err(Error::Unwinding));
+            let before = Instant::now();
+            sleep(Duration::from_millis(2));
+            self.0.set(Some((
+                refused,
+                before.elapsed() >= Duration::from_millis(2),
+            )));
+        }
+    }
+    util::quiet_expected_panics();
+    let seen = Rc::new(Cell::new(None));
+    let s = seen.clone();
+    let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(move || {
+        let _d = SleepsInDrop(s);
+        panic!("expected: unwinding through a sleeping destructor");
+    }));
+    assert!(r.is_err());
+    assert_eq!(seen.get(), Some((true, true)));
 }

@@ -196,7 +196,7 @@ fn a_lock_keeps_read_modify_write_atomic_across_switches() {
                         let _g = lock.lock().unwrap();
                         let v = *value.borrow();
                         // Every other greenlet runs here; only the lock keeps them out.
-                        sleep(Duration::ZERO).unwrap();
+                        sleep(Duration::ZERO);
                         *value.borrow_mut() = v + 1;
                     }
                 })
@@ -270,7 +270,7 @@ fn acquiring_in_the_hub_is_refused_only_when_it_would_wait() {
         })
         .unwrap();
         while results.borrow().is_empty() {
-            sleep(Duration::from_millis(1)).unwrap();
+            sleep(Duration::from_millis(1));
         }
         let (first, second) = results.borrow_mut().pop().unwrap();
         assert_eq!(first, Ok(()), "a free permit is taken without waiting");

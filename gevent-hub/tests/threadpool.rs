@@ -22,7 +22,7 @@ fn a_thousand_blocking_tasks_run_on_ten_threads_while_greenlets_keep_running() {
         let (t2, d2) = (ticks.clone(), done.clone());
         let ticker = spawn(move || {
             while !d2.get() {
-                sleep(Duration::from_millis(1)).unwrap();
+                sleep(Duration::from_millis(1));
                 t2.set(t2.get() + 1);
             }
         });
@@ -134,7 +134,7 @@ fn idle_threads_retire_and_new_work_starts_new_ones() {
         }
         // Polls a condition (not a timing assumption); the watchdog bounds it.
         while pool.threads() > 0 {
-            sleep(Duration::from_millis(1)).unwrap();
+            sleep(Duration::from_millis(1));
         }
         assert_eq!(
             seen(&pool).join().unwrap(),
@@ -196,7 +196,7 @@ fn waiting_for_a_task_in_the_hub_is_refused_before_it_is_submitted() {
         })
         .unwrap();
         while out.borrow().is_none() {
-            sleep(Duration::from_millis(1)).unwrap();
+            sleep(Duration::from_millis(1));
         }
         let r = out.borrow_mut().take();
         assert!(matches!(
@@ -216,7 +216,7 @@ fn spawn_blocking_in_the_hub_returns_a_handle_a_greenlet_joins() {
             *o2.borrow_mut() = Some(spawn_blocking(|| 6 * 7));
         });
         while out.borrow().is_none() {
-            sleep(Duration::from_millis(1)).unwrap();
+            sleep(Duration::from_millis(1));
         }
         let task = out.borrow_mut().take().unwrap();
         assert_eq!(task.join().unwrap(), 42);

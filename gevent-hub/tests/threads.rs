@@ -62,7 +62,7 @@ fn run_callback_threadsafe_to_a_finished_thread_hub_returns_false() {
         thread::spawn(move || {
             tx.send(get_hub().handle()).unwrap();
             if run_it {
-                spawn(|| sleep(Duration::ZERO).unwrap()).join().unwrap();
+                spawn(|| sleep(Duration::ZERO)).join().unwrap();
             }
         })
         .join()
@@ -104,7 +104,7 @@ fn a_thread_that_never_ran_its_hub_destroys_its_loop_on_exit() {
 #[test]
 fn a_thread_that_ran_its_hub_destroys_its_loop_on_exit() {
     assert!(loop_destroyed_at_thread_exit(|| {
-        spawn(|| sleep(Duration::ZERO).unwrap()).join().unwrap();
+        spawn(|| sleep(Duration::ZERO)).join().unwrap();
     }));
 }
 
@@ -173,7 +173,7 @@ fn interleave(tag: &str) -> Vec<String> {
             let (log, tag) = (log.clone(), tag.to_owned());
             spawn(move || {
                 log.push(format!("{tag}{i}A"));
-                sleep(Duration::ZERO).unwrap();
+                sleep(Duration::ZERO);
                 log.push(format!("{tag}{i}B"));
             })
         })
@@ -201,7 +201,7 @@ fn two_hubs_on_two_threads_run_independently() {
         let loop_ptr = get_hub().get_loop().as_raw() as usize;
         let remote = waker_rx.recv().unwrap();
         let log = interleave("b");
-        sleep(Duration::from_millis(1)).unwrap();
+        sleep(Duration::from_millis(1));
         assert!(remote.wake());
         (loop_ptr, log)
     });

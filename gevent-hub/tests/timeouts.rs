@@ -5,7 +5,8 @@
 mod util;
 
 use gevent_hub::{
-    sleep, spawn, with_timeout, with_timeout_value, Error, Event, Timeout, TimeoutExpired,
+    sleep, spawn, try_sleep, with_timeout, with_timeout_value, Error, Event, Timeout,
+    TimeoutExpired,
 };
 use std::cell::Cell;
 use std::panic::{catch_unwind, AssertUnwindSafe};
@@ -20,13 +21,13 @@ const SHORT: Duration = Duration::from_millis(10);
 #[test]
 fn an_inner_timeout_shorter_than_the_outer_fires_as_the_inner_and_the_outer_completes() {
     let r = with_timeout(WATCHDOG_LIMIT, || {
-        let inner = with_timeout(SHORT, || sleep(NEVER));
+        let inner = with_timeout(SHORT, || try_sleep(NEVER));
         assert!(
             matches!(inner, Err(Error::TimedOut)),
             "the inner fired: {inner:?}"
         );
         // The outer body goes on after the inner timed out, and may block again.
-        sleep(Duration::ZERO).unwrap();
+        sleep(Duration::ZERO);
         "outer completed"
     });
     assert_eq!(r.unwrap(), "outer completed");
@@ -37,9 +38,9 @@ fn after_the_inner_fires_the_outer_can_still_fire_as_the_outer() {
     let inner_fired = Rc::new(Cell::new(false));
     let f = inner_fired.clone();
     let r = with_timeout(Duration::from_millis(50), || {
-        let inner = with_timeout(SHORT, || sleep(NEVER));
+        let inner = with_timeout(SHORT, || try_sleep(NEVER));
         f.set(matches!(inner, Err(Error::TimedOut)));
-        sleep(NEVER).unwrap();
+        sleep(NEVER);
         "not reached"
     });
     assert!(inner_fired.get());
@@ -51,7 +52,7 @@ fn an_outer_timeout_shorter_than_the_inner_fires_as_the_outer() {
     let inner_returned = Rc::new(Cell::new(false));
     let ir = inner_returned.clone();
     let r = with_timeout(SHORT, || {
-        let inner = with_timeout(NEVER, || sleep(NEVER));
+        let inner = with_timeout(NEVER, || try_sleep(NEVER));
         // Not reached: the outer's expiry passes through the inner with_timeout.
         ir.set(true);
         inner
@@ -65,7 +66,7 @@ fn an_outer_timeout_shorter_than_the_inner_fires_as_the_outer() {
 
 /// Runs `f` under two raw timeouts and returns the expiry it unwound with.
 fn expiry_of(outer: &Timeout, inner: &Timeout) -> TimeoutExpired {
-    let p = catch_unwind(AssertUnwindSafe(|| sleep(NEVER)))
+    let p = catch_unwind(AssertUnwindSafe(|| try_sleep(NEVER)))
         .expect_err("a timeout interrupts the sleep");
     let e = *p
         .downcast_ref::<TimeoutExpired>()
@@ -103,20 +104,20 @@ fn a_cancelled_timeout_never_interrupts() {
     t.cancel();
     assert!(!t.pending());
     // Block for longer than the timeout was: a live one would fire in here.
-    sleep(Duration::from_millis(20)).unwrap();
-    sleep(Duration::ZERO).unwrap();
+    sleep(Duration::from_millis(20));
+    sleep(Duration::ZERO);
     drop(t);
 
     // A timeout dropped without cancel is cancelled too.
     drop(Timeout::start_new(Duration::from_millis(1)).unwrap());
-    sleep(Duration::from_millis(20)).unwrap();
+    sleep(Duration::from_millis(20));
 }
 
 #[test]
 fn with_timeout_returns_the_value_when_in_time_and_cancels_its_timer() {
     assert_eq!(with_timeout(SHORT, || 7).unwrap(), 7);
     // The finished with_timeout's timer must not fire into later blocking calls.
-    sleep(Duration::from_millis(30)).unwrap();
+    sleep(Duration::from_millis(30));
 }
 
 #[test]
@@ -124,7 +125,7 @@ fn a_timeout_started_in_a_greenlet_interrupts_that_greenlet_only() {
     let ev = Event::new();
     let e = ev.clone();
     let waiter = spawn(move || e.wait_timeout(WATCHDOG_LIMIT).unwrap());
-    let sleeper = spawn(|| with_timeout(SHORT, || sleep(NEVER)));
+    let sleeper = spawn(|| with_timeout(SHORT, || try_sleep(NEVER)));
     assert!(matches!(sleeper.join().unwrap(), Err(Error::TimedOut)));
     assert!(!waiter.ready(), "the other greenlet was not interrupted");
     ev.set();
@@ -161,14 +162,14 @@ fn a_timeout_that_expired_during_a_raw_switch_is_cancelled_with_it() {
     use gevent_hub::greenlet::{RawGreenlet, Value};
     let r = with_timeout(SHORT, || {
         // main's timeout expires while main is suspended here, not parked in the hub.
-        let child = RawGreenlet::new(|_: Value| sleep(Duration::from_millis(50)).unwrap());
+        let child = RawGreenlet::new(|_: Value| sleep(Duration::from_millis(50)));
         child.switch(()).unwrap();
         "finished"
     });
     // It finished without a blocking point of its own after the expiry; either outcome
     // is acceptable, but the timeout must be over once with_timeout has returned.
     assert!(matches!(r, Ok("finished") | Err(Error::TimedOut)), "{r:?}");
-    let later = catch_unwind(|| sleep(Duration::ZERO));
+    let later = catch_unwind(|| try_sleep(Duration::ZERO));
     assert!(
         later.is_ok(),
         "a stale expiry hit a later sleep: {:?}",
@@ -189,7 +190,7 @@ fn a_timeout_is_restartable_after_expiry_or_cancel() {
             matches!(t.start(), Err(Error::AlreadyPending)),
             "round {round}: started while pending"
         );
-        let r = catch_unwind(AssertUnwindSafe(|| sleep(WATCHDOG_LIMIT)));
+        let r = catch_unwind(AssertUnwindSafe(|| try_sleep(WATCHDOG_LIMIT)));
         let p = r.expect_err("the sleep is interrupted");
         assert!(t.is_expiry(&p), "round {round}: its own expiry");
         assert!(!t.pending());
@@ -198,9 +199,9 @@ fn a_timeout_is_restartable_after_expiry_or_cancel() {
     t.start().unwrap();
     t.cancel();
     assert!(!t.pending());
-    sleep(Duration::from_millis(5)).unwrap();
+    sleep(Duration::from_millis(5));
     t.start().unwrap();
-    let p = catch_unwind(AssertUnwindSafe(|| sleep(WATCHDOG_LIMIT))).unwrap_err();
+    let p = catch_unwind(AssertUnwindSafe(|| try_sleep(WATCHDOG_LIMIT))).unwrap_err();
     assert!(t.is_expiry(&p));
 }
 
@@ -212,7 +213,7 @@ fn a_timeout_interrupts_the_greenlet_that_started_it() {
     let t2 = t.clone();
     let g = spawn(move || {
         t2.start().unwrap();
-        let p = catch_unwind(AssertUnwindSafe(|| sleep(WATCHDOG_LIMIT))).unwrap_err();
+        let p = catch_unwind(AssertUnwindSafe(|| try_sleep(WATCHDOG_LIMIT))).unwrap_err();
         t2.is_expiry(&p)
     });
     assert!(g.join().unwrap());
@@ -223,7 +224,7 @@ fn a_timeout_interrupts_the_greenlet_that_started_it() {
 #[test]
 fn with_timeout_value_returns_the_value_given_for_an_expiry() {
     let r = with_timeout_value(Duration::from_millis(1), "timed out", || {
-        sleep(WATCHDOG_LIMIT).unwrap();
+        sleep(WATCHDOG_LIMIT);
         "finished"
     });
     assert_eq!(r.unwrap(), "timed out");
@@ -235,6 +236,6 @@ fn with_timeout_value_returns_the_value_given_for_an_expiry() {
 /// exception: here `with_timeout(..).ok()` gives `None`.
 #[test]
 fn the_silent_form_leaves_the_block_without_an_error() {
-    let got = with_timeout(Duration::from_millis(1), || sleep(WATCHDOG_LIMIT).unwrap()).ok();
+    let got = with_timeout(Duration::from_millis(1), || sleep(WATCHDOG_LIMIT)).ok();
     assert_eq!(got, None);
 }

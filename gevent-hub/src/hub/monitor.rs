@@ -627,7 +627,7 @@ pub fn start_monitor(threshold: Duration) -> Result<BlockingMonitor> {
 ///         eprintln!("{r}");
 ///     }
 /// })?;
-/// gevent_hub::sleep(Duration::ZERO)?; // switching: nothing to report
+/// gevent_hub::sleep(Duration::ZERO); // switching: nothing to report
 /// drop(monitor);
 /// # Ok::<(), gevent_hub::Error>(())
 /// ```

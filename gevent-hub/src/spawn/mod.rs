@@ -22,5 +22,5 @@ pub use handle::{
     spawn, spawn_later, AnyGreenlet, Builder, Greenlet, GreenletInfo, JoinError, LinkId, Outcome,
 };
 pub use join::{iwait, joinall, killall, wait, Iwait};
-pub use sleep::{current_id, current_name, idle, sleep};
+pub use sleep::{current_id, current_name, idle, sleep, try_sleep};
 pub use timeout::{with_timeout, with_timeout_value, Timeout, TimeoutExpired};

@@ -7,13 +7,53 @@ use std::cell::Cell;
 use std::rc::Rc;
 use std::time::Duration;
 
-/// Suspends the current greenlet for `d` (gevent's `sleep`). `sleep(Duration::ZERO)`
-/// yields: every greenlet that is ready to run gets to run first.
+/// Suspends the current greenlet for `d` (gevent's `sleep`), with the shape of std's
+/// `thread::sleep`, so that code ported by swapping the import compiles as it was.
+/// `sleep(Duration::ZERO)` yields: every greenlet that is ready to run gets to run
+/// first.
+///
+/// Where no switch is possible (in the hub itself, while the thread unwinds from a
+/// panic, during the thread's exit) it blocks the thread for `d`, as std's does; a
+/// switch into it from something else than its timer ends it early.
+/// [`try_sleep`] reports those cases instead.
+///
+/// ```
+/// use gevent_hub::{sleep, spawn};
+/// use std::time::Duration;
+///
+/// let g = spawn(|| sleep(Duration::from_millis(1)));
+/// sleep(Duration::ZERO); // g starts, and parks in its sleep
+/// g.join().unwrap();
+/// ```
+#[inline]
+pub fn sleep(d: Duration) {
+    if let Err(e) = try_sleep(d) {
+        sleep_without_switching(d, &e);
+    }
+}
+
+#[cold]
+fn sleep_without_switching(d: Duration, e: &crate::Error) {
+    use crate::Error;
+    match e {
+        // Woken early by a foreign switch: as a spurious wake-up, it ends the sleep.
+        Error::InvalidSwitch(_) => {}
+        _ if d.is_zero() => std::thread::yield_now(),
+        _ => std::thread::sleep(d),
+    }
+}
+
+/// [`sleep`] that says why it could not sleep cooperatively instead of blocking the
+/// thread.
 ///
 /// # Errors
-/// [`Error::BlockingInHub`](crate::Error::BlockingInHub) in the hub; [`Error::Unwinding`](crate::Error::Unwinding) during a panic.
+/// [`Error::BlockingInHub`](crate::Error::BlockingInHub) in the hub;
+/// [`Error::Unwinding`](crate::Error::Unwinding) during a panic;
+/// [`Error::ThreadExiting`](crate::Error::ThreadExiting) during the thread's exit;
+/// [`Error::InvalidSwitch`](crate::Error::InvalidSwitch) if something else switched
+/// into it.
 #[inline] // one `ret` less after the switch back (see `greenlet::switch_msg`)
-pub fn sleep(d: Duration) -> Result<()> {
+pub fn try_sleep(d: Duration) -> Result<()> {
     let w = Wait::new("sleep")?;
     if d.is_zero() {
         // A yield: our wake-up goes behind everything already queued.
