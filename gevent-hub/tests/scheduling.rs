@@ -266,3 +266,32 @@ fn sleep_has_std_s_shape_and_blocks_where_it_cannot_switch() {
     assert!(r.is_err());
     assert_eq!(seen.get(), Some((true, true)));
 }
+
+/// gevent runs callbacks in the order they were queued, and `sleep(0)` is one: a
+/// callback that a greenlet queues before it yields runs before that greenlet's next
+/// turn, however many greenlets are yielding.
+#[test]
+fn a_callback_queued_before_a_yield_runs_before_the_next_turn() {
+    let log = Log::new();
+    let gs: Vec<_> = ["A", "B"]
+        .into_iter()
+        .map(|name| {
+            let log = log.clone();
+            spawn(move || {
+                for i in 0..3 {
+                    log.push(format!("{name}{i}"));
+                    if name == "B" && i == 1 {
+                        let l = log.clone();
+                        get_hub().get_loop().run_callback(move || l.push("X"));
+                    }
+                    sleep(Duration::ZERO);
+                }
+            })
+        })
+        .collect();
+    assert!(joinall(&gs, None, true).unwrap());
+    let order = log.entries();
+    let at = |e: &str| order.iter().position(|x| x == e).unwrap();
+    assert!(at("B1") < at("X") && at("X") < at("B2"), "{order:?}");
+    assert_eq!(order.len(), 7, "{order:?}");
+}

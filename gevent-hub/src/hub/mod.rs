@@ -61,7 +61,8 @@ pub(crate) mod wait;
 
 pub use remote::{HubHandle, RemoteWaker};
 pub(crate) use wait::{
-    deadline_after, park_in_line, wait_notified, wait_until, SinkOwner, WaitList, WaiterQueue,
+    deadline_after, park_in_line, wait_notified, wait_until, yield_now, SinkOwner, WaitList,
+    WaiterQueue,
 };
 pub use wait::{Wait, Waitable, Waker};
 
@@ -380,28 +381,60 @@ impl Hub {
 /// A wake-up waiting in the hub's ready queue: whose, for which wait, and why.
 type Wakeup = (Rc<record::Record>, u64, Wake);
 
-/// The queued callback that delivers the ready queue's wake-ups. It delivers those
-/// queued before it started; wake-ups queued while it runs (by the greenlets it
-/// resumes) go to a drain queued behind the other callbacks, so that the loop's
-/// callback budget and its I/O still get their turn.
+/// The queued callback that delivers the ready queue's wake-ups, in order. The
+/// greenlets it resumes queue more (each `sleep(0)` does): while nothing else waits in
+/// the loop's callback queue, it delivers those too, up to [`DRAIN_ROUND`] wake-ups,
+/// instead of queueing a drain per batch; otherwise it queues itself behind what is
+/// there, so that other callbacks, the loop's callback budget and its I/O still get
+/// their turn. While it runs, wake-ups queue no drain of their own.
 fn drain_ready() {
-    let Some(batch) = hub_if_any(|h| {
-        h.drain_queued.set(false);
-        h.ready.borrow().len()
-    }) else {
-        return;
-    };
-    for _ in 0..batch {
-        let next = hub_if_any(|h| {
-            let item = h.ready.borrow_mut().pop_front();
-            item.map(|it| (it, h.is_current() && !h.is_exiting()))
-        });
-        let Some(Some(((rec, seq, why), in_hub))) = next else {
-            break;
+    /// A panic in the hub's own frames here must not leave `drain_queued` set with no
+    /// drain queued: every later wake-up would wait for it forever.
+    struct ClearOnPanic;
+    impl Drop for ClearOnPanic {
+        fn drop(&mut self) {
+            if std::thread::panicking() {
+                hub_if_any(|h| h.drain_queued.set(false));
+            }
+        }
+    }
+    let _clear = ClearOnPanic;
+    let mut delivered = 0;
+    loop {
+        let Some(batch) = hub_if_any(|h| h.ready.borrow().len()) else {
+            return;
         };
-        wait::resume_queued(&rec, seq, why, in_hub);
+        for _ in 0..batch {
+            let next = hub_if_any(|h| {
+                let item = h.ready.borrow_mut().pop_front();
+                item.map(|it| (it, h.is_current() && !h.is_exiting()))
+            });
+            let Some(Some(((rec, seq, why), in_hub))) = next else {
+                break;
+            };
+            wait::resume_queued(&rec, seq, why, in_hub);
+        }
+        delivered += batch;
+        let go_on = hub_if_any(|h| {
+            if h.is_exiting() || h.ready.borrow().is_empty() {
+                h.drain_queued.set(false);
+                return false;
+            }
+            if delivered >= DRAIN_ROUND || h.lp.pending_callbacks() > 0 {
+                // `drain_queued` stays set: this is the drain.
+                h.lp.run_callback_fn(drain_ready);
+                return false;
+            }
+            true
+        });
+        if go_on != Some(true) {
+            return;
+        }
     }
 }
+
+/// The most wake-ups one [`drain_ready`] delivers before it gives the loop its turn.
+const DRAIN_ROUND: usize = 64;
 
 /// Raises `payload` in greenlet `g` at its blocking point (kill, timeout). If it is not
 /// parked in the hub right now, the payload waits for its next blocking call. The

@@ -406,6 +406,74 @@ impl Wait {
     }
 }
 
+/// `sleep(0)`: queues the current greenlet's wake-up behind every wake-up already
+/// queued and parks until it comes. What `Wait::new` + `wake_queued` + `park` do,
+/// without the parts a yield has no use for (a timer, remote wakers, a name kept for
+/// later), since it is the hub's hottest path.
+///
+/// # Errors
+/// As [`Wait::new`] and [`Wait::park`].
+#[inline(always)] // the switch back returns through it (see `greenlet::switch_msg`)
+pub(crate) fn yield_now() -> Result<()> {
+    const WHAT: &str = "sleep";
+    let Some((hub_greenlet, in_hub, exiting)) =
+        hub_if_any(|h| (h.raw_greenlet(), h.is_current(), h.is_exiting()))
+    else {
+        // No hub yet: the general path makes it (or says why it cannot).
+        let w = Wait::new(WHAT)?;
+        w.wake_queued();
+        return w.park().map(drop);
+    };
+    if exiting {
+        return Err(Error::ThreadExiting);
+    }
+    if in_hub {
+        return Err(Error::BlockingInHub(WHAT));
+    }
+    if std::thread::panicking() {
+        return Err(Error::Unwinding);
+    }
+    let rec = current_record();
+    if let Some(p) = rec.pending_throw.take() {
+        resume_unwind(p);
+    }
+    let seq = rec.wait_seq.get().wrapping_add(1);
+    rec.wait_seq.set(seq);
+    /// Ends the wait however the switch back ends (an unwinding kill too): its
+    /// wake-up, if still queued, is stale from here on.
+    struct Done<'a>(&'a Record, u64);
+    impl Drop for Done<'_> {
+        #[inline]
+        fn drop(&mut self) {
+            self.0.parked.set(false);
+            if self.0.wait_seq.get() == self.1 {
+                self.0.wait_seq.set(self.1.wrapping_add(1));
+            }
+        }
+    }
+    hub_if_any(|h| h.queue_wakeup(rec.clone(), seq, Wake::Woken));
+    let done = Done(&rec, seq);
+    rec.parked.set(true);
+    let r = as_signal(switch_msg(&hub_greenlet, Wake::Parked.msg()));
+    drop(hub_greenlet);
+    drop(done);
+    match r {
+        Ok(code) => match Wake::from_code(code) {
+            Some(Wake::Woken) => Ok(()),
+            Some(Wake::LoopExit) => Err(Error::WouldBlockForever(WHAT.to_owned())),
+            _ => Err(invalid_yield_switch(&Msg::Signal(code))),
+        },
+        Err(Ok(Msg::Throw(p))) => resume_unwind(p),
+        Err(Ok(m)) => Err(invalid_yield_switch(&m)),
+        Err(Err(e)) => Err(e.into()),
+    }
+}
+
+#[cold]
+fn invalid_yield_switch(m: &Msg) -> Error {
+    Error::InvalidSwitch(format!("{} (while waiting for sleep)", describe(m)))
+}
+
 /// What a message that is not a wake-up is, for [`Error::InvalidSwitch`].
 fn describe(m: &Msg) -> String {
     match m {

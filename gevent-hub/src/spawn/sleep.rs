@@ -54,13 +54,11 @@ fn sleep_without_switching(d: Duration, e: &crate::Error) {
 /// into it.
 #[inline] // one `ret` less after the switch back (see `greenlet::switch_msg`)
 pub fn try_sleep(d: Duration) -> Result<()> {
-    let w = Wait::new("sleep")?;
     if d.is_zero() {
         // A yield: our wake-up goes behind everything already queued.
-        w.wake_queued();
-        w.park()?;
-        return Ok(());
+        return crate::hub::yield_now();
     }
+    let w = Wait::new("sleep")?;
     let wk = w.waker();
     let fired = Rc::new(Cell::new(false));
     let f2 = fired.clone();
