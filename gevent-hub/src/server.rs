@@ -134,6 +134,25 @@ struct ServerInner {
 }
 
 /// A TCP server running a handler greenlet per connection.
+///
+/// # Examples
+/// ```
+/// use gevent_hub::net::TcpStream;
+/// use gevent_hub::server::StreamServer;
+/// use std::io::{Read, Write};
+///
+/// let server = StreamServer::new("127.0.0.1:0", |mut sock, _peer| {
+///     let _ = sock.write_all(b"hi\n");
+/// })?;
+/// server.start()?;
+/// let mut client = TcpStream::connect(server.server_addr())?;
+/// let mut greeting = String::new();
+/// client.read_to_string(&mut greeting)?; // the handler ends: the server closes it
+/// assert_eq!(greeting, "hi\n");
+/// let report = server.stop()?;
+/// assert!(report.resisted.is_empty());
+/// # Ok::<(), std::io::Error>(())
+/// ```
 #[derive(Clone)]
 pub struct StreamServer {
     inner: Rc<ServerInner>,

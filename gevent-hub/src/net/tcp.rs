@@ -49,6 +49,30 @@ pub(crate) fn accept_raw(s: &Socket) -> io::Result<(Socket, SockAddr)> {
 }
 
 /// A TCP socket listening for connections; `accept` parks the greenlet, not the thread.
+///
+/// # Examples
+/// A client and a server in one thread, each in its own greenlet:
+/// ```
+/// use gevent_hub::net::{TcpListener, TcpStream};
+/// use gevent_hub::spawn;
+/// use std::io::{Read, Write};
+///
+/// let listener = TcpListener::bind("127.0.0.1:0")?;
+/// let addr = listener.local_addr()?;
+/// let server = spawn(move || -> std::io::Result<()> {
+///     let (mut conn, _peer) = listener.accept()?;
+///     let mut buf = [0u8; 5];
+///     conn.read_exact(&mut buf)?;
+///     conn.write_all(&buf)
+/// });
+/// let mut client = TcpStream::connect(addr)?;
+/// client.write_all(b"hello")?;
+/// let mut echo = [0u8; 5];
+/// client.read_exact(&mut echo)?;
+/// assert_eq!(&echo, b"hello");
+/// server.join().unwrap()?;
+/// # Ok::<(), std::io::Error>(())
+/// ```
 pub struct TcpListener {
     sock: Rc<Sock>,
 }

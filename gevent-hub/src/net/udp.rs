@@ -12,6 +12,27 @@ use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::rc::Rc;
 
 /// A UDP socket; receiving parks the greenlet, not the thread.
+///
+/// # Examples
+/// ```
+/// use gevent_hub::net::UdpSocket;
+/// use gevent_hub::spawn;
+///
+/// let server = UdpSocket::bind("127.0.0.1:0")?;
+/// let addr = server.local_addr()?;
+/// let echo = spawn(move || -> std::io::Result<()> {
+///     let mut buf = [0u8; 64];
+///     let (n, peer) = server.recv_from(&mut buf)?; // parks until a datagram comes
+///     server.send_to(&buf[..n], peer).map(drop)
+/// });
+/// let client = UdpSocket::bind("127.0.0.1:0")?;
+/// client.send_to(b"ping", addr)?;
+/// let mut buf = [0u8; 64];
+/// let (n, _) = client.recv_from(&mut buf)?;
+/// assert_eq!(&buf[..n], b"ping");
+/// echo.join().unwrap()?;
+/// # Ok::<(), std::io::Error>(())
+/// ```
 pub struct UdpSocket {
     sock: Rc<Sock>,
 }

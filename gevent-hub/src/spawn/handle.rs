@@ -186,6 +186,19 @@ impl Drop for Core {
 
 /// A greenlet spawned on this thread's hub, with its result of type `T`.
 ///
+/// # Examples
+/// ```
+/// use gevent_hub::{sleep, spawn, JoinError, Outcome};
+/// use std::time::Duration;
+///
+/// let worker = spawn(|| sleep(Duration::from_secs(3600)));
+/// sleep(Duration::ZERO); // let it start and park
+/// worker.kill().unwrap(); // unwinds it from its sleep
+/// assert!(worker.is_finished() && !worker.successful());
+/// assert_eq!(worker.outcome(), Some(Outcome::Killed));
+/// assert!(matches!(worker.join(), Err(JoinError::Killed)));
+/// ```
+///
 /// Greenlets belong to their thread:
 /// ```compile_fail
 /// fn assert_send<T: Send>() {}
@@ -358,6 +371,18 @@ fn start(core: &Rc<Core>) {
 /// says why ([`JoinError::Spawn`]) and its links run with
 /// [`Outcome::Panicked`] carrying that message. Use [`Builder::spawn`] to get the
 /// error from the spawn itself.
+///
+/// # Examples
+/// ```
+/// use gevent_hub::{sleep, spawn};
+/// use std::time::Duration;
+///
+/// let g = spawn(|| {
+///     sleep(Duration::from_millis(1)); // parks this greenlet; others run meanwhile
+///     "done"
+/// });
+/// assert_eq!(g.join().unwrap(), "done");
+/// ```
 ///
 /// # Panics
 /// If this thread's hub cannot be created (libev cannot make a loop), or the thread is

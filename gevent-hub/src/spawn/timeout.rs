@@ -147,6 +147,16 @@ impl Timeout {
 
 /// Runs `f`, interrupting it after `d` (gevent's `with_timeout`).
 ///
+/// # Examples
+/// ```
+/// use gevent_hub::{sleep, with_timeout, Error};
+/// use std::time::Duration;
+///
+/// let r = with_timeout(Duration::from_millis(1), || sleep(Duration::from_secs(60)));
+/// assert!(matches!(r, Err(Error::TimedOut)));
+/// assert_eq!(with_timeout(Duration::from_secs(60), || 7).unwrap(), 7);
+/// ```
+///
 /// # Errors
 /// [`Error::TimedOut`] if it was interrupted.
 ///

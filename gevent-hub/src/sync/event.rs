@@ -10,6 +10,18 @@ use std::time::Duration;
 /// A flag greenlets can wait for (gevent's `Event`): [`set`](Event::set) wakes every
 /// waiter; [`clear`](Event::clear) makes later waits block again. Cloning gives another
 /// handle to the same event.
+///
+/// # Examples
+/// ```
+/// use gevent_hub::{spawn, Event};
+///
+/// let ready = Event::new();
+/// let r = ready.clone();
+/// let waiter = spawn(move || r.wait().unwrap());
+/// ready.set();
+/// waiter.join().unwrap();
+/// assert!(ready.is_set());
+/// ```
 #[derive(Clone, Default)]
 pub struct Event {
     inner: Rc<EventInner>,
@@ -95,6 +107,18 @@ impl Waitable for Event {
 
 /// A value (or an error) that one greenlet provides and others wait for (gevent's
 /// `AsyncResult`). Set once; cloning gives another handle to the same result.
+///
+/// # Examples
+/// ```
+/// use gevent_hub::{spawn, AsyncResult};
+/// use std::time::Duration;
+///
+/// let answer = AsyncResult::<u32>::new();
+/// let a = answer.clone();
+/// spawn(move || a.set(42));
+/// assert_eq!(answer.get().unwrap(), 42);
+/// assert_eq!(answer.get_timeout(Duration::ZERO).unwrap(), 42, "set once, kept");
+/// ```
 pub struct AsyncResult<T, E = String> {
     inner: Rc<ResultInner<T, E>>,
 }
