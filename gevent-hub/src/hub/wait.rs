@@ -285,14 +285,7 @@ impl Wait {
                 hub_if_any(|h| (h.is_current(), h.is_exiting())).ok_or(Error::ThreadExiting)?
             }
         };
-        match state {
-            (_, true) => return Err(Error::ThreadExiting),
-            (true, _) => return Err(Error::BlockingInHub(what)),
-            (false, false) => {}
-        }
-        if std::thread::panicking() {
-            return Err(Error::Unwinding);
-        }
+        may_block(what, state)?;
         let rec = current_record();
         let seq = rec.wait_seq.get().wrapping_add(1);
         rec.wait_seq.set(seq);
@@ -387,22 +380,56 @@ impl Wait {
         let r = as_signal(switch_msg(&hub_greenlet, Wake::Parked.msg()));
         drop(hub_greenlet);
         self.rec.parked.set(false);
-        match r {
-            Ok(code) => match Wake::from_code(code) {
-                Some(Wake::Woken) => Ok(true),
-                Some(Wake::TimedOut) => Ok(false),
-                Some(Wake::LoopExit) => Err(Error::WouldBlockForever(self.what.to_owned())),
-                _ => Err(self.invalid_switch(&Msg::Signal(code))),
-            },
-            Err(Ok(Msg::Throw(p))) => resume_unwind(p),
-            Err(Ok(m)) => Err(self.invalid_switch(&m)),
-            Err(Err(e)) => Err(e.into()),
-        }
+        wake_result(r, self.what)
     }
+}
 
-    #[cold]
-    fn invalid_switch(&self, m: &Msg) -> Error {
-        Error::InvalidSwitch(format!("{} (while waiting for {})", describe(m), self.what))
+/// Whether the running greenlet may begin a wait for `what`, given where it runs
+/// (`(in the hub, the hub exiting)`).
+#[inline(always)]
+fn may_block(what: &'static str, (in_hub, exiting): (bool, bool)) -> Result<()> {
+    if exiting {
+        return Err(Error::ThreadExiting);
+    }
+    if in_hub {
+        return Err(Error::BlockingInHub(what));
+    }
+    if std::thread::panicking() {
+        return Err(Error::Unwinding);
+    }
+    Ok(())
+}
+
+/// What the switch back into a parked greenlet means for its wait for `what`:
+/// woken (`true`), timed out (`false`), a throw (unwinds from here), or an error.
+#[inline(always)]
+fn wake_result(
+    r: std::result::Result<u8, std::result::Result<Msg, crate::greenlet::SwitchError>>,
+    what: &'static str,
+) -> Result<bool> {
+    match r {
+        Ok(code) => match Wake::from_code(code) {
+            Some(Wake::Woken) => Ok(true),
+            Some(Wake::TimedOut) => Ok(false),
+            Some(Wake::LoopExit) => Err(Error::WouldBlockForever(what.to_owned())),
+            _ => Err(invalid_switch(&Msg::Signal(code), what)),
+        },
+        Err(Ok(Msg::Throw(p))) => resume_unwind(p),
+        Err(Ok(m)) => Err(invalid_switch(&m, what)),
+        Err(Err(e)) => Err(e.into()),
+    }
+}
+
+#[cold]
+fn invalid_switch(m: &Msg, what: &'static str) -> Error {
+    Error::InvalidSwitch(format!("{} (while waiting for {what})", describe(m)))
+}
+
+/// Ends wait `seq` of `rec`: its wakers, a queued wake-up included, are stale.
+#[inline(always)]
+fn end_wait(rec: &Record, seq: u64) {
+    if rec.wait_seq.get() == seq {
+        rec.wait_seq.set(seq.wrapping_add(1));
     }
 }
 
@@ -424,15 +451,7 @@ pub(crate) fn yield_now() -> Result<()> {
         w.wake_queued();
         return w.park().map(drop);
     };
-    if exiting {
-        return Err(Error::ThreadExiting);
-    }
-    if in_hub {
-        return Err(Error::BlockingInHub(WHAT));
-    }
-    if std::thread::panicking() {
-        return Err(Error::Unwinding);
-    }
+    may_block(WHAT, (in_hub, exiting))?;
     let rec = current_record();
     if let Some(p) = rec.pending_throw.take() {
         resume_unwind(p);
@@ -446,9 +465,7 @@ pub(crate) fn yield_now() -> Result<()> {
         #[inline]
         fn drop(&mut self) {
             self.0.parked.set(false);
-            if self.0.wait_seq.get() == self.1 {
-                self.0.wait_seq.set(self.1.wrapping_add(1));
-            }
+            end_wait(self.0, self.1);
         }
     }
     hub_if_any(|h| h.queue_wakeup(rec.clone(), seq, Wake::Woken));
@@ -457,21 +474,7 @@ pub(crate) fn yield_now() -> Result<()> {
     let r = as_signal(switch_msg(&hub_greenlet, Wake::Parked.msg()));
     drop(hub_greenlet);
     drop(done);
-    match r {
-        Ok(code) => match Wake::from_code(code) {
-            Some(Wake::Woken) => Ok(()),
-            Some(Wake::LoopExit) => Err(Error::WouldBlockForever(WHAT.to_owned())),
-            _ => Err(invalid_yield_switch(&Msg::Signal(code))),
-        },
-        Err(Ok(Msg::Throw(p))) => resume_unwind(p),
-        Err(Ok(m)) => Err(invalid_yield_switch(&m)),
-        Err(Err(e)) => Err(e.into()),
-    }
-}
-
-#[cold]
-fn invalid_yield_switch(m: &Msg) -> Error {
-    Error::InvalidSwitch(format!("{} (while waiting for sleep)", describe(m)))
+    wake_result(r, WHAT).map(drop)
 }
 
 /// What a message that is not a wake-up is, for [`Error::InvalidSwitch`].
@@ -486,10 +489,7 @@ fn describe(m: &Msg) -> String {
 
 impl Drop for Wait {
     fn drop(&mut self) {
-        // Invalidate every waker of this wait.
-        if self.rec.wait_seq.get() == self.seq {
-            self.rec.wait_seq.set(self.seq.wrapping_add(1));
-        }
+        end_wait(&self.rec, self.seq);
         let ids = std::mem::take(self.remote_ids.get_mut());
         if !ids.is_empty() {
             super::remote::unregister(&ids);

@@ -2,7 +2,7 @@
 
 use crate::error::Result;
 use crate::greenlet;
-use crate::hub::{get_hub, Wait};
+use crate::hub::{get_hub, Wait, Waker};
 use std::cell::Cell;
 use std::rc::Rc;
 use std::time::Duration;
@@ -58,19 +58,11 @@ pub fn try_sleep(d: Duration) -> Result<()> {
         // A yield: our wake-up goes behind everything already queued.
         return crate::hub::yield_now();
     }
-    let w = Wait::new("sleep")?;
-    let wk = w.waker();
-    let fired = Rc::new(Cell::new(false));
-    let f2 = fired.clone();
-    let t = get_hub().timer_from_now(d);
-    t.start(move |_, _| {
-        f2.set(true);
-        wk.wake_now();
-    })?;
-    while !fired.get() {
-        w.park()?;
-    }
-    Ok(())
+    park_until_fired("sleep", |fire| {
+        let t = get_hub().timer_from_now(d);
+        t.start(move |_, _| fire.fire())?;
+        Ok(t)
+    })
 }
 
 /// Waits until the hub has nothing else to do (an idle watcher fires), gevent's `idle`.
@@ -78,15 +70,39 @@ pub fn try_sleep(d: Duration) -> Result<()> {
 /// # Errors
 /// As [`sleep`].
 pub fn idle() -> Result<()> {
-    let w = Wait::new("idle")?;
+    park_until_fired("idle", |fire| {
+        let i = get_hub().get_loop().idle();
+        i.start(move |w, _| {
+            w.stop();
+            fire.fire();
+        })?;
+        Ok(i)
+    })
+}
+
+/// What a watcher's callback calls to end a [`park_until_fired`].
+struct Fire {
+    fired: Rc<Cell<bool>>,
+    waker: Waker,
+}
+
+impl Fire {
+    fn fire(&self) {
+        self.fired.set(true);
+        // From a watcher callback of this crate's: the wake-up may switch in place.
+        self.waker.wake_now();
+    }
+}
+
+/// Parks until the watcher that `arm` starts calls [`Fire::fire`], keeping the
+/// watcher alive until then.
+#[inline] // the switch back returns through it (see `greenlet::switch_msg`)
+fn park_until_fired<W>(what: &'static str, arm: impl FnOnce(Fire) -> Result<W>) -> Result<()> {
+    let w = Wait::new(what)?;
     let fired = Rc::new(Cell::new(false));
-    let f2 = fired.clone();
-    let wk = w.waker();
-    let i = get_hub().get_loop().idle();
-    i.start(move |w, _| {
-        w.stop();
-        f2.set(true);
-        wk.wake_now();
+    let _watcher = arm(Fire {
+        fired: fired.clone(),
+        waker: w.waker(),
     })?;
     while !fired.get() {
         w.park()?;
