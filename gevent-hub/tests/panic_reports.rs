@@ -30,11 +30,10 @@ fn child_greenlet_panics() {
 fn a_panic_in_a_greenlet_is_reported_with_the_greenlets_name_and_spawn_site() {
     let out = run_child(CHILD_ENV, "child_greenlet_panics");
     let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("boom in a worker"), "{err}");
     let line = err
         .lines()
-        .find(|l| l.contains("boom in a worker"))
-        .map(|_| ())
-        .and_then(|()| err.lines().find(|l| l.contains("greenlet 'worker-7'")))
+        .find(|l| l.contains("greenlet 'worker-7'"))
         .unwrap_or_else(|| panic!("no line names the greenlet:\n{err}"));
     assert!(line.contains("(id "), "{line}");
     assert!(

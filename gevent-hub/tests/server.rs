@@ -15,6 +15,7 @@ use gevent_hub::net::{TcpStream, UdpSocket};
 use gevent_hub::server::{signal_handler, DatagramServer, ServerOptions, StreamServer};
 use gevent_hub::{
     current_id, idle, joinall, sleep, spawn, try_sleep, AnyGreenlet, Error, Event, Greenlet,
+    Semaphore,
 };
 use std::cell::{Cell, RefCell};
 use std::io::{self, Read, Write};
@@ -448,10 +449,11 @@ fn datagram_server_echoes_each_datagram() {
 fn datagram_server_stop_joins_then_kills_its_running_handlers() {
     with_watchdog(|| {
         let release = Event::new();
-        let started = Rc::new(Cell::new(0));
+        // Each handler releases a permit when it starts: main takes two.
+        let started = Semaphore::new(0);
         let (r, s) = (release.clone(), started.clone());
         let server = DatagramServer::new("127.0.0.1:0", move |data, _, _: &UdpSocket| {
-            s.set(s.get() + 1);
+            s.release();
             if data == b"quick" {
                 r.wait().unwrap();
             } else {
@@ -464,9 +466,8 @@ fn datagram_server_stop_joins_then_kills_its_running_handlers() {
         let client = UdpSocket::bind("127.0.0.1:0").unwrap();
         client.send_to(b"quick", addr).unwrap();
         client.send_to(b"stuck", addr).unwrap();
-        while started.get() < 2 {
-            sleep(Duration::from_millis(1));
-        }
+        started.acquire().unwrap();
+        started.acquire().unwrap();
         assert_eq!(server.handler_count(), 2);
         // The quick one ends as soon as the stop waits (on the hub's next turn, well
         // within the default 1 s grace); the stuck one never does.

@@ -5,7 +5,7 @@ mod util;
 
 use gevent_hub::sync::ReleaseError;
 use gevent_hub::{
-    get_hub, sleep, spawn, wait, BoundedSemaphore, Error, JoinError, Lock, RLock, Semaphore,
+    get_hub, sleep, spawn, wait, BoundedSemaphore, Error, Event, JoinError, Lock, RLock, Semaphore,
     Waitable,
 };
 use std::cell::RefCell;
@@ -259,7 +259,8 @@ fn acquiring_in_the_hub_is_refused_only_when_it_would_wait() {
     with_watchdog(|| {
         let sem = Semaphore::new(1);
         let results = Rc::new(RefCell::new(Vec::new()));
-        let (s2, r2) = (sem.clone(), results.clone());
+        let ran = Event::new();
+        let (s2, r2, ran2) = (sem.clone(), results.clone(), ran.clone());
         let t = get_hub()
             .get_loop()
             .timer(Duration::from_millis(1), Duration::ZERO);
@@ -267,11 +268,10 @@ fn acquiring_in_the_hub_is_refused_only_when_it_would_wait() {
             let first = s2.acquire().map_err(|e| e.to_string());
             let second = s2.acquire().map_err(|e| e.to_string());
             r2.borrow_mut().push((first, second));
+            ran2.set();
         })
         .unwrap();
-        while results.borrow().is_empty() {
-            sleep(Duration::from_millis(1));
-        }
+        ran.wait().unwrap();
         let (first, second) = results.borrow_mut().pop().unwrap();
         assert_eq!(first, Ok(()), "a free permit is taken without waiting");
         let e = second.unwrap_err();

@@ -5,7 +5,7 @@
 mod util;
 
 use gevent_hub::threadpool::{default_pool, ThreadError};
-use gevent_hub::{get_hub, sleep, spawn, spawn_blocking, wait, Error, ThreadPool, Waitable};
+use gevent_hub::{get_hub, sleep, spawn, spawn_blocking, wait, Error, Event, ThreadPool, Waitable};
 use std::cell::{Cell, RefCell};
 use std::rc::Rc;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -187,17 +187,17 @@ fn spawn_blocking_runs_the_call_on_another_thread() {
 fn waiting_for_a_task_in_the_hub_is_refused_before_it_is_submitted() {
     with_watchdog(|| {
         let out = Rc::new(RefCell::new(None));
-        let o2 = out.clone();
+        let ran = Event::new();
+        let (o2, r2) = (out.clone(), ran.clone());
         let t = get_hub()
             .get_loop()
             .timer(Duration::from_millis(1), Duration::ZERO);
         t.start(move |_, _| {
             *o2.borrow_mut() = Some(default_pool().apply(|| ()));
+            r2.set();
         })
         .unwrap();
-        while out.borrow().is_none() {
-            sleep(Duration::from_millis(1));
-        }
+        ran.wait().unwrap();
         let r = out.borrow_mut().take();
         assert!(matches!(
             r,
@@ -210,14 +210,14 @@ fn waiting_for_a_task_in_the_hub_is_refused_before_it_is_submitted() {
 fn spawn_blocking_in_the_hub_returns_a_handle_a_greenlet_joins() {
     with_watchdog(|| {
         let out = Rc::new(RefCell::new(None));
-        let o2 = out.clone();
+        let ran = Event::new();
+        let (o2, r2) = (out.clone(), ran.clone());
         get_hub().get_loop().run_callback(move || {
             // Never blocks, so the hub may submit work too (tokio's shape).
             *o2.borrow_mut() = Some(spawn_blocking(|| 6 * 7));
+            r2.set();
         });
-        while out.borrow().is_none() {
-            sleep(Duration::from_millis(1));
-        }
+        ran.wait().unwrap();
         let task = out.borrow_mut().take().unwrap();
         assert_eq!(task.join().unwrap(), 42);
     });
