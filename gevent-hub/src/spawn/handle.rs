@@ -53,7 +53,7 @@ pub enum JoinError {
 impl fmt::Display for JoinError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            JoinError::Panicked(p) => match super::report::is_timeout(p) {
+            JoinError::Panicked(p) => match super::report::timeout_id(p) {
                 Some(id) => write!(
                     f,
                     "the greenlet was ended by a Timeout (id {id}) it did not catch"

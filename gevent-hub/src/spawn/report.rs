@@ -16,8 +16,8 @@ pub(crate) fn describe_payload(p: &(dyn Any + Send)) -> String {
     }
 }
 
-/// True if `p` is a Timeout's expiry.
-pub(crate) fn is_timeout(p: &PanicPayload) -> Option<u64> {
+/// The id of the Timeout whose expiry `p` is, if it is one.
+pub(crate) fn timeout_id(p: &PanicPayload) -> Option<u64> {
     p.downcast_ref::<TimeoutExpired>().map(|t| t.id)
 }
 
