@@ -9,6 +9,9 @@
 
 pub use gevent_core as core;
 pub use gevent_hub as hub;
+/// `gevent-monkey`: gevent's `monkey.patch_all()` (the cargo feature `monkey`).
+#[cfg(feature = "monkey")]
+pub use gevent_monkey as monkey;
 pub use libev_sys as sys;
 
 /// The libev backends compiled into this build, comma-separated, as libev names them

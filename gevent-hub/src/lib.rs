@@ -91,6 +91,8 @@ mod error;
 pub mod greenlet;
 mod hub;
 mod ids;
+#[doc(hidden)]
+pub mod monkey_seam;
 pub mod net;
 pub mod pool;
 pub mod server;

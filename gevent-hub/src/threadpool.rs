@@ -518,6 +518,19 @@ pub fn default_pool() -> ThreadPool {
     })
 }
 
+/// In a child process just forked: the default pool's workers were not forked with
+/// the thread, so the pool is let go of (leaked: joining threads that do not exist
+/// would hang) and the next use makes a new one. Allocates nothing.
+pub(crate) fn forget_default_pool_after_fork() {
+    let _ = LOCAL.try_with(|l| {
+        if let Ok(mut l) = l.try_borrow_mut() {
+            if let Some(pool) = l.as_mut().and_then(|l| l.default_pool.take()) {
+                std::mem::forget(pool);
+            }
+        }
+    });
+}
+
 /// Runs the blocking `f` on this thread's [`default_pool`] and returns its pending
 /// result at once, as tokio's `spawn_blocking` does: [`join`](ThreadResult::join)
 /// waits for it parked, other greenlets running meanwhile. For file I/O and any other

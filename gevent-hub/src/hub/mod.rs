@@ -479,11 +479,19 @@ pub(crate) fn throw_into(g: &Rc<GreenletState>, payload: PanicPayload, now: bool
 /// (a cancelled [`Timeout`](crate::Timeout)'s expiry).
 pub(crate) fn cancel_pending_throw(g: &Rc<GreenletState>, is_mine: impl Fn(&PanicPayload) -> bool) {
     let rec = record_of(g);
-    if let Some(p) = rec.pending_throw.take() {
+    let deferred = rec.throw_deferred.get();
+    if let Some(p) = rec.take_throw() {
         if !is_mine(&p) {
             rec.pending_throw.set(Some(p));
+            rec.throw_deferred.set(deferred);
         }
     }
+}
+
+/// Takes the running greenlet's deferred throw (one that arrived where it could not
+/// unwind; see [`Wait::park_or_defer`]) if `is_mine` recognises it.
+pub(crate) fn take_deferred_throw(is_mine: impl Fn(&PanicPayload) -> bool) -> Option<PanicPayload> {
+    record::current_record().take_deferred_if(is_mine)
 }
 
 /// Where `g` was spawned, if the hub spawned it (diagnostics).
@@ -497,7 +505,7 @@ pub(crate) fn end_greenlet_at_exit(g: &Rc<GreenletState>) {
     if !g.is_started() || g.is_dead() || std::ptr::eq(greenlet::current_ptr(), Rc::as_ptr(g)) {
         return;
     }
-    record_of(g).pending_throw.take();
+    record_of(g).take_throw();
     // When it finishes it comes back here, not to the hub greenlet (which is suspended
     // inside the loop and must stay so until the loop is quiesced).
     *g.parent_mut() = Some(current_rc());

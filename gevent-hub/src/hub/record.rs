@@ -19,11 +19,55 @@ pub(crate) struct Record {
     pub(crate) parked: Cell<bool>,
     /// A throw (kill, timeout) to deliver at its next blocking point.
     pub(crate) pending_throw: Cell<Option<PanicPayload>>,
+    /// The pending throw arrived while the greenlet was parked where it could not
+    /// unwind (a C frame below it: the monkey layer's hooks), and was put back: the
+    /// greenlet's end and `with_timeout` deliver it too, not only its next blocking
+    /// point.
+    pub(crate) throw_deferred: Cell<bool>,
     /// Where it was spawned, for diagnostics (`None` unless the hub spawned it).
     pub(crate) spawned_at: Cell<Option<&'static Location<'static>>>,
 }
 
 impl Record {
+    /// Takes the pending throw, if any (it is being delivered or withdrawn).
+    pub(crate) fn take_throw(&self) -> Option<PanicPayload> {
+        self.throw_deferred.set(false);
+        self.pending_throw.take()
+    }
+
+    /// Puts back a throw that arrived where the greenlet cannot unwind (see
+    /// [`Record::throw_deferred`]).
+    pub(crate) fn defer_throw(&self, p: PanicPayload) {
+        self.pending_throw.set(Some(p));
+        self.throw_deferred.set(true);
+    }
+
+    /// True while a throw waits for delivery.
+    pub(crate) fn has_throw(&self) -> bool {
+        let p = self.pending_throw.take();
+        let has = p.is_some();
+        self.pending_throw.set(p);
+        has
+    }
+
+    /// Takes the pending throw if it was deferred and `is_mine` recognises it.
+    pub(crate) fn take_deferred_if(
+        &self,
+        is_mine: impl Fn(&PanicPayload) -> bool,
+    ) -> Option<PanicPayload> {
+        if !self.throw_deferred.get() {
+            return None;
+        }
+        let p = self.pending_throw.take()?;
+        if is_mine(&p) {
+            self.throw_deferred.set(false);
+            Some(p)
+        } else {
+            self.pending_throw.set(Some(p));
+            None
+        }
+    }
+
     /// The greenlet, while it exists.
     pub(crate) fn greenlet(&self) -> Option<Rc<GreenletState>> {
         self.g.upgrade()
@@ -44,6 +88,7 @@ pub(crate) fn record_of(g: &Rc<GreenletState>) -> Rc<Record> {
             wait_seq: Cell::new(0),
             parked: Cell::new(false),
             pending_throw: Cell::new(None),
+            throw_deferred: Cell::new(false),
             spawned_at: Cell::new(None),
         });
         p = Rc::into_raw(rec);

@@ -363,7 +363,7 @@ impl Wait {
     // switch is mispredicted (see `greenlet::switch_msg`).
     #[inline(always)]
     pub fn park(&self) -> Result<bool> {
-        if let Some(p) = self.rec.pending_throw.take() {
+        if let Some(p) = self.rec.take_throw() {
             resume_unwind(p);
         }
         if self.timer.as_ref().is_some_and(|t| !t.is_active()) {
@@ -381,6 +381,46 @@ impl Wait {
         drop(hub_greenlet);
         self.rec.parked.set(false);
         wake_result(r, self.what)
+    }
+}
+
+impl Wait {
+    /// [`park`](Wait::park) for a greenlet that must not unwind here (a C frame is
+    /// below it: the monkey layer's hooks). A kill or a [`Timeout`](crate::Timeout)
+    /// that arrives while it is parked, or was already pending, is kept pending,
+    /// marked deferred, and `Ok(None)` is returned: it is delivered at the greenlet's
+    /// next blocking point, at the end of the `with_timeout` it belongs to, or when the
+    /// greenlet's function returns. Otherwise `Ok(Some(woken))` as `park`.
+    ///
+    /// # Errors
+    /// As [`Wait::park`].
+    #[inline(always)]
+    pub(crate) fn park_or_defer(&self) -> Result<Option<bool>> {
+        if self.rec.has_throw() {
+            self.rec.throw_deferred.set(true);
+            return Ok(None);
+        }
+        if self.timer.as_ref().is_some_and(|t| !t.is_active()) {
+            return Ok(Some(false));
+        }
+        let Some((hub_greenlet, exiting)) = hub_if_any(|h| (h.raw_greenlet(), h.is_exiting()))
+        else {
+            return Err(Error::ThreadExiting);
+        };
+        if exiting {
+            return Err(Error::ThreadExiting);
+        }
+        self.rec.parked.set(true);
+        let r = as_signal(switch_msg(&hub_greenlet, Wake::Parked.msg()));
+        drop(hub_greenlet);
+        self.rec.parked.set(false);
+        match r {
+            Err(Ok(Msg::Throw(p))) => {
+                self.rec.defer_throw(p);
+                Ok(None)
+            }
+            r => wake_result(r, self.what).map(Some),
+        }
     }
 }
 
@@ -453,7 +493,7 @@ pub(crate) fn yield_now() -> Result<()> {
     };
     may_block(WHAT, (in_hub, exiting))?;
     let rec = current_record();
-    if let Some(p) = rec.pending_throw.take() {
+    if let Some(p) = rec.take_throw() {
         resume_unwind(p);
     }
     let seq = rec.wait_seq.get().wrapping_add(1);

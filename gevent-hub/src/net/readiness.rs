@@ -111,6 +111,9 @@ pub(crate) enum WaitError {
     TimedOut,
     /// Another greenlet is already waiting in this direction.
     Busy,
+    /// A kill or a `Timeout` arrived during a wait that must not unwind
+    /// ([`FdState::wait_deferring`]): it is pending, to be delivered later.
+    Interrupted,
     /// The hub refused the wait or ended it: called in the hub, the thread is ending,
     /// the loop ran out of work ("would block forever"), an invalid switch.
     Hub(crate::error::Error),
@@ -137,6 +140,10 @@ impl WaitError {
                         Direction::Write => "write to",
                     }
                 ),
+            ),
+            WaitError::Interrupted => io::Error::new(
+                io::ErrorKind::Interrupted,
+                format!("the {what} {} was interrupted by a kill or a timeout", dir.verb()),
             ),
             WaitError::Hub(e) => e.into(),
             WaitError::Watcher(e) => e.into(),
@@ -214,6 +221,8 @@ pub(crate) struct FdState {
     /// The mode the fd's user sees (`set_nonblocking`): `true` means "return
     /// `WouldBlock` instead of waiting". The fd itself is non-blocking either way.
     nonblocking: Cell<bool>,
+    /// Set up by the monkey layer (its timeouts read from the socket's options).
+    adopted: Cell<bool>,
     dirs: [DirState; 2],
 }
 
@@ -232,6 +241,7 @@ impl FdState {
             fd,
             retired: Cell::new(false),
             nonblocking: Cell::new(false),
+            adopted: Cell::new(false),
             dirs: [DirState::new(), DirState::new()],
         }
     }
@@ -253,6 +263,15 @@ impl FdState {
         self.nonblocking.set(on);
     }
 
+    /// Whether the monkey layer has set this state up (see [`FdState::adopted`]).
+    pub(crate) fn is_adopted(&self) -> bool {
+        self.adopted.get()
+    }
+
+    pub(crate) fn set_adopted(&self) {
+        self.adopted.set(true);
+    }
+
     /// Waits until the fd is ready in `dir`, up to `timeout` (`None`: no limit; an
     /// owner passes its direction's [`DirState::timeout`] itself). See the module docs
     /// for what `closes` changes.
@@ -268,6 +287,32 @@ impl FdState {
         dir: Direction,
         timeout: Option<Duration>,
         closes: Closes,
+    ) -> Result<(), WaitError> {
+        self.wait_as(dir, timeout, closes, false)
+    }
+
+    /// [`FdState::wait`] for a caller that must not unwind (the monkey layer's hooks,
+    /// with C frames below them): a kill or a `Timeout` ends the wait with
+    /// [`WaitError::Interrupted`] and stays pending (see `Wait::park_or_defer`).
+    /// Closes are reported.
+    ///
+    /// # Errors
+    /// As [`FdState::wait`], and [`WaitError::Interrupted`].
+    pub(crate) fn wait_deferring(
+        self: &Rc<Self>,
+        dir: Direction,
+        timeout: Option<Duration>,
+    ) -> Result<(), WaitError> {
+        self.wait_as(dir, timeout, Closes::Reported, true)
+    }
+
+    #[inline(always)]
+    fn wait_as(
+        self: &Rc<Self>,
+        dir: Direction,
+        timeout: Option<Duration>,
+        closes: Closes,
+        defer: bool,
     ) -> Result<(), WaitError> {
         if self.retired.get() {
             return Err(WaitError::Closed);
@@ -286,7 +331,15 @@ impl FdState {
             d,
             keep_armed: false,
         };
-        let r = w.park();
+        let r = if defer {
+            match w.park_or_defer() {
+                Ok(Some(woken)) => Ok(woken),
+                Ok(None) => return Err(WaitError::Interrupted),
+                Err(e) => Err(e),
+            }
+        } else {
+            w.park()
+        };
         if self.retired.get() {
             return Err(WaitError::Closed);
         }
@@ -482,6 +535,15 @@ pub(crate) fn adopt(fd: RawFd) -> Rc<FdState> {
         old.shut();
     }
     s
+}
+
+/// The state of `fd` if the registry has one (makes none).
+pub(crate) fn state_if_any(fd: RawFd) -> Option<Rc<FdState>> {
+    let i = usize::try_from(fd).ok()?;
+    REGISTRY
+        .try_with(|r| r.borrow().fds.get(i).and_then(Clone::clone))
+        .ok()
+        .flatten()
 }
 
 /// Waits until `fd` is ready in `dir`, up to `timeout` (`None`: no limit):

@@ -297,7 +297,18 @@ impl Builder {
             let Some(core) = links.as_ref().and_then(|(c, _)| c.upgrade()) else {
                 return Box::new(());
             };
-            let r = catch_unwind(AssertUnwindSafe(f));
+            let r = match catch_unwind(AssertUnwindSafe(f)) {
+                // A kill (or a Timeout) that landed where the greenlet could not unwind
+                // (a monkey-patched call) ends it as if it had unwound.
+                Ok(v) => match crate::hub::take_deferred_throw(|_| true) {
+                    Some(p) => {
+                        drop(v);
+                        Err(p)
+                    }
+                    None => Ok(v),
+                },
+                Err(p) => Err(p),
+            };
             let st = links.and_then(|(_, st)| st.upgrade());
             let outcome = match r {
                 Ok(v) => {

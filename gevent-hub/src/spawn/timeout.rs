@@ -164,7 +164,18 @@ impl Timeout {
 /// Panics from `f` (including other timeouts' expiries) propagate unchanged.
 pub fn with_timeout<R>(d: Duration, f: impl FnOnce() -> R) -> Result<R> {
     let t = Timeout::start_new(d)?;
-    let r = catch_unwind(AssertUnwindSafe(f));
+    let r = match catch_unwind(AssertUnwindSafe(f)) {
+        // Expired where `f` could not unwind (a monkey-patched call, which then failed):
+        // the expiry is delivered here.
+        Ok(v) => match crate::hub::take_deferred_throw(|p| t.is_expiry(p)) {
+            Some(p) => {
+                drop(v);
+                Err(p)
+            }
+            None => Ok(v),
+        },
+        Err(p) => Err(p),
+    };
     t.cancel();
     match r {
         Ok(v) => Ok(v),
