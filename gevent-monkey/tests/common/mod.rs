@@ -1,0 +1,48 @@
+//! What the monkey tests share: a watchdog, so that a regression (a call that blocks
+//! the thread instead of parking its greenlet) fails the test instead of hanging it.
+
+#![allow(dead_code)] // each test binary uses its own part
+
+use std::sync::mpsc;
+use std::time::Duration;
+
+/// How long a test body may take before it counts as hung.
+pub const WATCHDOG: Duration = Duration::from_secs(60);
+
+/// Runs `body` on a thread of its own that patched everything first, and returns what
+/// it returned; panics (with the body's panic, or "hung") if it panicked or did not
+/// finish within [`WATCHDOG`].
+pub fn patched<T: Send + 'static>(body: impl FnOnce() -> T + Send + 'static) -> T {
+    on_thread(move || {
+        gevent_monkey::patch_all().expect("patch_all");
+        body()
+    })
+}
+
+/// [`patched`] without the patch (the body patches, or checks what happens without).
+pub fn on_thread<T: Send + 'static>(body: impl FnOnce() -> T + Send + 'static) -> T {
+    let (tx, rx) = mpsc::channel();
+    let h = std::thread::spawn(move || {
+        let r = body();
+        let _ = tx.send(());
+        r
+    });
+    match rx.recv_timeout(WATCHDOG) {
+        Ok(()) => h.join().expect("the test body panicked"),
+        Err(mpsc::RecvTimeoutError::Disconnected) => match h.join() {
+            Ok(_) => unreachable!("the body returned without reporting"),
+            Err(p) => std::panic::resume_unwind(p),
+        },
+        Err(mpsc::RecvTimeoutError::Timeout) => {
+            panic!("the test body hung for {WATCHDOG:?}: a call blocked its thread")
+        }
+    }
+}
+
+/// A connected pair of std TCP streams on loopback.
+pub fn tcp_pair() -> (std::net::TcpStream, std::net::TcpStream) {
+    let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let a = std::net::TcpStream::connect(l.local_addr().expect("addr")).expect("connect");
+    let (b, _) = l.accept().expect("accept");
+    (a, b)
+}

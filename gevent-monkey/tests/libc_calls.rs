@@ -1,0 +1,366 @@
+//! The patched libc calls as C code makes them: pipes, `poll` and `select` over many
+//! fds, the sleeps, `MSG_DONTWAIT`, `getaddrinfo`, and what is never patched: a plain
+//! std thread in the same process, the hub itself, a fork's child.
+
+mod common;
+
+use common::{on_thread, patched, tcp_pair};
+use gevent_hub::{spawn, Event};
+use std::cell::Cell;
+use std::io::{Read, Write};
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::rc::Rc;
+use std::time::Duration;
+
+/// A blocking pipe (read end, write end), as `pipe(2)` makes it.
+fn pipe() -> (OwnedFd, OwnedFd) {
+    let mut fds = [0; 2];
+    // SAFETY: pipe fills the two-int array.
+    assert_eq!(unsafe { libc::pipe(fds.as_mut_ptr()) }, 0);
+    // SAFETY: both fds were just made and are ours alone.
+    unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) }
+}
+
+fn put(fd: &OwnedFd, b: &[u8]) -> isize {
+    // SAFETY: writes from a valid buffer.
+    unsafe { libc::write(fd.as_raw_fd(), b.as_ptr().cast(), b.len()) }
+}
+
+fn take(fd: &OwnedFd, n: usize) -> (isize, Vec<u8>) {
+    let mut b = vec![0u8; n];
+    // SAFETY: reads into a valid buffer.
+    let r = unsafe { libc::read(fd.as_raw_fd(), b.as_mut_ptr().cast(), n) };
+    b.truncate(r.max(0) as usize);
+    (r, b)
+}
+
+#[test]
+fn a_pipe_read_parks_until_another_greenlet_writes() {
+    let (r, data) = patched(|| {
+        let (rd, wr) = pipe();
+        let reader = spawn(move || take(&rd, 16));
+        spawn(move || put(&wr, b"through a pipe"));
+        reader.join().unwrap()
+    });
+    assert_eq!((r, &data[..]), (14, &b"through a pipe"[..]));
+}
+
+#[test]
+fn poll_over_many_fds_parks_and_says_which_became_ready() {
+    let (n, revents) = patched(|| {
+        let pipes: Vec<_> = (0..10).map(|_| pipe()).collect();
+        let mut fds: Vec<libc::pollfd> = pipes
+            .iter()
+            .map(|(r, _)| libc::pollfd {
+                fd: r.as_raw_fd(),
+                events: libc::POLLIN,
+                revents: 0,
+            })
+            .collect();
+        let wr7 = pipes[7].1.try_clone().unwrap();
+        spawn(move || put(&wr7, b"7"));
+        // SAFETY: a valid array of pollfds we own.
+        let n = unsafe { libc::poll(fds.as_mut_ptr(), fds.len() as libc::nfds_t, -1) };
+        let revents: Vec<_> = fds.iter().map(|p| p.revents).collect();
+        (n, revents)
+    });
+    assert_eq!(n, 1);
+    for (i, r) in revents.iter().enumerate() {
+        assert_eq!(*r != 0, i == 7, "fd {i}: {r:#x}");
+    }
+}
+
+#[test]
+fn poll_with_a_timeout_returns_zero_and_lets_others_run() {
+    let (n, ran) = patched(|| {
+        let (rd, _wr) = pipe();
+        let flag = Rc::new(Cell::new(false));
+        let f = flag.clone();
+        spawn(move || f.set(true));
+        let mut p = libc::pollfd {
+            fd: rd.as_raw_fd(),
+            events: libc::POLLIN,
+            revents: 0,
+        };
+        // SAFETY: one pollfd we own.
+        let n = unsafe { libc::poll(&mut p, 1, 10) };
+        (n, flag.get())
+    });
+    assert_eq!((n, ran), (0, true));
+}
+
+#[test]
+fn select_parks_and_reports_the_ready_fd() {
+    let (n, set_r, set_other) = patched(|| {
+        let (r1, _w1) = pipe();
+        let (r2, w2) = pipe();
+        spawn(move || put(&w2, b"x"));
+        // SAFETY: an fd_set we own, filled with FD_SET.
+        let mut set: libc::fd_set = unsafe { std::mem::zeroed() };
+        unsafe {
+            libc::FD_ZERO(&mut set);
+            libc::FD_SET(r1.as_raw_fd(), &mut set);
+            libc::FD_SET(r2.as_raw_fd(), &mut set);
+        }
+        let nfds = r1.as_raw_fd().max(r2.as_raw_fd()) + 1;
+        // SAFETY: valid sets and a null timeout (no limit).
+        let n = unsafe {
+            libc::select(
+                nfds,
+                &mut set,
+                std::ptr::null_mut(),
+                std::ptr::null_mut(),
+                std::ptr::null_mut(),
+            )
+        };
+        // SAFETY: reads a set we own.
+        let (a, b) = unsafe {
+            (
+                libc::FD_ISSET(r2.as_raw_fd(), &set),
+                libc::FD_ISSET(r1.as_raw_fd(), &set),
+            )
+        };
+        (n, a, b)
+    });
+    assert_eq!((n, set_r, set_other), (1, true, false));
+}
+
+#[test]
+fn the_libc_sleeps_park() {
+    let ran = patched(|| {
+        let count = Rc::new(Cell::new(0));
+        let c = count.clone();
+        // Advances once per hub turn while the sleeps below park.
+        let ticker = spawn(move || loop {
+            c.set(c.get() + 1);
+            gevent_hub::sleep(Duration::ZERO);
+        });
+        let mut seen = Vec::new();
+        let ts = libc::timespec {
+            tv_sec: 0,
+            tv_nsec: 1_000_000,
+        };
+        let before = count.get();
+        // SAFETY: a valid timespec; no remainder wanted.
+        assert_eq!(unsafe { libc::nanosleep(&ts, std::ptr::null_mut()) }, 0);
+        seen.push(count.get() > before);
+        let before = count.get();
+        // SAFETY: as above.
+        let r =
+            unsafe { libc::clock_nanosleep(libc::CLOCK_MONOTONIC, 0, &ts, std::ptr::null_mut()) };
+        assert_eq!(r, 0);
+        seen.push(count.get() > before);
+        let before = count.get();
+        // SAFETY: usleep has no memory contract.
+        assert_eq!(unsafe { libc::usleep(1000) }, 0);
+        seen.push(count.get() > before);
+        ticker.kill().unwrap();
+        seen
+    });
+    assert_eq!(ran, [true, true, true], "the ticker ran during each sleep");
+}
+
+#[test]
+fn a_bad_sleep_is_refused_as_libc_refuses_it() {
+    let r = patched(|| {
+        let ts = libc::timespec {
+            tv_sec: 0,
+            tv_nsec: 2_000_000_000,
+        };
+        // SAFETY: a timespec we own (invalid on purpose).
+        let r = unsafe { libc::nanosleep(&ts, std::ptr::null_mut()) };
+        (r, std::io::Error::last_os_error().raw_os_error())
+    });
+    assert_eq!(r, (-1, Some(libc::EINVAL)));
+}
+
+#[test]
+fn msg_dontwait_is_honoured() {
+    let r = patched(|| {
+        let (a, _b) = tcp_pair();
+        let mut buf = [0u8; 4];
+        // SAFETY: reads into a buffer we own.
+        let r = unsafe {
+            libc::recv(
+                a.as_raw_fd(),
+                buf.as_mut_ptr().cast(),
+                buf.len(),
+                libc::MSG_DONTWAIT,
+            )
+        };
+        (r, std::io::Error::last_os_error().raw_os_error())
+    });
+    assert_eq!(r, (-1, Some(libc::EAGAIN)));
+}
+
+#[test]
+fn msg_waitall_gathers_the_whole_buffer() {
+    let got = patched(|| {
+        let (a, b) = tcp_pair();
+        spawn(move || {
+            for part in [&b"ab"[..], b"cd", b"ef"] {
+                (&b).write_all(part).unwrap();
+                gevent_hub::sleep(Duration::ZERO);
+            }
+            b
+        });
+        let mut buf = [0u8; 6];
+        // SAFETY: reads into a buffer we own.
+        let r = unsafe {
+            libc::recv(
+                a.as_raw_fd(),
+                buf.as_mut_ptr().cast(),
+                buf.len(),
+                libc::MSG_WAITALL,
+            )
+        };
+        (r, buf)
+    });
+    assert_eq!(got, (6, *b"abcdef"));
+}
+
+#[test]
+fn getaddrinfo_from_c_code_resolves_on_the_pool() {
+    let (r, found, ran) = patched(|| {
+        let flag = Rc::new(Cell::new(false));
+        let f = flag.clone();
+        let g = spawn(move || {
+            let mut res: *mut libc::addrinfo = std::ptr::null_mut();
+            // SAFETY: C strings we own, no hints, an out pointer we own.
+            let r = unsafe {
+                libc::getaddrinfo(
+                    c"localhost".as_ptr(),
+                    c"80".as_ptr(),
+                    std::ptr::null(),
+                    &mut res,
+                )
+            };
+            let found = !res.is_null();
+            if found {
+                // SAFETY: a list getaddrinfo made, freed once.
+                unsafe { libc::freeaddrinfo(res) };
+            }
+            (r, found, f.get())
+        });
+        let f = flag.clone();
+        spawn(move || f.set(true));
+        g.join().unwrap()
+    });
+    assert_eq!((r, found, ran), (0, true, true));
+}
+
+#[test]
+fn a_plain_std_thread_in_the_same_process_is_untouched() {
+    // A socket used cooperatively on a patched thread (so its file is non-blocking
+    // underneath), then handed to a thread that never patched: there its reads block,
+    // as std promises, instead of failing with WouldBlock.
+    let (tx, rx) = std::sync::mpsc::channel::<std::net::TcpStream>();
+    let (ready_tx, ready_rx) = std::sync::mpsc::channel::<()>();
+    let plain = std::thread::spawn(move || {
+        let s = rx.recv().unwrap();
+        ready_tx.send(()).unwrap();
+        let mut buf = [0u8; 5];
+        (&s).read_exact(&mut buf)
+            .map(|()| buf)
+            .map_err(|e| e.kind())
+    });
+    patched(move || {
+        let (a, b) = tcp_pair();
+        let w = spawn(move || (&b).write_all(b"1").map(|()| b));
+        let mut one = [0u8; 1];
+        (&a).read_exact(&mut one).unwrap();
+        let b = w.join().unwrap().unwrap();
+        tx.send(a).unwrap();
+        ready_rx.recv().unwrap();
+        // Written only once the plain thread is on its way to its read.
+        (&b).write_all(b"hello").unwrap();
+    });
+    assert_eq!(plain.join().unwrap(), Ok(*b"hello"));
+}
+
+#[test]
+fn an_unpatched_thread_sleeps_for_real() {
+    // On a thread with a hub that did not patch, thread::sleep blocks the thread: a
+    // greenlet spawned before it has not run when it returns.
+    let ran = on_thread(|| {
+        let flag = Rc::new(Cell::new(false));
+        let f = flag.clone();
+        let g = spawn(move || f.set(true));
+        std::thread::sleep(Duration::from_millis(1));
+        let ran = flag.get();
+        g.join().unwrap();
+        ran
+    });
+    assert!(!ran);
+}
+
+#[test]
+fn the_hub_itself_is_never_parked() {
+    // A hub callback's std sleep blocks the hub for its duration (the real call): the
+    // callback runs to its end, nothing is switched in the middle of it.
+    let order = patched(|| {
+        let order = Rc::new(std::cell::RefCell::new(Vec::new()));
+        let done = Rc::new(Event::new());
+        let (o, d) = (order.clone(), done.clone());
+        gevent_hub::get_hub().get_loop().run_callback(move || {
+            o.borrow_mut().push("callback start");
+            std::thread::sleep(Duration::from_millis(1));
+            o.borrow_mut().push("callback end");
+            d.set();
+        });
+        let o = order.clone();
+        spawn(move || o.borrow_mut().push("greenlet"));
+        done.wait().unwrap();
+        let v = order.borrow().clone();
+        v
+    });
+    let i = |s: &str| order.iter().position(|x| *x == s).unwrap();
+    assert_eq!(i("callback end"), i("callback start") + 1, "{order:?}");
+}
+
+#[test]
+fn a_forked_child_keeps_a_working_hub() {
+    use std::net::ToSocketAddrs;
+    let status = patched(|| {
+        // A lookup first: the thread pool has a worker now, which the child will not
+        // have.
+        assert!(("localhost", 80)
+            .to_socket_addrs()
+            .unwrap()
+            .next()
+            .is_some());
+        // SAFETY: fork in a test thread; the child only uses its own hub, then
+        // _exit()s without running the parent's destructors.
+        let pid = unsafe { libc::fork() };
+        if pid == 0 {
+            // A child that hangs dies of SIGALRM instead of outliving the test.
+            // SAFETY: alarm has no memory contract.
+            unsafe { libc::alarm(30) };
+            // The pool's work is done by a worker of the child's own.
+            let looked_up = ("localhost", 80).to_socket_addrs().is_ok();
+            // The child: a greenlet and a cooperative sleep on the re-made backend.
+            let flag = Rc::new(Cell::new(false));
+            let f = flag.clone();
+            let g = spawn(move || {
+                std::thread::sleep(Duration::from_millis(1));
+                f.get()
+            });
+            let f = flag.clone();
+            spawn(move || f.set(true));
+            let ok = g.join().map(|ran| ran).unwrap_or(false);
+            let (rd, wr) = pipe();
+            let reader = spawn(move || take(&rd, 1).0);
+            spawn(move || put(&wr, b"!"));
+            let ok = ok && looked_up && reader.join().ok() == Some(1);
+            // SAFETY: ends the child at once.
+            unsafe { libc::_exit(if ok { 0 } else { 1 }) };
+        }
+        assert!(pid > 0, "fork: {}", std::io::Error::last_os_error());
+        let mut status = 0;
+        // SAFETY: waits for our own child.
+        assert_eq!(unsafe { libc::waitpid(pid, &mut status, 0) }, pid);
+        status
+    });
+    assert!(libc::WIFEXITED(status), "status {status:#x}");
+    assert_eq!(libc::WEXITSTATUS(status), 0, "the child's greenlets worked");
+}
