@@ -281,3 +281,58 @@ pub fn micro_args() -> Result<(f64, Option<std::fs::File>), Box<dyn std::error::
     };
     Ok((scale, out))
 }
+
+/// The echo servers' handler: echoes what `sock` sends (4096 bytes at a time) until
+/// end of stream or an error, running the slides' busy loop ([`stress`]) before each
+/// write when `busy` is non-zero. The same code serves std's `TcpStream` and the
+/// hub's.
+pub fn echo(mut sock: impl std::io::Read + std::io::Write, busy: u32) {
+    let mut buf = [0u8; 4096];
+    loop {
+        let n = match sock.read(&mut buf) {
+            Ok(0) | Err(_) => return,
+            Ok(n) => n,
+        };
+        if busy > 0 {
+            stress(busy);
+        }
+        if sock.write_all(&buf[..n]).is_err() {
+            return;
+        }
+    }
+}
+
+/// The slides' threaded echo server in std Rust, written once for the two servers
+/// that run it: `echo_threads` (a thread per connection) and `echo_monkey_std` (the
+/// same std code, monkey-patched, a greenlet per connection). Only `spawn` differs:
+/// it is handed each accepted connection and the `--busy` count, and starts
+/// [`echo`](crate::echo) on it however the server runs its connections.
+pub mod std_server {
+    use super::server_args;
+    use socket2::{Domain, Socket, Type};
+    use std::net::{SocketAddr, TcpListener, TcpStream};
+
+    /// Listens on the port the command line gives (backlog 1024, as every server of
+    /// the suite) and hands each connection to `spawn`.
+    ///
+    /// # Errors
+    /// The listener could not be made.
+    pub fn serve(name: &str, spawn: impl Fn(TcpStream, u32)) -> std::io::Result<()> {
+        let (port, busy) = server_args();
+        let addr: SocketAddr = ([0, 0, 0, 0], port).into();
+        // std's TcpListener::bind has a fixed backlog; the suite gives every server 1024.
+        let sock = Socket::new(Domain::IPV4, Type::STREAM, None)?;
+        sock.set_reuse_address(true)?;
+        sock.bind(&addr.into())?;
+        sock.listen(1024)?;
+        let listener: TcpListener = sock.into();
+        eprintln!("{name} on port {port} (busy {busy})");
+        for conn in listener.incoming() {
+            match conn {
+                Ok(s) => spawn(s, busy),
+                Err(e) => eprintln!("accept: {e}"),
+            }
+        }
+        Ok(())
+    }
+}

@@ -14,14 +14,6 @@ use crate::{errno, real};
 use gevent_hub::monkey_seam as seam;
 use libc::{c_int, c_ulong, c_void, pid_t, socklen_t};
 
-/// A number just made by the kernel, described by `meta`: whatever was remembered of
-/// the number is stale.
-#[inline]
-pub(crate) fn made(fd: c_int, meta: u8) {
-    seam::forget(fd);
-    fdmeta::set(fd, meta);
-}
-
 /// The number is about to stop naming its file.
 #[inline]
 fn gone(fd: c_int) {
@@ -49,7 +41,7 @@ pub unsafe extern "C" fn dup(fd: c_int) -> c_int {
     // SAFETY: the caller's contract is libc's.
     let r = unsafe { real::dup(fd) };
     if r >= 0 {
-        made(r, fdmeta::get(fd));
+        fdmeta::made(r, fdmeta::get(fd));
     }
     r
 }
@@ -146,7 +138,7 @@ unsafe fn fcntl_impl(fd: c_int, cmd: c_int, arg: c_ulong) -> c_int {
             // SAFETY: the caller's contract is libc's.
             let r = unsafe { real::fcntl(fd, cmd, arg) };
             if r >= 0 {
-                made(r, fdmeta::get(fd));
+                fdmeta::made(r, fdmeta::get(fd));
             }
             r
         }
@@ -215,7 +207,7 @@ pub unsafe extern "C" fn setsockopt(
         if let Some(st) = seam::fd_if_any(fd) {
             // SAFETY: the kernel accepted a timeval there (checked: success, size).
             let tv = unsafe { std::ptr::read_unaligned(val.cast::<libc::timeval>()) };
-            st.set_timeout(name == libc::SO_SNDTIMEO, crate::io::timeval_duration(&tv));
+            st.set_timeout(name == libc::SO_SNDTIMEO, fdmeta::timeval_duration(&tv));
         }
     }
     r
@@ -230,7 +222,7 @@ pub unsafe extern "C" fn socket(domain: c_int, ty: c_int, proto: c_int) -> c_int
     // SAFETY: the caller's contract is libc's.
     let r = unsafe { real::socket(domain, ty, proto) };
     if r >= 0 {
-        made(r, fdmeta::for_socket(ty));
+        fdmeta::made(r, fdmeta::for_socket(ty));
     }
     r
 }
@@ -251,8 +243,8 @@ pub unsafe extern "C" fn socketpair(
     if r == 0 {
         // SAFETY: on success the two ints were written.
         let (a, b) = unsafe { (*sv, *sv.add(1)) };
-        made(a, fdmeta::for_socket(ty));
-        made(b, fdmeta::for_socket(ty));
+        fdmeta::made(a, fdmeta::for_socket(ty));
+        fdmeta::made(b, fdmeta::for_socket(ty));
     }
     r
 }
@@ -268,8 +260,8 @@ pub unsafe extern "C" fn pipe(fds: *mut c_int) -> c_int {
     if r == 0 {
         // SAFETY: on success the two ints were written.
         let (a, b) = unsafe { (*fds, *fds.add(1)) };
-        made(a, fdmeta::for_pipe(0));
-        made(b, fdmeta::for_pipe(0));
+        fdmeta::made(a, fdmeta::for_pipe(0));
+        fdmeta::made(b, fdmeta::for_pipe(0));
     }
     r
 }
@@ -285,8 +277,8 @@ pub unsafe extern "C" fn pipe2(fds: *mut c_int, flags: c_int) -> c_int {
     if r == 0 {
         // SAFETY: on success the two ints were written.
         let (a, b) = unsafe { (*fds, *fds.add(1)) };
-        made(a, fdmeta::for_pipe(flags));
-        made(b, fdmeta::for_pipe(flags));
+        fdmeta::made(a, fdmeta::for_pipe(flags));
+        fdmeta::made(b, fdmeta::for_pipe(flags));
     }
     r
 }

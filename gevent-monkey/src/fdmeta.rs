@@ -17,6 +17,7 @@
 use crate::{errno, real};
 use libc::c_int;
 use std::sync::atomic::{AtomicU8, Ordering};
+use std::time::Duration;
 
 /// Classified since the number was last made or closed.
 pub(crate) const KNOWN: u8 = 1;
@@ -54,6 +55,14 @@ pub(crate) fn set(fd: c_int, v: u8) {
     if let Some(s) = slot(fd) {
         s.store(v, Ordering::Relaxed);
     }
+}
+
+/// A number just made by the kernel, described by `meta`: whatever was remembered of
+/// the number (here and in this thread's readiness core) is stale.
+#[inline]
+pub(crate) fn made(fd: c_int, meta: u8) {
+    gevent_hub::monkey_seam::forget(fd);
+    set(fd, meta);
 }
 
 /// Sets or clears `bits` in the byte of `fd`.
@@ -189,4 +198,12 @@ pub(crate) fn hides_eagain(fd: c_int) -> bool {
     let fl = unsafe { real::fcntl(fd, libc::F_GETFL, 0) };
     errno::set(saved);
     fl >= 0 && fl & libc::O_NONBLOCK != 0
+}
+
+/// A timeval as a timeout (`None` for zero, libc's "no timeout", or negative).
+pub(crate) fn timeval_duration(tv: &libc::timeval) -> Option<Duration> {
+    if tv.tv_sec < 0 || tv.tv_usec < 0 || (tv.tv_sec == 0 && tv.tv_usec == 0) {
+        return None;
+    }
+    Some(Duration::from_secs(tv.tv_sec as u64) + Duration::from_micros(tv.tv_usec as u64))
 }

@@ -57,8 +57,41 @@ fn decide(fd: c_int, dontwait: bool) -> Result<u8, Option<Stop>> {
 /// One hooked call on `fd` in direction `write`; `attempt` makes the real call.
 /// `want`: the bytes asked for (0: unknown), so that a short transfer on a stream
 /// marks the direction drained.
+///
+/// Only the unpatched thread's path is inlined into the hook: a thread-local read,
+/// the real call, and a look at `errno` only after a failure.
 #[inline(always)]
 pub(crate) fn call(
+    fd: c_int,
+    write: bool,
+    dontwait: bool,
+    want: usize,
+    mut attempt: impl FnMut() -> isize + Copy,
+) -> isize {
+    if !crate::patched(Patch::SOCKET) {
+        let r = attempt();
+        if r >= 0 || dontwait {
+            return r;
+        }
+        return failed_unpatched(fd, write, attempt);
+    }
+    call_patched(fd, write, dontwait, want, attempt)
+}
+
+/// The real call failed on a thread that did not patch: an `EAGAIN` its user would
+/// not have seen is waited out. (`attempt` by value: the hook's fast path keeps its
+/// arguments in registers.)
+#[cold]
+#[inline(never)]
+fn failed_unpatched(fd: c_int, write: bool, mut attempt: impl FnMut() -> isize) -> isize {
+    if !errno::would_block(errno::get()) {
+        return -1;
+    }
+    block_out(fd, write, &mut attempt)
+}
+
+#[inline(never)]
+fn call_patched(
     fd: c_int,
     write: bool,
     dontwait: bool,
@@ -160,15 +193,7 @@ pub(crate) fn socket_timeout(fd: c_int, opt: c_int) -> Option<Duration> {
     if r != 0 {
         return None;
     }
-    timeval_duration(&tv)
-}
-
-/// A timeval as a timeout (`None` for zero, libc's "no timeout", or negative).
-pub(crate) fn timeval_duration(tv: &libc::timeval) -> Option<Duration> {
-    if tv.tv_sec < 0 || tv.tv_usec < 0 || (tv.tv_sec == 0 && tv.tv_usec == 0) {
-        return None;
-    }
-    Some(Duration::from_secs(tv.tv_sec as u64) + Duration::from_micros(tv.tv_usec as u64))
+    fdmeta::timeval_duration(&tv)
 }
 
 /// The real call, made to block if its user expects it to (see
@@ -265,7 +290,7 @@ fn dontwait(flags: c_int) -> bool {
 
 /// `MSG_WAITALL` on a file the hooks made non-blocking returns what is there: the
 /// hooks wait for the rest themselves.
-#[inline(always)]
+#[cold]
 fn waits_for_all(fd: c_int, flags: c_int) -> bool {
     flags & libc::MSG_WAITALL != 0
         && !dontwait(flags)
@@ -276,19 +301,21 @@ fn waits_for_all(fd: c_int, flags: c_int) -> bool {
 ///
 /// # Safety
 /// `buf` is valid for `n` bytes (the call's own contract).
+#[cold]
+#[inline(never)]
 unsafe fn recv_all(
     fd: c_int,
     buf: *mut c_void,
     n: size_t,
     flags: c_int,
-    mut one: impl FnMut(*mut c_void, size_t, c_int) -> isize,
+    one: impl Fn(*mut c_void, size_t, c_int) -> isize + Copy,
 ) -> isize {
     let flags = flags & !libc::MSG_WAITALL;
     let mut got = 0usize;
     while got < n {
         // SAFETY: `got < n`: the rest of the caller's buffer.
         let p = unsafe { buf.cast::<u8>().add(got) }.cast::<c_void>();
-        let r = call(fd, false, false, n - got, || one(p, n - got, flags));
+        let r = call(fd, false, false, n - got, move || one(p, n - got, flags));
         if r <= 0 {
             return if got > 0 { got as isize } else { r };
         }
@@ -304,7 +331,9 @@ unsafe fn recv_all(
 #[no_mangle]
 pub unsafe extern "C" fn read(fd: c_int, buf: *mut c_void, n: size_t) -> ssize_t {
     // SAFETY: the caller's contract is libc's.
-    call(fd, false, false, n, || unsafe { real::read(fd, buf, n) })
+    call(fd, false, false, n, move || unsafe {
+        real::read(fd, buf, n)
+    })
 }
 
 /// libc's `readv`.
@@ -316,7 +345,7 @@ pub unsafe extern "C" fn readv(fd: c_int, iov: *const iovec, cnt: c_int) -> ssiz
     // SAFETY: the caller's contract is libc's.
     let want = unsafe { iov_len(iov, cnt) };
     // SAFETY: as above.
-    call(fd, false, false, want, || unsafe {
+    call(fd, false, false, want, move || unsafe {
         real::readv(fd, iov, cnt)
     })
 }
@@ -328,7 +357,9 @@ pub unsafe extern "C" fn readv(fd: c_int, iov: *const iovec, cnt: c_int) -> ssiz
 #[no_mangle]
 pub unsafe extern "C" fn write(fd: c_int, buf: *const c_void, n: size_t) -> ssize_t {
     // SAFETY: the caller's contract is libc's.
-    call(fd, true, false, n, || unsafe { real::write(fd, buf, n) })
+    call(fd, true, false, n, move || unsafe {
+        real::write(fd, buf, n)
+    })
 }
 
 /// libc's `writev`.
@@ -340,7 +371,7 @@ pub unsafe extern "C" fn writev(fd: c_int, iov: *const iovec, cnt: c_int) -> ssi
     // SAFETY: the caller's contract is libc's.
     let want = unsafe { iov_len(iov, cnt) };
     // SAFETY: as above.
-    call(fd, true, false, want, || unsafe {
+    call(fd, true, false, want, move || unsafe {
         real::writev(fd, iov, cnt)
     })
 }
@@ -351,12 +382,12 @@ pub unsafe extern "C" fn writev(fd: c_int, iov: *const iovec, cnt: c_int) -> ssi
 /// libc's contract for `recv`.
 #[no_mangle]
 pub unsafe extern "C" fn recv(fd: c_int, buf: *mut c_void, n: size_t, flags: c_int) -> ssize_t {
-    if waits_for_all(fd, flags) {
+    if flags & libc::MSG_WAITALL != 0 && waits_for_all(fd, flags) {
         // SAFETY: the caller's contract is libc's.
         return unsafe { recv_all(fd, buf, n, flags, |p, k, f| real::recv(fd, p, k, f)) };
     }
     // SAFETY: the caller's contract is libc's.
-    call(fd, false, dontwait(flags), n, || unsafe {
+    call(fd, false, dontwait(flags), n, move || unsafe {
         real::recv(fd, buf, n, flags)
     })
 }
@@ -374,7 +405,7 @@ pub unsafe extern "C" fn recvfrom(
     addr: *mut sockaddr,
     len: *mut socklen_t,
 ) -> ssize_t {
-    if waits_for_all(fd, flags) {
+    if flags & libc::MSG_WAITALL != 0 && waits_for_all(fd, flags) {
         // SAFETY: the caller's contract is libc's.
         return unsafe {
             recv_all(fd, buf, n, flags, |p, k, f| {
@@ -383,7 +414,7 @@ pub unsafe extern "C" fn recvfrom(
         };
     }
     // SAFETY: the caller's contract is libc's.
-    call(fd, false, dontwait(flags), n, || unsafe {
+    call(fd, false, dontwait(flags), n, move || unsafe {
         real::recvfrom(fd, buf, n, flags, addr, len)
     })
 }
@@ -395,7 +426,7 @@ pub unsafe extern "C" fn recvfrom(
 #[no_mangle]
 pub unsafe extern "C" fn recvmsg(fd: c_int, msg: *mut msghdr, flags: c_int) -> ssize_t {
     // SAFETY: the caller's contract is libc's.
-    call(fd, false, dontwait(flags), 0, || unsafe {
+    call(fd, false, dontwait(flags), 0, move || unsafe {
         real::recvmsg(fd, msg, flags)
     })
 }
@@ -407,7 +438,7 @@ pub unsafe extern "C" fn recvmsg(fd: c_int, msg: *mut msghdr, flags: c_int) -> s
 #[no_mangle]
 pub unsafe extern "C" fn send(fd: c_int, buf: *const c_void, n: size_t, flags: c_int) -> ssize_t {
     // SAFETY: the caller's contract is libc's.
-    call(fd, true, dontwait(flags), n, || unsafe {
+    call(fd, true, dontwait(flags), n, move || unsafe {
         real::send(fd, buf, n, flags)
     })
 }
@@ -426,7 +457,7 @@ pub unsafe extern "C" fn sendto(
     len: socklen_t,
 ) -> ssize_t {
     // SAFETY: the caller's contract is libc's.
-    call(fd, true, dontwait(flags), n, || unsafe {
+    call(fd, true, dontwait(flags), n, move || unsafe {
         real::sendto(fd, buf, n, flags, addr, len)
     })
 }
@@ -438,7 +469,7 @@ pub unsafe extern "C" fn sendto(
 #[no_mangle]
 pub unsafe extern "C" fn sendmsg(fd: c_int, msg: *const msghdr, flags: c_int) -> ssize_t {
     // SAFETY: the caller's contract is libc's.
-    call(fd, true, dontwait(flags), 0, || unsafe {
+    call(fd, true, dontwait(flags), 0, move || unsafe {
         real::sendmsg(fd, msg, flags)
     })
 }
@@ -456,7 +487,7 @@ pub unsafe extern "C" fn sendfile(
     count: size_t,
 ) -> ssize_t {
     // SAFETY: the caller's contract is libc's.
-    call(out_fd, true, false, count, || unsafe {
+    call(out_fd, true, false, count, move || unsafe {
         real::sendfile(out_fd, in_fd, offset, count)
     })
 }
@@ -473,7 +504,7 @@ pub unsafe extern "C" fn accept(fd: c_int, addr: *mut sockaddr, len: *mut sockle
         false,
         false,
         0,
-        || unsafe { real::accept(fd, addr, len) } as isize,
+        move || unsafe { real::accept(fd, addr, len) } as isize,
     );
     accepted(fd, r, 0)
 }
@@ -495,7 +526,7 @@ pub unsafe extern "C" fn accept4(
         false,
         false,
         0,
-        || unsafe { real::accept4(fd, addr, len, flags) } as isize,
+        move || unsafe { real::accept4(fd, addr, len, flags) } as isize,
     );
     accepted(fd, r, flags)
 }
@@ -510,7 +541,7 @@ fn accepted(listener: c_int, r: isize, flags: c_int) -> c_int {
         } else {
             libc::SOCK_SEQPACKET
         };
-        crate::fd::made(r, fdmeta::for_socket(ty | (flags & libc::SOCK_NONBLOCK)));
+        fdmeta::made(r, fdmeta::for_socket(ty | (flags & libc::SOCK_NONBLOCK)));
     }
     r
 }

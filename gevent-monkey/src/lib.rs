@@ -90,8 +90,11 @@
 //!   the same thread locking it, deadlock the thread: the second blocks the OS thread
 //!   in the kernel, and the first can never be resumed to unlock. gevent patches its
 //!   locks; Rust cannot. Use `gevent_hub::sync::Lock` between greenlets, or hold no
-//!   lock across I/O. The blocking monitor (`gevent_hub::monitor`) names the greenlet
-//!   that holds the hub when it happens.
+//!   lock across I/O. The crate watches for it: std waits for a contended lock with a
+//!   futex, through libc's `syscall`, which is hooked too; a greenlet of a patched
+//!   thread that waits there is logged (a warning through `log`, naming the greenlet,
+//!   at most one a second per thread) and counted ([`lock_waits`]). The blocking
+//!   monitor (`gevent_hub::monitor`) names the greenlet that holds the hub as well.
 //! - **Two greenlets on one fd and direction** are allowed (as two threads would
 //!   be); the second waits on a watcher of its own.
 //! - **An fd closed behind libc's `close`** (a raw syscall) while a greenlet of this
@@ -110,6 +113,7 @@ mod errno;
 mod fd;
 mod fdmeta;
 mod io;
+mod lock;
 mod real;
 mod select;
 mod sleep;
@@ -183,6 +187,8 @@ fn patch(families: u8) -> Result<(), Error> {
         return Err(Error::NotInterposed);
     }
     gevent_hub::monkey_seam::ensure_hub().map_err(Error::Hub)?;
+    real::resolve_all();
+    lock::resolve();
     PATCHED.with(|p| p.set(p.get() | families));
     Ok(())
 }
@@ -232,6 +238,13 @@ pub fn patch_dns() -> Result<(), Error> {
 /// As [`patch_all`].
 pub fn patch_select() -> Result<(), Error> {
     patch(Patch::SELECT)
+}
+
+/// How many times a greenlet of a patched thread has blocked its OS thread in a futex
+/// wait (a std `Mutex`, `RwLock`, `Condvar`, `Once`, channel or `thread::park`) since
+/// the process started; each is also logged (see the crate docs' hazards).
+pub fn lock_waits() -> u64 {
+    lock::waits()
 }
 
 /// What the calling thread has patched, as gevent's `monkey.is_module_patched`.

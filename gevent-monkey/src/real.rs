@@ -41,8 +41,7 @@ macro_rules! real {
     (@def $name:ident ($($arg:ident: $t:ty),*) ($($ft:tt)*) -> $r:ty = $fail:expr) => {
         #[inline(always)]
         pub unsafe fn $name($($arg: $t),*) -> $r {
-            static SLOT: AtomicUsize = AtomicUsize::new(0);
-            match resolve(&SLOT, concat!(stringify!($name), "\0")) {
+            match resolve(&slots::$name, concat!(stringify!($name), "\0")) {
                 0 => {
                     crate::errno::set(libc::ENOSYS);
                     $fail
@@ -67,8 +66,7 @@ macro_rules! real_variadic {
     ($( fn $name:ident($($arg:ident: $t:ty),*; $va:ident: $vt:ty) -> $r:ty = $fail:expr; )*) => {$(
         #[inline(always)]
         pub unsafe fn $name($($arg: $t,)* $va: $vt) -> $r {
-            static SLOT: AtomicUsize = AtomicUsize::new(0);
-            match resolve(&SLOT, concat!(stringify!($name), "\0")) {
+            match resolve(&slots::$name, concat!(stringify!($name), "\0")) {
                 0 => {
                     crate::errno::set(libc::ENOSYS);
                     $fail
@@ -127,4 +125,33 @@ real! {
     fn pipe(fds: *mut c_int) -> c_int = -1;
     fn pipe2(fds: *mut c_int, flags: c_int) -> c_int = -1;
     fn fork() -> pid_t = -1;
+}
+
+/// The cache of each function's address, by the function's name.
+#[allow(non_upper_case_globals)]
+mod slots {
+    use std::sync::atomic::AtomicUsize;
+    macro_rules! slots {
+        ($($name:ident)*) => {
+            $(pub(super) static $name: AtomicUsize = AtomicUsize::new(0);)*
+            /// Every slot with its function's name.
+            pub(super) static ALL: &[(&AtomicUsize, &str)] =
+                &[$((&$name, concat!(stringify!($name), "\0"))),*];
+        };
+    }
+    slots! {
+        read readv write writev recv recvfrom recvmsg send sendto sendmsg sendfile accept
+        accept4 connect poll ppoll select nanosleep clock_nanosleep usleep sleep getaddrinfo
+        freeaddrinfo getnameinfo close dup dup2 dup3 fcntl ioctl setsockopt socket socketpair
+        pipe pipe2 fork
+    }
+}
+
+/// Looks every function up now (`patch_all` does), so that no `dlsym` runs later at an
+/// awkward time: in a fork's child, where a lock another thread held at the fork stays
+/// taken, or in a signal handler.
+pub(crate) fn resolve_all() {
+    for (slot, name) in slots::ALL {
+        resolve(slot, name);
+    }
 }

@@ -347,7 +347,7 @@ fn a_forked_child_keeps_a_working_hub() {
             });
             let f = flag.clone();
             spawn(move || f.set(true));
-            let ok = g.join().map(|ran| ran).unwrap_or(false);
+            let ok = g.join().unwrap_or(false);
             let (rd, wr) = pipe();
             let reader = spawn(move || take(&rd, 1).0);
             spawn(move || put(&wr, b"!"));

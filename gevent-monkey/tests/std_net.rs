@@ -22,8 +22,8 @@ use std::time::Duration;
 #[test]
 fn the_std_echo_server_serves_500_clients_on_one_thread() {
     const CLIENTS: usize = 500;
-    const MESSAGES: usize = 100;
-    patched(|| {
+    let messages = common::scaled(100);
+    patched(move || {
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
         let addr = listener.local_addr().unwrap();
         let me = std::thread::current().id();
@@ -63,7 +63,7 @@ fn the_std_echo_server_serves_500_clients_on_one_thread() {
                     go.wait().unwrap();
                     let mut sent = Vec::new();
                     let mut got = Vec::new();
-                    for m in 0..MESSAGES {
+                    for m in 0..messages {
                         let msg = format!("client {i} message {m}\n");
                         c.write_all(msg.as_bytes()).unwrap();
                         let mut back = vec![0u8; msg.len()];
@@ -81,7 +81,7 @@ fn the_std_echo_server_serves_500_clients_on_one_thread() {
             total += c.join().unwrap();
         }
         server.join().unwrap();
-        assert!(total > CLIENTS * MESSAGES * 10);
+        assert!(total > CLIENTS * messages * 10);
         let ht = handler_threads.borrow();
         assert_eq!(ht.len(), CLIENTS);
         assert!(ht.iter().all(|t| *t == me), "one OS thread served them all");

@@ -5,27 +5,10 @@
 //!
 //! Run: `cargo run --release -p gevent-bench --bin echo_hub -- [PORT] [--busy REPS]`
 
-use gevent_bench::{server_args, stress};
+use gevent_bench::{echo, server_args};
 use gevent_hub::net::TcpStream;
 use gevent_hub::server::{signal_handler, ServerOptions, StreamServer};
-use std::io::{Read, Write};
 use std::net::SocketAddr;
-
-fn handler(mut sock: TcpStream, busy: u32) {
-    let mut buf = [0u8; 4096];
-    loop {
-        let n = match sock.read(&mut buf) {
-            Ok(0) | Err(_) => return,
-            Ok(n) => n,
-        };
-        if busy > 0 {
-            stress(busy);
-        }
-        if sock.write_all(&buf[..n]).is_err() {
-            return;
-        }
-    }
-}
 
 fn main() -> std::io::Result<()> {
     let (port, busy) = server_args();
@@ -36,7 +19,7 @@ fn main() -> std::io::Result<()> {
     let server = StreamServer::with_options(
         SocketAddr::from(([0, 0, 0, 0], port)),
         opts,
-        move |sock: TcpStream, _addr: SocketAddr| handler(sock, busy),
+        move |sock: TcpStream, _addr: SocketAddr| echo(sock, busy),
     )?;
     eprintln!("echo_hub on {} (busy {busy})", server.server_addr());
     let s = server.clone();

@@ -17,6 +17,7 @@ use std::path::{Path, PathBuf};
 /// The servers, in table order, with the colour of their bars.
 const SERVERS: &[(&str, &str)] = &[
     ("gevent-rs", "#d62728"),
+    ("gevent-monkey", "#e377c2"),
     ("c-libev", "#1f77b4"),
     ("tokio", "#2ca02c"),
     ("rust-threads", "#9467bd"),
@@ -26,6 +27,23 @@ const SERVERS: &[(&str, &str)] = &[
 
 /// The throughput scenarios with goals against C and tokio.
 const GOAL_SCENARIOS: &[&str] = &["S1", "S2", "S4'"];
+
+/// The monkey-patched std server and the native one it is measured against.
+const MONKEY: &str = "gevent-monkey";
+const NATIVE: &str = "gevent-rs";
+
+/// The scenarios with targets for the monkey-patched server, and the targets: its
+/// throughput at least this × the native server's, its server CPU per message at
+/// most this × the native server's, at most this many system calls per message, and
+/// a hooked call on a thread that did not patch at most this many ns over the real one.
+const MONKEY_SCENARIOS: &[&str] = &["S1", "S2"];
+const MONKEY_MIN_THROUGHPUT: f64 = 0.9;
+const MONKEY_MAX_CPU: f64 = 1.1;
+const MONKEY_MAX_SYSCALLS: f64 = 2.1;
+const MONKEY_MAX_PASS_NS: f64 = 5.0;
+
+/// The pass-through micro-benchmark's operation (`micro_monkey`'s `NAME`).
+const MONKEY_MICRO: &str = "recv(fd, buf, 1, MSG_DONTWAIT) on an empty socketpair (EAGAIN)";
 
 struct Data {
     meta: Value,
@@ -175,40 +193,63 @@ fn at_most(value: f64, limit: f64) -> String {
     }
 }
 
-fn goals(d: &Data) -> Vec<Goal> {
-    let mut g = Vec::new();
-    let missing = |goal: String| Goal {
+/// A goal the run has no result for.
+fn missing(goal: String) -> Goal {
+    Goal {
         goal,
         measured: "no result (run failed or skipped)".to_owned(),
         verdict: "not measured".to_owned(),
-    };
+    }
+}
+
+/// "`a` ≤ `limit` × `b`", both shown in `unit` through `show`.
+fn ratio_at_most(
+    goal: String,
+    a: Option<f64>,
+    b: Option<f64>,
+    show: fn(f64) -> String,
+    unit: &str,
+    limit: f64,
+) -> Goal {
+    match (a, b) {
+        (Some(a), Some(b)) if b > 0.0 => Goal {
+            goal,
+            measured: format!(
+                "{} {unit} vs {} {unit} = {}×",
+                show(a),
+                show(b),
+                fmt::ratio(a / b)
+            ),
+            verdict: at_most(a / b, limit),
+        },
+        _ => missing(goal),
+    }
+}
+
+/// "`server`'s throughput in `sc` ≥ `want` × `peer`'s", from the run's medians.
+fn throughput_goal(d: &Data, sc: &str, server: &str, peer: &str, want: f64) -> Goal {
+    let goal = format!("{sc} throughput ≥ {want:.2}× {peer}");
+    match (d.rate(sc, server), d.rate(sc, peer)) {
+        (Some(a), Some(b)) if b > 0.0 => Goal {
+            goal,
+            measured: format!(
+                "{} / {} msg/s = {}×{}",
+                fmt::rate(a),
+                fmt::rate(b),
+                fmt::ratio(a / b),
+                sat_note(d, sc, &[server, peer])
+            ),
+            verdict: at_least(a / b, want),
+        },
+        _ => missing(goal),
+    }
+}
+
+fn goals(d: &Data) -> Vec<Goal> {
+    let mut g = Vec::new();
     for sc in GOAL_SCENARIOS {
         for (peer, want) in [("c-libev", 0.95), ("tokio", 1.0)] {
-            let goal = format!("{sc} throughput ≥ {want:.2}× {peer}");
-            match (d.rate(sc, "gevent-rs"), d.rate(sc, peer)) {
-                (Some(a), Some(b)) => {
-                    let sat: Vec<&str> = ["gevent-rs", peer]
-                        .into_iter()
-                        .filter(|s| d.echo(sc, s).is_some_and(saturated))
-                        .collect();
-                    let note = if sat.is_empty() {
-                        String::new()
-                    } else {
-                        format!(" (load generator ≥ 90% CPU with {})", sat.join(" and "))
-                    };
-                    g.push(Goal {
-                        goal,
-                        measured: format!(
-                            "{} / {} msg/s = {}×{note}",
-                            fmt::rate(a),
-                            fmt::rate(b),
-                            fmt::ratio(a / b)
-                        ),
-                        verdict: at_least(a / b, want),
-                    })
-                }
-                _ => g.push(missing(goal)),
-            }
+            g.push(throughput_goal(d, sc, "gevent-rs", peer, want));
         }
     }
     {
@@ -298,19 +339,14 @@ fn goals(d: &Data) -> Vec<Goal> {
         ("hub switch: sleep(0)", 8.0),
     ] {
         let goal = format!("{name} within {want:.0}× of a bare context round trip");
-        match (d.micro(name, "gevent-rs"), ctx) {
-            (Some(a), Some(b)) => g.push(Goal {
-                goal,
-                measured: format!(
-                    "{} ns vs {} ns = {}×",
-                    fmt::ns(a),
-                    fmt::ns(b),
-                    fmt::ratio(a / b)
-                ),
-                verdict: at_most(a / b, want),
-            }),
-            _ => g.push(missing(goal)),
-        }
+        g.push(ratio_at_most(
+            goal,
+            d.micro(name, "gevent-rs"),
+            ctx,
+            fmt::ns,
+            "ns",
+            want,
+        ));
     }
     {
         let goal = "spawn+join < 1 µs".to_owned();
@@ -349,6 +385,207 @@ fn goals(d: &Data) -> Vec<Goal> {
         }
     }
     g
+}
+
+/// " (load generator ≥ 90% CPU with a and b)" for the servers of `servers` whose
+/// shown run in `sc` saturated the load generator, or nothing.
+fn sat_note(d: &Data, sc: &str, servers: &[&str]) -> String {
+    let sat: Vec<&str> = servers
+        .iter()
+        .copied()
+        .filter(|s| d.echo(sc, s).is_some_and(saturated))
+        .collect();
+    if sat.is_empty() {
+        String::new()
+    } else {
+        format!(" (load generator ≥ 90% CPU with {})", sat.join(" and "))
+    }
+}
+
+/// The monkey-patched std server's targets, against the native server of the same run.
+fn monkey_goals(d: &Data) -> Vec<Goal> {
+    let mut g = Vec::new();
+    for sc in MONKEY_SCENARIOS {
+        g.push(throughput_goal(
+            d,
+            sc,
+            MONKEY,
+            NATIVE,
+            MONKEY_MIN_THROUGHPUT,
+        ));
+    }
+    for sc in MONKEY_SCENARIOS {
+        let goal = format!("{sc} server CPU per message ≤ {MONKEY_MAX_CPU:.2}× {NATIVE}'s");
+        let cpu = |s| {
+            d.echo(sc, s)
+                .filter(|e| int(e, "errors") == Some(0))
+                .and_then(|e| num(e, "server_cpu_us_per_msg"))
+        };
+        g.push(ratio_at_most(
+            goal,
+            cpu(MONKEY),
+            cpu(NATIVE),
+            fmt::us2,
+            "µs",
+            MONKEY_MAX_CPU,
+        ));
+    }
+    {
+        let goal = format!("system calls per message ≤ {MONKEY_MAX_SYSCALLS:.1}");
+        let per = |s| d.syscalls(s).and_then(|v| num(v, "per_msg"));
+        match per(MONKEY) {
+            Some(a) => g.push(Goal {
+                goal,
+                measured: match per(NATIVE) {
+                    Some(b) => format!("{} ({NATIVE}: {})", fmt::ratio(a), fmt::ratio(b)),
+                    None => fmt::ratio(a),
+                },
+                verdict: at_most(a, MONKEY_MAX_SYSCALLS),
+            }),
+            None => g.push(missing(goal)),
+        }
+    }
+    {
+        let goal = format!(
+            "hooked `recv` on a thread that did not patch ≤ {} ns over the real call",
+            fmt::ns(MONKEY_MAX_PASS_NS)
+        );
+        match (
+            d.micro(MONKEY_MICRO, "gevent-monkey"),
+            d.micro(MONKEY_MICRO, "libc"),
+        ) {
+            (Some(h), Some(r)) => {
+                let over = h - r;
+                g.push(Goal {
+                    goal,
+                    measured: format!(
+                        "{} ns vs {} ns: {} ns over",
+                        fmt::ns(h),
+                        fmt::ns(r),
+                        fmt::ns(over)
+                    ),
+                    verdict: if over <= MONKEY_MAX_PASS_NS {
+                        "met".to_owned()
+                    } else {
+                        format!("**missed** by {} ns", fmt::ns(over - MONKEY_MAX_PASS_NS))
+                    },
+                });
+            }
+            _ => g.push(missing(goal)),
+        }
+    }
+    g
+}
+
+/// Every scenario both the monkey-patched and the native server ran: their figures
+/// side by side, with the ratios (informational outside `MONKEY_SCENARIOS`).
+fn monkey_section(d: &Data, out: &mut String) {
+    let ran = |id: &str| d.echo(id, MONKEY).is_some() || d.echo(id, NATIVE).is_some();
+    if !d.scenarios().iter().any(|sc| ran(text(sc, "id"))) {
+        return;
+    }
+    let _ = writeln!(
+        out,
+        "## gevent-monkey: unmodified std code against the native server
+
+\
+         `{MONKEY}` is `bench/src/bin/echo_monkey_std.rs`: the thread-per-connection std \
+         server (`std::net::TcpListener`, `std::net::TcpStream`, `std::io::{{Read, Write}}`, \
+         the same 4096-byte read and `write_all` loop as the `echo_server` example), with \
+         `gevent_monkey::patch_all()` at the top of `main` and `gevent_hub::spawn` per \
+         connection instead of `std::thread::spawn`. `{NATIVE}` is the `echo_server` example \
+         on `gevent::hub::net` (`echo_hub` in S2-busy). Both are from the same run, shown \
+         as in the tables above (the median run by throughput); ratios are {MONKEY} ÷ \
+         {NATIVE}. Targets apply to {}; the other rows are for information.\n",
+        MONKEY_SCENARIOS.join(" and ")
+    );
+    out.push_str(
+        "| scenario | gevent-rs msg/s | gevent-monkey msg/s | × gevent-rs | gevent-rs CPU/msg (µs) | gevent-monkey CPU/msg (µs) | × gevent-rs | gevent-rs p50 RTT (µs) | gevent-monkey p50 RTT (µs) | peak RSS (MiB), gevent-rs / gevent-monkey |\n|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n",
+    );
+    for sc in d.scenarios() {
+        let id = text(sc, "id");
+        if sc.get("hold").and_then(Value::as_bool).unwrap_or(false) || !ran(id) {
+            continue;
+        }
+        let ok = |s| d.echo(id, s).filter(|e| int(e, "errors") == Some(0));
+        let (n, m) = (ok(NATIVE), ok(MONKEY));
+        let f = |e: Option<&Value>, k: &str| e.and_then(|e| num(e, k));
+        let ratio = |a: Option<f64>, b: Option<f64>| match (a, b) {
+            (Some(a), Some(b)) if b > 0.0 => fmt::ratio(a / b),
+            _ => "–".to_owned(),
+        };
+        let (rn, rm) = (f(n, "msgs_per_s"), f(m, "msgs_per_s"));
+        let (cn, cm) = (f(n, "server_cpu_us_per_msg"), f(m, "server_cpu_us_per_msg"));
+        let hwm = |e: Option<&Value>| cell(e.and_then(|e| int(e, "server_hwm_kib")), fmt::mib);
+        let _ = writeln!(
+            out,
+            "| {id} | {} | {} | {} | {} | {} | {} | {} | {} | {} / {} |",
+            cell(rn, fmt::rate),
+            cell(rm, fmt::rate),
+            ratio(rm, rn),
+            cell(cn, fmt::us2),
+            cell(cm, fmt::us2),
+            ratio(cm, cn),
+            cell(f(n, "p50_us"), fmt::us),
+            cell(f(m, "p50_us"), fmt::us),
+            hwm(n),
+            hwm(m),
+        );
+    }
+    // Each round of the suite runs the two servers back to back: the ratios of each
+    // round's pair, which a machine that slowed down between rounds affects less than
+    // the ratio of the medians (which may come from different rounds).
+    let mut paired = String::new();
+    for sc in d.scenarios() {
+        let id = text(sc, "id");
+        if sc.get("hold").and_then(Value::as_bool).unwrap_or(false) {
+            continue;
+        }
+        let (mut thr, mut cpu) = (Vec::new(), Vec::new());
+        for m in d.runs(id, MONKEY) {
+            let Some(n) = d
+                .runs(id, NATIVE)
+                .into_iter()
+                .find(|n| int(n, "run") == int(m, "run"))
+            else {
+                continue;
+            };
+            if int(m, "errors") != Some(0) || int(n, "errors") != Some(0) {
+                continue;
+            }
+            let ratio = |k: &str| match (num(m, k), num(n, k)) {
+                (Some(a), Some(b)) if b > 0.0 => Some(fmt::ratio(a / b)),
+                _ => None,
+            };
+            thr.extend(ratio("msgs_per_s"));
+            cpu.extend(ratio("server_cpu_us_per_msg"));
+        }
+        if thr.len() > 1 || cpu.len() > 1 {
+            let _ = writeln!(paired, "| {id} | {} | {} |", thr.join(", "), cpu.join(", "));
+        }
+    }
+    if !paired.is_empty() {
+        let _ = write!(
+            out,
+            "\nRound by round (each round of the suite runs {NATIVE} and then {MONKEY}, each on a \
+             fresh server), {MONKEY} ÷ {NATIVE}, for information:\n\n\
+             | scenario | msg/s, round by round | server CPU/msg, round by round |\n|---|---|---|\n{paired}"
+        );
+    }
+    let per = |s: &str| {
+        d.echo("S4-idle", s)
+            .filter(|e| int(e, "errors") == Some(0))
+            .and_then(|e| num(e, "rss_per_conn_kib"))
+    };
+    if let (Some(a), Some(b)) = (per(NATIVE), per(MONKEY)) {
+        let _ = writeln!(
+            out,
+            "\nS4-idle, RSS per connection at 10,000: {NATIVE} {} KiB, {MONKEY} {} KiB.",
+            fmt::kib2(a),
+            fmt::kib2(b)
+        );
+    }
+    out.push('\n');
 }
 
 fn cell<T>(v: Option<T>, f: impl Fn(T) -> String) -> String {
@@ -747,6 +984,7 @@ fn micro_sections(d: &Data, out: &mut String) {
         }
         out.push('\n');
     }
+    monkey_micro(d, out);
     let ctx = d.micro("context resume round trip", "context");
     for (group, title) in [
         (
@@ -798,6 +1036,67 @@ fn micro_sections(d: &Data, out: &mut String) {
         }
         out.push('\n');
     }
+}
+
+/// `micro_monkey`: the hooked `recv` against the real one.
+fn monkey_micro(d: &Data, out: &mut String) {
+    let real = d.micro(MONKEY_MICRO, "libc");
+    let hooked = d.micro(MONKEY_MICRO, "gevent-monkey");
+    let patched = d.micro(MONKEY_MICRO, "patched-thread-hooked");
+    let patched_real = d.micro(MONKEY_MICRO, "patched-thread-libc");
+    if real.is_none() && hooked.is_none() && patched.is_none() {
+        return;
+    }
+    let _ = writeln!(
+        out,
+        "### gevent-monkey's pass-through (`micro_monkey`)\n\n\
+         `{MONKEY_MICRO}`, ns per call. The binary links gevent-monkey, so its calls to \
+         `recv` reach the hook; the real call is libc's `recv` found with \
+         `dlsym(RTLD_NEXT, \"recv\")`, called through a function pointer. Target: the hook \
+         on a thread that did not patch costs at most {} ns more than the real call.\n",
+        fmt::ns(MONKEY_MAX_PASS_NS)
+    );
+    out.push_str("| call | ns | over the real call (ns) |\n|---|---:|---:|\n");
+    let over = |x: Option<f64>, real: Option<f64>| match (x, real) {
+        (Some(x), Some(r)) => fmt::ns(x - r),
+        _ => "–".to_owned(),
+    };
+    let _ = writeln!(
+        out,
+        "| real: libc's `recv`, through a pointer | {} | – |",
+        cell(real, fmt::ns)
+    );
+    let verdict = match (hooked, real) {
+        (Some(h), Some(r)) if h - r <= MONKEY_MAX_PASS_NS => " (target met)",
+        (Some(_), Some(_)) => " (target **missed**)",
+        _ => "",
+    };
+    let _ = writeln!(
+        out,
+        "| hooked, on a thread that did not patch | {} | {}{verdict} |",
+        cell(hooked, fmt::ns),
+        over(hooked, real)
+    );
+    if patched.is_some() || patched_real.is_some() {
+        let _ = writeln!(
+            out,
+            "| real, on a second thread (the baseline of the row below) | {} | – |",
+            cell(patched_real, fmt::ns)
+        );
+        let _ = writeln!(
+            out,
+            "| hooked, on a patched thread (`MSG_DONTWAIT` does not park; for information) | {} | {} |",
+            cell(patched, fmt::ns),
+            over(patched, patched_real)
+        );
+    }
+    out.push_str(
+        "\nThe first two rows are timed while the process has one thread; the last two on a \
+         second thread, after which libc's `recv` itself costs more (glibc's cancellation-point \
+         wrappers take their multi-threaded path for good once a thread has been created), so \
+         that thread has its own baseline. Rows are timed in short runs, interleaved, best run \
+         shown.\n\n",
+    );
 }
 
 fn document(d: &Data, svgs: &[(String, String)], svg_rel: &str) -> String {
@@ -863,6 +1162,24 @@ fn document(d: &Data, svgs: &[(String, String)], svg_rel: &str) -> String {
         let _ = writeln!(out, "| {} | {} | {} |", g.goal, g.measured, g.verdict);
     }
     out.push('\n');
+    if d.echo.iter().any(|e| text(e, "server") == MONKEY)
+        || d.syscalls(MONKEY).is_some()
+        || d.micro(MONKEY_MICRO, "gevent-monkey").is_some()
+    {
+        let _ = writeln!(
+            out,
+            "### gevent-monkey's targets\n\n\
+             `{MONKEY}` is unmodified std echo code made cooperative by \
+             `gevent_monkey::patch_all()` (see [its section](#gevent-monkey-unmodified-std-code-against-the-native-server)); \
+             it is measured against `{NATIVE}`, the native `gevent::hub::net` server, in the \
+             same run. Ratios are {MONKEY} ÷ {NATIVE}.\n"
+        );
+        out.push_str("| target | measured | verdict |\n|---|---|---|\n");
+        for g in monkey_goals(d) {
+            let _ = writeln!(out, "| {} | {} | {} |", g.goal, g.measured, g.verdict);
+        }
+        out.push('\n');
+    }
     // The runs the tables show (one per scenario and server).
     let mut sat: Vec<String> = Vec::new();
     for sc in d.scenarios() {
@@ -913,13 +1230,14 @@ fn document(d: &Data, svgs: &[(String, String)], svg_rel: &str) -> String {
     for sc in d.scenarios() {
         scenario_table(d, sc, &mut out);
     }
+    monkey_section(d, &mut out);
 
     out.push_str("## System calls per message\n\n");
     if d.syscalls.is_empty() {
         out.push_str("Not measured in this run.\n\n");
     } else {
         out.push_str("`strace -c -f -p PID` on the server over a short run (100 clients × 500 messages, plus one warm-up message each; accepts and closes included). strace slows the server down, so more readiness is reported per `epoll_wait` than at full speed: the read/write counts are exact, the `epoll_wait` count is a lower bound.\n\n| server | calls per message | calls (total) | messages | per message, by call |\n|---|---:|---:|---:|---|\n");
-        for s in ["gevent-rs", "c-libev"] {
+        for s in ["gevent-rs", "gevent-monkey", "c-libev"] {
             let Some(v) = d.syscalls(s) else { continue };
             let msgs = num(v, "messages").unwrap_or(1.0);
             let by: Vec<String> = v
@@ -964,7 +1282,8 @@ fn document(d: &Data, svgs: &[(String, String)], svg_rel: &str) -> String {
         "- One command: `bench/run` builds everything in release, installs Python gevent (from PyPI, with pip) into a private venv under `target/`, raises the open-file limit, and runs `suite`, then `report`.\n\
          - The load generator (`bench/src/bin/loadgen.rs`) is one thread on epoll (mio). It connects every client (at most 256 connects in flight), has every client exchange one untimed warm-up message (so every connection is accepted and its handler running), then times the exchange of all messages. Any mismatch, early EOF or socket error makes it exit non-zero and the run is reported as failed.\n\
          - S2-busy follows the slides' own source: `echo_simple.py` calls `stress()` (100 × `rec(100)`) in the *server*, before `sendall`. The Python servers run that function; the native servers all run the same recursion compiled once, in Rust (`gevent_bench::stress`, which the C server calls too), which is much cheaper (see the busy-loop row above). gevent-rs runs the `echo_server` example everywhere except S2-busy, where it runs `echo_hub`, the same handler with the busy loop.\n\
-         - Every timed scenario runs the four native servers several times (`--repeat`, 3 by default), interleaved, each time with a fresh server: the tables show the median run by throughput, with the spread; the Python servers run once.\n\
+         - gevent-monkey runs `bench/src/bin/echo_monkey_std.rs`: `echo_threads`' std code (its `--busy` too) under `gevent_monkey::patch_all()`, with `gevent_hub::spawn` for `std::thread::spawn`. It is one of the native servers, run right after gevent-rs in every round; `micro_monkey` times the hooks' pass-through (`recv` with `MSG_DONTWAIT` on an empty socketpair, `EAGAIN`) on a thread that did not patch, against libc's `recv` found with `dlsym(RTLD_NEXT, ..)`, the rows interleaved.\n\
+         - Every timed scenario runs the native servers (all but the Python ones) several times (`--repeat`, 3 by default), interleaved, each time with a fresh server: the tables show the median run by throughput, with the spread; the Python servers run once.\n\
          - S4-idle: RSS per connection = (server RSS with all 10,000 connections open, after one message each − RSS before the first connect) ÷ 10,000. Kernel socket buffers are not in RSS.\n\
          - Thread servers use their platform's default thread stacks (2 MiB Rust, 8 MiB Python via `ulimit -s`): their VSZ is mostly reserved, untouched stack.\n",
     );

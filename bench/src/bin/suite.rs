@@ -2,15 +2,17 @@
 //! them into `docs/benchmarks.md`. `bench/run` builds everything and calls this.
 //!
 //! Run: `suite --out DIR --python PY [--scale F] [--servers a,b] [--scenarios S1,S3]
-//!       [--repeat N] [--python-busy-scale F] [--no-micro] [--no-echo] [--no-strace]`
+//!       [--repeat N] [--python-busy-scale F] [--micros a,b] [--no-micro] [--no-echo]
+//!       [--no-strace]`
 //!
 //! - Every echo server runs pinned to core 1 (`taskset -c 1`), the load generator to
 //!   core 0; each (server, scenario) gets a fresh server process on its own port, so
 //!   its peak memory (`VmHWM`, `VmPeak`) belongs to that scenario alone.
-//! - The micro-benchmarks (`micro_core`, `micro_hub`, `py/micro.py`) run pinned to
-//!   core 1 too.
-//! - System calls per message: the gevent-rs example and the C server run a short
-//!   load under `strace -c -f -p PID`.
+//! - The micro-benchmarks (`micro_core`, `micro_hub`, `micro_monkey`, `py/micro.py`)
+//!   run pinned to core 1 too; `--micros` picks some of them (by those names).
+//! - System calls per message: the gevent-rs example, the monkey-patched std server
+//!   and the C server run a short load under `strace -c -f -p PID` (those of them
+//!   that `--servers` names).
 //! - `--scale F` multiplies the message counts of every scenario and the micro
 //!   iterations (1.0, the default, is the full suite; it is there for quick checks).
 //! - `--repeat N` (default 3): the native servers run each timed scenario N times,
@@ -38,6 +40,9 @@ const BENCH_DIR: &str = env!("CARGO_MANIFEST_DIR");
 /// Size of every echo message, in bytes.
 const MSG_SIZE: usize = 64;
 
+/// The micro-benchmarks, by the names `--micros` takes, in the order they run.
+const MICROS: &[&str] = &["micro_core", "micro_hub", "micro_monkey", "micro.py"];
+
 /// First port; each server run takes the next one.
 const BASE_PORT: u16 = 24000;
 
@@ -55,6 +60,13 @@ const SERVERS: &[Server] = &[
         name: "gevent-rs",
         python: false,
         what: "this project: the `echo_server` example (`echo_hub` with `--busy`)",
+    },
+    Server {
+        name: "gevent-monkey",
+        python: false,
+        what: "the thread-per-connection std server (`echo_threads`) under \
+               `gevent_monkey::patch_all()`, `gevent_hub::spawn` per connection \
+               (`echo_monkey_std`)",
     },
     Server {
         name: "c-libev",
@@ -209,6 +221,7 @@ impl Ctx {
                 port.to_string(),
             ],
             ("gevent-rs", _) => vec![bin("echo_hub"), port.to_string()],
+            ("gevent-monkey", _) => vec![bin("echo_monkey_std"), port.to_string()],
             ("c-libev", _) => vec![bin("echo_libev"), port.to_string()],
             ("tokio", _) => vec![bin("echo_tokio"), port.to_string()],
             ("rust-threads", _) => vec![bin("echo_threads"), port.to_string()],
@@ -579,6 +592,7 @@ struct Opts {
     servers: Vec<String>,
     scenarios: Vec<String>,
     micro: bool,
+    micros: Vec<String>,
     echo: bool,
     strace: bool,
     repeat: u32,
@@ -593,6 +607,7 @@ fn parse_opts() -> Result<Opts, String> {
         servers: SERVERS.iter().map(|s| s.name.to_owned()).collect(),
         scenarios: scenarios(1.0).iter().map(|s| s.id.to_owned()).collect(),
         micro: true,
+        micros: MICROS.iter().map(|m| (*m).to_owned()).collect(),
         echo: true,
         strace: true,
         repeat: 3,
@@ -616,6 +631,7 @@ fn parse_opts() -> Result<Opts, String> {
                         }
                     }
                     "--servers" => o.servers = v.split(',').map(str::to_owned).collect(),
+                    "--micros" => o.micros = v.split(',').map(str::to_owned).collect(),
                     "--repeat" => {
                         o.repeat = v.parse().map_err(|e| format!("--repeat {v:?}: {e}"))?;
                         o.repeat = o.repeat.max(1);
@@ -639,6 +655,14 @@ fn parse_opts() -> Result<Opts, String> {
             return Err(format!("unknown server {s}"));
         }
     }
+    for m in &o.micros {
+        if !MICROS.contains(&m.as_str()) {
+            return Err(format!(
+                "unknown micro-benchmark {m} (one of {})",
+                MICROS.join(", ")
+            ));
+        }
+    }
     for s in &o.scenarios {
         if !scenarios(1.0).iter().any(|k| k.id == s) {
             return Err(format!("unknown scenario {s}"));
@@ -654,8 +678,8 @@ fn main() {
             eprintln!("suite: {e}");
             eprintln!(
                 "usage: suite --out DIR --python PY [--scale F] [--servers a,b] \
-                 [--scenarios S1,S3] [--repeat N] [--python-busy-scale F] [--no-micro] \
-                 [--no-echo] [--no-strace]"
+                 [--scenarios S1,S3] [--repeat N] [--python-busy-scale F] [--micros a,b] \
+                 [--no-micro] [--no-echo] [--no-strace]"
             );
             std::process::exit(2);
         }
@@ -709,39 +733,40 @@ fn run(opts: Opts) -> io::Result<u32> {
     if opts.micro {
         let release = cx.release.clone();
         let bin = |n: &str| release.join(n).display().to_string();
-        cx.run_micro(
-            "micro_core (gevent-core vs C on the same libev)",
-            &[
-                bin("micro_core"),
-                scale.clone(),
-                "--json".into(),
-                results.clone(),
-            ],
-        )?;
-        cx.run_micro(
-            "micro_hub (gevent-rs hub and toolkit)",
-            &[
-                bin("micro_hub"),
-                scale.clone(),
-                "--json".into(),
-                results.clone(),
-            ],
-        )?;
         let py = Path::new(BENCH_DIR)
             .join("py")
             .join("micro.py")
             .display()
             .to_string();
-        cx.run_micro(
-            "micro.py (Python gevent)",
-            &[
-                opts.python.clone(),
-                py,
-                scale.clone(),
-                "--json".into(),
-                results.clone(),
-            ],
-        )?;
+        let runs: [(&str, &str, Vec<String>); 4] = [
+            (
+                "micro_core",
+                "micro_core (gevent-core vs C on the same libev)",
+                vec![bin("micro_core")],
+            ),
+            (
+                "micro_hub",
+                "micro_hub (gevent-rs hub and toolkit)",
+                vec![bin("micro_hub")],
+            ),
+            (
+                "micro_monkey",
+                "micro_monkey (gevent-monkey's hooked recv vs the real one)",
+                vec![bin("micro_monkey")],
+            ),
+            (
+                "micro.py",
+                "micro.py (Python gevent)",
+                vec![opts.python.clone(), py],
+            ),
+        ];
+        for (name, what, mut cmd) in runs {
+            if !opts.micros.iter().any(|m| m == name) {
+                continue;
+            }
+            cmd.extend([scale.clone(), "--json".into(), results.clone()]);
+            cx.run_micro(what, &cmd)?;
+        }
     }
 
     if opts.echo {
@@ -774,7 +799,10 @@ fn run(opts: Opts) -> io::Result<u32> {
     if opts.strace {
         cx.log("== system calls per message (strace -c -f, 100 clients x 500 messages)");
         let msgs = ((500.0 * opts.scale).round() as u32).max(10);
-        for s in ["gevent-rs", "c-libev"] {
+        for s in ["gevent-rs", "gevent-monkey", "c-libev"] {
+            if !opts.servers.iter().any(|n| n == s) {
+                continue;
+            }
             cx.run_strace(s, 100, msgs)?;
         }
     }

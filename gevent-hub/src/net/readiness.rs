@@ -541,7 +541,11 @@ pub(crate) fn adopt(fd: RawFd) -> Rc<FdState> {
 pub(crate) fn state_if_any(fd: RawFd) -> Option<Rc<FdState>> {
     let i = usize::try_from(fd).ok()?;
     REGISTRY
-        .try_with(|r| r.borrow().fds.get(i).and_then(Clone::clone))
+        .try_with(|r| {
+            r.try_borrow()
+                .ok()
+                .and_then(|r| r.fds.get(i).and_then(Clone::clone))
+        })
         .ok()
         .flatten()
 }
@@ -568,8 +572,14 @@ pub(crate) fn wait(
 /// no state for costs a `Vec` lookup.
 pub(crate) fn forget(fd: RawFd) {
     let Ok(i) = usize::try_from(fd) else { return };
+    // `try_borrow_mut`: libc's `close` hook calls this, and must not panic even if it
+    // were ever reached while the registry is borrowed.
     let taken = REGISTRY
-        .try_with(|r| r.borrow_mut().fds.get_mut(i).and_then(Option::take))
+        .try_with(|r| {
+            r.try_borrow_mut()
+                .ok()
+                .and_then(|mut r| r.fds.get_mut(i).and_then(Option::take))
+        })
         .ok()
         .flatten();
     if let Some(s) = taken {

@@ -46,3 +46,12 @@ pub fn tcp_pair() -> (std::net::TcpStream, std::net::TcpStream) {
     let (b, _) = l.accept().expect("accept");
     (a, b)
 }
+
+/// `n` scaled by `GEVENT_TEST_SCALE` (valgrind's run sets it below 1), at least 1.
+pub fn scaled(n: usize) -> usize {
+    let scale: f64 = std::env::var("GEVENT_TEST_SCALE")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(1.0);
+    ((n as f64 * scale) as usize).max(1)
+}
