@@ -306,7 +306,7 @@ pub fn echo(mut sock: impl std::io::Read + std::io::Write, busy: u32) {
 /// that run it: `echo_threads` (a thread per connection) and `echo_monkey_std` (the
 /// same std code, monkey-patched, a greenlet per connection). Only `spawn` differs:
 /// it is handed each accepted connection and the `--busy` count, and starts
-/// [`echo`](crate::echo) on it however the server runs its connections.
+/// [`echo`] on it however the server runs its connections.
 pub mod std_server {
     use super::server_args;
     use socket2::{Domain, Socket, Type};

@@ -207,3 +207,36 @@ pub(crate) fn timeval_duration(tv: &libc::timeval) -> Option<Duration> {
     }
     Some(Duration::from_secs(tv.tv_sec as u64) + Duration::from_micros(tv.tv_usec as u64))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn fds_0_to_2_never_park() {
+        for fd in 0..=2 {
+            // Whatever they are (a terminal, a pipe from the test harness, a file).
+            assert_eq!(classify(fd) & PARK, 0, "fd {fd}");
+        }
+    }
+
+    #[test]
+    fn a_socket_is_classified_once_and_a_close_forgets_it() {
+        let (a, _b) = std::os::unix::net::UnixStream::pair().unwrap();
+        let fd = std::os::fd::AsRawFd::as_raw_fd(&a);
+        let m = classify(fd);
+        assert_eq!(
+            m & (KNOWN | PARK | SOCKET | STREAM),
+            KNOWN | PARK | SOCKET | STREAM
+        );
+        assert_eq!(m & USER_NB, 0, "made blocking, as socketpair makes it");
+        drop(a);
+        assert_eq!(get(fd), 0, "close (through the hook) forgot the number");
+    }
+
+    #[test]
+    fn numbers_beyond_the_table_are_never_parked() {
+        assert_eq!(classify(TABLE as c_int), 0);
+        assert_eq!(classify(-1), 0);
+    }
+}

@@ -364,3 +364,68 @@ fn a_forked_child_keeps_a_working_hub() {
     assert!(libc::WIFEXITED(status), "status {status:#x}");
     assert_eq!(libc::WEXITSTATUS(status), 0, "the child's greenlets worked");
 }
+
+#[test]
+fn dup2_onto_a_parked_fd_ends_the_wait_with_ebadf() {
+    let r = patched(|| {
+        let (rd, _wr) = pipe();
+        let n = rd.as_raw_fd();
+        let reader = spawn(move || {
+            let r = take(&rd, 1).0;
+            let e = std::io::Error::last_os_error().raw_os_error();
+            // The number now names the other pipe: leave it to its new owner.
+            std::mem::forget(rd);
+            (r, e)
+        });
+        spawn(move || {
+            let (other, _w) = pipe();
+            // SAFETY: makes `n` name `other`'s pipe; the parked reader forgets `n`.
+            assert_eq!(unsafe { libc::dup2(other.as_raw_fd(), n) }, n);
+            // SAFETY: `n` is ours now.
+            drop(unsafe { OwnedFd::from_raw_fd(n) });
+        });
+        reader.join().unwrap()
+    });
+    assert_eq!(r, (-1, Some(libc::EBADF)));
+}
+
+#[test]
+fn getnameinfo_from_c_code_answers_on_the_pool() {
+    let (r, host, ran) = patched(|| {
+        let flag = Rc::new(Cell::new(false));
+        let f = flag.clone();
+        let g = spawn(move || {
+            let addr = libc::sockaddr_in {
+                sin_family: libc::AF_INET as libc::sa_family_t,
+                sin_port: 80u16.to_be(),
+                sin_addr: libc::in_addr {
+                    s_addr: u32::from_be_bytes([127, 0, 0, 1]).to_be(),
+                },
+                sin_zero: [0; 8],
+            };
+            let mut host = [0 as libc::c_char; 64];
+            // SAFETY: a sockaddr_in we own, of its size; a host buffer of its size; no
+            // service wanted.
+            let r = unsafe {
+                libc::getnameinfo(
+                    (&addr as *const libc::sockaddr_in).cast(),
+                    std::mem::size_of::<libc::sockaddr_in>() as libc::socklen_t,
+                    host.as_mut_ptr(),
+                    host.len() as libc::socklen_t,
+                    std::ptr::null_mut(),
+                    0,
+                    libc::NI_NUMERICHOST,
+                )
+            };
+            // SAFETY: getnameinfo wrote a NUL-terminated string on success.
+            let host = unsafe { std::ffi::CStr::from_ptr(host.as_ptr()) }
+                .to_string_lossy()
+                .into_owned();
+            (r, host, f.get())
+        });
+        let f = flag.clone();
+        spawn(move || f.set(true));
+        g.join().unwrap()
+    });
+    assert_eq!((r, host.as_str(), ran), (0, "127.0.0.1", true));
+}
