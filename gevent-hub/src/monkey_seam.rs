@@ -144,34 +144,41 @@ impl Fd {
         let _ = self.0.dir(dir(write)).set_timeout(t);
     }
 
-    /// Whether the monkey layer has set this state up (read the socket's timeouts).
+    /// The monkey layer's tag: the fd number's generation when it set this state up
+    /// (`None`: never).
     #[inline]
-    pub fn is_adopted(&self) -> bool {
-        self.0.is_adopted()
+    pub fn tag(&self) -> Option<u32> {
+        self.0.tag()
     }
 
-    /// Marks it set up.
-    pub fn set_adopted(&self) {
-        self.0.set_adopted();
+    /// Records the generation it was set up at.
+    pub fn set_tag(&self, generation: u32) {
+        self.0.set_tag(generation);
     }
 
-    /// Parks the running greenlet until the fd is ready in the direction, up to the
-    /// direction's timeout. A second greenlet waiting in the same direction (two
-    /// "threads" blocked in `accept` on one listener) waits on a watcher of its own.
+    /// Parks the running greenlet until the fd is ready in the direction, up to
+    /// `timeout`. A second greenlet waiting in the same direction (two "threads"
+    /// blocked in `accept` on one listener) waits on a watcher of its own.
     ///
     /// # Errors
     /// See [`Stop`].
     #[inline]
-    pub fn wait(&self, write: bool) -> Result<(), Stop> {
+    pub fn wait(&self, write: bool, timeout: Option<Duration>) -> Result<(), Stop> {
         let d = dir(write);
-        let timeout = self.0.dir(d).timeout();
         match self.0.wait_deferring(d, timeout) {
             Ok(()) => Ok(()),
-            Err(WaitError::Busy) => match wait_fds(&[(self.0.fd(), !write, write)], timeout) {
-                Ok(true) => Ok(()),
-                Ok(false) => Err(Stop::TimedOut),
-                Err(s) => Err(s),
-            },
+            Err(WaitError::Busy) => {
+                let r = wait_fds(&[(self.0.fd(), !write, write)], timeout);
+                // Closed through the core meanwhile: only the first waiter was told.
+                if self.0.is_retired() {
+                    return Err(Stop::Closed);
+                }
+                match r {
+                    Ok(true) => Ok(()),
+                    Ok(false) => Err(Stop::TimedOut),
+                    Err(s) => Err(s),
+                }
+            }
             Err(WaitError::TimedOut) => Err(Stop::TimedOut),
             Err(WaitError::Closed) => Err(Stop::Closed),
             Err(WaitError::Interrupted) => Err(interrupted()),
@@ -246,6 +253,10 @@ pub fn sleep(d: Duration) -> Result<(), Stop> {
 /// # Errors
 /// See [`Stop`]; [`Stop::CannotPark`] also if the pool could not run `f`.
 pub fn run_blocking<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> Result<T, Stop> {
+    // A greenlet being killed starts no more work.
+    if let Some(s) = pending() {
+        return Err(s);
+    }
     let w = Wait::new("a blocking call on the thread pool").map_err(hub_stop)?;
     let task = crate::threadpool::default_pool().spawn(f);
     while !task.is_ready() {
@@ -262,7 +273,7 @@ pub fn run_blocking<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -
 
 /// In a child process just forked from this thread: the hub's loop is told (libev
 /// makes a new backend at its next iteration), and the thread pool, whose workers did
-/// not come along, is let go of. Allocates nothing; for the child only.
+/// not come along, is let go of (kept reachable, never dropped). For the child only.
 pub fn after_fork_in_child() {
     hub_if_any(|h| h.get_loop().fork());
     crate::threadpool::forget_default_pool_after_fork();

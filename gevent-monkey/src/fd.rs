@@ -1,7 +1,8 @@
 //! The calls that make, copy, close and configure fds, hooked on every thread so the
 //! table of [`fdmeta`](crate::fdmeta) and the readiness core stay true:
-//! - `close`, `dup2`, `dup3` forget the number before it can name another file (its
-//!   waiters, greenlets of this thread parked on it, fail with `EBADF`);
+//! - `close` forgets the number before it can name another file, `dup2` and `dup3`
+//!   as soon as it does (its waiters, greenlets of this thread parked on it, fail
+//!   with `EBADF`; other threads see its generation change);
 //! - `socket`, `socketpair`, `pipe`, `pipe2`, `dup`, `fcntl(F_DUPFD*)` and the
 //!   accepts (in [`io`](crate::io)) record what the new number is;
 //! - `fcntl(F_GETFL/F_SETFL)` and `ioctl(FIONBIO)` keep the user's view of
@@ -9,17 +10,10 @@
 //! - `setsockopt(SO_RCVTIMEO/SO_SNDTIMEO)` keeps the waits' timeouts current;
 //! - `fork` tells the child's hub.
 
-use crate::fdmeta::{self, KNOWN, SET_NB, USER_NB};
+use crate::fdmeta::{self, HOOK_NB, KNOWN, SET_NB, USER_NB};
 use crate::{errno, real};
 use gevent_hub::monkey_seam as seam;
 use libc::{c_int, c_ulong, c_void, pid_t, socklen_t};
-
-/// The number is about to stop naming its file.
-#[inline]
-fn gone(fd: c_int) {
-    seam::forget(fd);
-    fdmeta::set(fd, 0);
-}
 
 /// libc's `close`.
 ///
@@ -27,7 +21,7 @@ fn gone(fd: c_int) {
 /// libc's contract for `close`.
 #[no_mangle]
 pub unsafe extern "C" fn close(fd: c_int) -> c_int {
-    gone(fd);
+    fdmeta::closed(fd);
     // SAFETY: the caller's contract is libc's.
     unsafe { real::close(fd) }
 }
@@ -52,12 +46,11 @@ pub unsafe extern "C" fn dup(fd: c_int) -> c_int {
 /// libc's contract for `dup2`.
 #[no_mangle]
 pub unsafe extern "C" fn dup2(old: c_int, new: c_int) -> c_int {
-    if old != new {
-        gone(new);
-    }
     // SAFETY: the caller's contract is libc's.
     let r = unsafe { real::dup2(old, new) };
     if r >= 0 && old != new {
+        // Forgotten only once it names `old`'s file: a failed dup2 changes nothing.
+        fdmeta::closed(r);
         fdmeta::set(r, fdmeta::get(old));
     }
     r
@@ -69,12 +62,10 @@ pub unsafe extern "C" fn dup2(old: c_int, new: c_int) -> c_int {
 /// libc's contract for `dup3`.
 #[no_mangle]
 pub unsafe extern "C" fn dup3(old: c_int, new: c_int, flags: c_int) -> c_int {
-    if old != new {
-        gone(new);
-    }
     // SAFETY: the caller's contract is libc's.
     let r = unsafe { real::dup3(old, new, flags) };
     if r >= 0 {
+        fdmeta::closed(r);
         fdmeta::set(r, fdmeta::get(old));
     }
     r
@@ -108,7 +99,7 @@ unsafe fn fcntl_impl(fd: c_int, cmd: c_int, arg: c_ulong) -> c_int {
             // SAFETY: F_GETFL reads the flags; no memory.
             let fl = unsafe { real::fcntl(fd, cmd, arg) };
             let m = fdmeta::get(fd);
-            if fl >= 0 && m & KNOWN != 0 && m & USER_NB == 0 {
+            if fl >= 0 && m & HOOK_NB != 0 && m & USER_NB == 0 {
                 // The hooks' O_NONBLOCK is not the user's.
                 return fl & !libc::O_NONBLOCK;
             }
@@ -117,8 +108,8 @@ unsafe fn fcntl_impl(fd: c_int, cmd: c_int, arg: c_ulong) -> c_int {
         libc::F_SETFL => {
             let user_nb = arg as c_int & libc::O_NONBLOCK != 0;
             let m = fdmeta::get(fd);
-            // Keep the hooks' O_NONBLOCK on a file they need it on.
-            let keep = m & SET_NB != 0 && !user_nb;
+            // Keep the hooks' O_NONBLOCK on a file they turned it on for.
+            let keep = m & HOOK_NB != 0 && !user_nb;
             let pass = if keep {
                 arg | libc::O_NONBLOCK as c_ulong
             } else {
@@ -127,10 +118,7 @@ unsafe fn fcntl_impl(fd: c_int, cmd: c_int, arg: c_ulong) -> c_int {
             // SAFETY: F_SETFL sets flags; no memory.
             let r = unsafe { real::fcntl(fd, cmd, pass) };
             if r == 0 && m & KNOWN != 0 {
-                fdmeta::update(fd, USER_NB, user_nb);
-                if user_nb {
-                    fdmeta::update(fd, SET_NB, true);
-                }
+                user_mode(fd, user_nb, keep);
             }
             r
         }
@@ -159,27 +147,39 @@ pub unsafe extern "C" fn ioctl(fd: c_int, req: c_ulong, arg: *mut c_void) -> c_i
         let on = unsafe { *arg.cast::<c_int>() } != 0;
         let m = fdmeta::get(fd);
         if m & KNOWN != 0 {
-            if !on && m & SET_NB != 0 {
+            if !on && m & HOOK_NB != 0 {
                 // The user wants it blocking: so it is, in their view; the file stays
                 // non-blocking for the hooks. Check the fd exists, as the call would.
                 // SAFETY: F_GETFD reads the descriptor flags; no memory.
                 if unsafe { real::fcntl(fd, libc::F_GETFD, 0) } < 0 {
                     return -1;
                 }
-                fdmeta::update(fd, USER_NB, false);
+                user_mode(fd, false, true);
                 return 0;
             }
             // SAFETY: the caller's contract is libc's.
             let r = unsafe { real::ioctl(fd, req, arg) };
             if r == 0 {
-                fdmeta::update(fd, USER_NB, on);
-                fdmeta::update(fd, SET_NB, on);
+                user_mode(fd, on, false);
             }
             return r;
         }
     }
     // SAFETY: the caller's contract is libc's.
     unsafe { real::ioctl(fd, req, arg) }
+}
+
+/// Records the user's blocking mode of a known fd after a successful `F_SETFL` or
+/// `FIONBIO`; `kept`: the hooks' `O_NONBLOCK` stayed on underneath.
+fn user_mode(fd: c_int, non_blocking: bool, kept: bool) {
+    fdmeta::update(fd, USER_NB, non_blocking);
+    if non_blocking {
+        // The flag is the user's now.
+        fdmeta::update(fd, SET_NB, true);
+        fdmeta::update(fd, HOOK_NB, false);
+    } else if !kept {
+        fdmeta::update(fd, SET_NB | HOOK_NB, false);
+    }
 }
 
 /// libc's `setsockopt`: a new `SO_RCVTIMEO`/`SO_SNDTIMEO` becomes the timeout of

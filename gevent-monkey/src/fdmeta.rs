@@ -16,7 +16,7 @@
 
 use crate::{errno, real};
 use libc::c_int;
-use std::sync::atomic::{AtomicU8, Ordering};
+use std::sync::atomic::{AtomicU32, AtomicU8, Ordering};
 use std::time::Duration;
 
 /// Classified since the number was last made or closed.
@@ -32,11 +32,34 @@ pub(crate) const SET_NB: u8 = 8;
 pub(crate) const STREAM: u8 = 16;
 /// A socket (has `SO_RCVTIMEO`/`SO_SNDTIMEO`).
 pub(crate) const SOCKET: u8 = 32;
+/// The hooks turned `O_NONBLOCK` on (the user had not): hidden from `F_GETFL`, kept
+/// through the user's `F_SETFL` and `FIONBIO`.
+pub(crate) const HOOK_NB: u8 = 64;
 
 /// Fd numbers the table covers.
 pub(crate) const TABLE: usize = 1 << 20;
 
 static META: [AtomicU8; TABLE] = [const { AtomicU8::new(0) }; TABLE];
+
+/// Bumped whenever a number is made anew or closed, on any thread: a thread's
+/// readiness state for the number, set up at another generation, is for a file the
+/// number no longer names (closed by another thread, reused).
+static GEN: [AtomicU32; TABLE] = [const { AtomicU32::new(0) }; TABLE];
+
+/// The generation of `fd`'s number (0 for a number the table does not cover).
+#[inline(always)]
+pub(crate) fn generation(fd: c_int) -> u32 {
+    usize::try_from(fd)
+        .ok()
+        .and_then(|i| GEN.get(i))
+        .map_or(0, |g| g.load(Ordering::Relaxed))
+}
+
+fn bump(fd: c_int) {
+    if let Some(g) = usize::try_from(fd).ok().and_then(|i| GEN.get(i)) {
+        g.fetch_add(1, Ordering::Relaxed);
+    }
+}
 
 #[inline(always)]
 fn slot(fd: c_int) -> Option<&'static AtomicU8> {
@@ -62,7 +85,18 @@ pub(crate) fn set(fd: c_int, v: u8) {
 #[inline]
 pub(crate) fn made(fd: c_int, meta: u8) {
     gevent_hub::monkey_seam::forget(fd);
+    bump(fd);
     set(fd, meta);
+}
+
+/// The number is about to stop naming its file (`close`), or has just been made to
+/// name another (`dup2`/`dup3` onto it): this thread's waiters on it wake with
+/// `EBADF`, and every thread's state for it is stale from here on.
+#[inline]
+pub(crate) fn closed(fd: c_int) {
+    gevent_hub::monkey_seam::forget(fd);
+    bump(fd);
+    set(fd, 0);
 }
 
 /// Sets or clears `bits` in the byte of `fd`.
@@ -142,12 +176,11 @@ fn classify_slow(fd: c_int) -> u8 {
                 libc::S_IFIFO => m |= PARK | STREAM,
                 _ => {}
             }
-            if m & PARK != 0 {
-                // SAFETY: F_GETFL takes no argument and only reads the flags.
-                let fl = unsafe { real::fcntl(fd, libc::F_GETFL, 0) };
-                if fl >= 0 && fl & libc::O_NONBLOCK != 0 {
-                    m |= USER_NB | SET_NB;
-                }
+            // The user's mode, for every fd (`F_GETFL` and `F_SETFL` keep it).
+            // SAFETY: F_GETFL takes no argument and only reads the flags.
+            let fl = unsafe { real::fcntl(fd, libc::F_GETFL, 0) };
+            if fl >= 0 && fl & libc::O_NONBLOCK != 0 {
+                m |= USER_NB | SET_NB;
             }
         } else {
             // Not open: nothing to remember.
@@ -172,13 +205,20 @@ pub(crate) fn ensure_nonblocking(fd: c_int, m: u8) -> bool {
     // SAFETY: F_GETFL/F_SETFL read and set the file's status flags; no memory.
     let ok = unsafe {
         let fl = real::fcntl(fd, libc::F_GETFL, 0);
-        fl >= 0
-            && (fl & libc::O_NONBLOCK != 0
-                || real::fcntl(fd, libc::F_SETFL, (fl | libc::O_NONBLOCK) as libc::c_ulong) == 0)
+        if fl < 0 {
+            None
+        } else if fl & libc::O_NONBLOCK != 0 {
+            Some(SET_NB)
+        } else if real::fcntl(fd, libc::F_SETFL, (fl | libc::O_NONBLOCK) as libc::c_ulong) == 0 {
+            Some(SET_NB | HOOK_NB)
+        } else {
+            None
+        }
     };
-    if ok {
-        update(fd, SET_NB, true);
+    if let Some(bits) = ok {
+        update(fd, bits, true);
     }
+    let ok = ok.is_some();
     errno::set(saved);
     ok
 }

@@ -132,12 +132,11 @@ fn cooperative(
     if !fdmeta::ensure_nonblocking(fd, m) {
         return blocking(fd, write, false, attempt);
     }
-    let Some(st) = seam::fd(fd) else {
+    let Some(st) = state(fd, m) else {
         return blocking(fd, write, false, attempt);
     };
-    if !st.is_adopted() {
-        adopt(fd, m, &st);
-    }
+    // One deadline for the whole call, however many wake-ups it takes.
+    let mut deadline = None;
     loop {
         if st.is_ready(write) {
             let r = attempt();
@@ -152,10 +151,62 @@ fn cooperative(
             }
             st.set_ready(write, false);
         }
-        match st.wait(write) {
+        let left = match time_left(&st, write, &mut deadline) {
+            Ok(left) => left,
+            Err(s) => return fail(s),
+        };
+        match st.wait(write, left) {
             Ok(()) => st.set_ready(write, true),
             Err(Stop::CannotPark) => return blocking(fd, write, false, attempt),
             Err(s) => return fail(s),
+        }
+    }
+}
+
+/// This thread's readiness state for `fd`, set up for the file the number names now:
+/// state left from another file of the same number (closed by another thread, then
+/// reused) is dropped and made anew.
+#[inline(always)]
+fn state(fd: c_int, m: u8) -> Option<seam::Fd> {
+    let generation = fdmeta::generation(fd);
+    let st = seam::fd(fd)?;
+    match st.tag() {
+        Some(g) if g == generation => Some(st),
+        tag => {
+            let st = if tag.is_some() {
+                seam::forget(fd);
+                seam::fd(fd)?
+            } else {
+                st
+            };
+            adopt(fd, m, &st);
+            st.set_tag(generation);
+            Some(st)
+        }
+    }
+}
+
+/// What is left of the call's timeout in `write`'s direction: `Ok(None)` none,
+/// `Err(TimedOut)` none left. `deadline` is fixed at the first wait.
+#[inline(always)]
+fn time_left(
+    st: &seam::Fd,
+    write: bool,
+    deadline: &mut Option<Option<Instant>>,
+) -> Result<Option<Duration>, Stop> {
+    let d = *deadline.get_or_insert_with(|| {
+        st.timeout(write)
+            .and_then(|t| Instant::now().checked_add(t))
+    });
+    match d {
+        None => Ok(None),
+        Some(d) => {
+            let left = d.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                Err(Stop::TimedOut)
+            } else {
+                Ok(Some(left))
+            }
         }
     }
 }
@@ -170,7 +221,6 @@ fn adopt(fd: c_int, m: u8, st: &seam::Fd) {
         st.set_timeout(true, socket_timeout(fd, libc::SO_SNDTIMEO));
         errno::set(saved);
     }
-    st.set_adopted();
 }
 
 /// A socket's `SO_RCVTIMEO`/`SO_SNDTIMEO` (`None`: none, or not a socket).
@@ -288,13 +338,13 @@ fn dontwait(flags: c_int) -> bool {
     flags & libc::MSG_DONTWAIT != 0
 }
 
-/// `MSG_WAITALL` on a file the hooks made non-blocking returns what is there: the
-/// hooks wait for the rest themselves.
+/// `MSG_WAITALL` on a stream the hooks made non-blocking returns what is there: the
+/// hooks wait for the rest themselves. (A datagram is one read either way.)
 #[cold]
 fn waits_for_all(fd: c_int, flags: c_int) -> bool {
     flags & libc::MSG_WAITALL != 0
         && !dontwait(flags)
-        && fdmeta::get(fd) & (KNOWN | PARK | USER_NB) == KNOWN | PARK
+        && fdmeta::get(fd) & (KNOWN | PARK | USER_NB | STREAM) == KNOWN | PARK | STREAM
 }
 
 /// A `recv`/`recvfrom` with `MSG_WAITALL`, made of calls without it.
@@ -560,7 +610,11 @@ pub unsafe extern "C" fn connect(fd: c_int, addr: *const sockaddr, len: socklen_
         Err(Some(s)) => fail(s) as c_int,
         Err(None) => {
             let r = attempt();
-            if r == 0 || errno::get() != libc::EINPROGRESS || !fdmeta::hides_eagain(fd) {
+            let e = errno::get();
+            if r == 0
+                || (e != libc::EINPROGRESS && e != libc::EALREADY)
+                || !fdmeta::hides_eagain(fd)
+            {
                 return r;
             }
             let deadline =
@@ -580,25 +634,42 @@ fn connect_cooperative(fd: c_int, m: u8, attempt: impl Fn() -> c_int) -> c_int {
     if !fdmeta::ensure_nonblocking(fd, m) {
         return attempt();
     }
-    let Some(st) = seam::fd(fd) else {
+    let Some(st) = state(fd, m) else {
         return attempt();
     };
-    if !st.is_adopted() {
-        adopt(fd, m, &st);
-    }
+    let mut deadline = None;
+    let mut backoff = Duration::from_millis(1);
     loop {
         let r = attempt();
         if r == 0 {
             return 0;
         }
         let e = errno::get();
-        // A Unix socket whose listener's backlog is full says EAGAIN: wait, then retry.
-        let retry = errno::would_block(e);
-        if e != libc::EINPROGRESS && !retry {
+        let left = time_left(&st, true, &mut deadline);
+        if errno::would_block(e) {
+            // A Unix socket whose listener's backlog is full. It is writable all the
+            // while, so nothing would wake a wait: retry after a growing pause, up to
+            // SO_SNDTIMEO, then say EAGAIN as the blocking call does.
+            let pause = match left {
+                Err(_) => {
+                    errno::set(libc::EAGAIN);
+                    return -1;
+                }
+                Ok(left) => left.map_or(backoff, |l| l.min(backoff)),
+            };
+            match seam::sleep(pause) {
+                Ok(()) => {}
+                Err(s) => return fail(s) as c_int,
+            }
+            backoff = (backoff * 2).min(Duration::from_millis(64));
+            continue;
+        }
+        // EALREADY: an earlier attempt (timed out, interrupted) is still going on.
+        if e != libc::EINPROGRESS && e != libc::EALREADY {
             return r;
         }
-        match st.wait(true) {
-            Ok(()) if retry => continue,
+        let waited = left.and_then(|left| st.wait(true, left));
+        match waited {
             Ok(()) => return connect_result(fd),
             Err(Stop::TimedOut) => {
                 errno::set(libc::EINPROGRESS);

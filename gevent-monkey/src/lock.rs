@@ -61,15 +61,19 @@ fn note() {
             due
         })
         .unwrap_or(false);
+    // The program's logger runs here, inside an `extern "C"` function: a panic in it
+    // must not unwind out of the hook.
     if due {
-        log::warn!(
-            "greenlet '{}' blocks its OS thread in a futex wait (a std Mutex, RwLock, \
+        let _ = std::panic::catch_unwind(|| {
+            log::warn!(
+                "greenlet '{}' blocks its OS thread in a futex wait (a std Mutex, RwLock, \
              Condvar, Once, channel or thread::park): every greenlet of the thread waits \
              with it, and if another greenlet of this thread holds the lock across a \
              patched call, the thread is deadlocked. Between greenlets use \
              gevent_hub::sync (Lock, Semaphore, Queue), and hold no std lock across I/O.",
-            gevent_hub::current_name()
-        );
+                gevent_hub::current_name()
+            )
+        });
     }
     let _ = IN_NOTE.try_with(|n| n.set(false));
 }

@@ -28,6 +28,36 @@ fn left(deadline: Option<Instant>) -> Option<Duration> {
     deadline.map(|d| d.saturating_duration_since(Instant::now()))
 }
 
+/// Wake-ups that found nothing ready. A watcher can fire for what the call does not
+/// report (ordinary data for a `POLLPRI`-only request, data for an fd asked only for
+/// errors), and would again at once: after the first such wake-up the call polls
+/// after growing pauses (1 ms to 64 ms) instead of waiting on the watchers, so it
+/// never spins.
+#[derive(Default)]
+struct Idle {
+    empty_wakes: u32,
+    last_was_wake: bool,
+}
+
+impl Idle {
+    /// Notes a wake-up (the next poll tells whether it found anything).
+    fn woke(&mut self) {
+        if self.last_was_wake {
+            self.empty_wakes += 1;
+        }
+        self.last_was_wake = true;
+    }
+
+    /// The pause to take before polling again, if the wake-ups have been empty.
+    fn pause(&self, left: Option<Duration>) -> Option<Duration> {
+        if self.empty_wakes == 0 {
+            return None;
+        }
+        let p = Duration::from_millis(1 << self.empty_wakes.min(7).saturating_sub(1));
+        Some(left.map_or(p, |l| l.min(p)))
+    }
+}
+
 /// A poll over `fds` with a timeout (`None`: none), cooperatively.
 ///
 /// # Safety
@@ -50,6 +80,7 @@ unsafe fn poll_cooperative(fds: *mut pollfd, n: nfds_t, timeout: Option<Duration
             (p.fd, r || !w, w)
         })
         .collect();
+    let mut idle = Idle::default();
     loop {
         // SAFETY: the caller's contract.
         let r = unsafe { real::poll(fds, n, 0) };
@@ -62,11 +93,16 @@ unsafe fn poll_cooperative(fds: *mut pollfd, n: nfds_t, timeout: Option<Duration
         }
         let woke = if want.is_empty() {
             seam::sleep(t.unwrap_or(Duration::MAX)).map(|()| false)
+        } else if let Some(pause) = idle.pause(t) {
+            seam::sleep(pause).map(|()| true)
         } else {
             seam::wait_fds(&want, t)
         };
         match woke {
-            Ok(true) => continue,
+            Ok(true) => {
+                idle.woke();
+                continue;
+            }
             Ok(false) => {
                 // Timed out: one last look, as the real call would report a
                 // readiness that arrived with the deadline.
@@ -184,6 +220,7 @@ unsafe fn select_cooperative(
             want.push((fd, false, true));
         }
     }
+    let mut idle = Idle::default();
     let restore = |s: *mut fd_set, k: &Option<fd_set>| {
         if let (Some(p), Some(k)) = (
             // SAFETY: the caller's contract: each set is null or valid.
@@ -201,6 +238,14 @@ unsafe fn select_cooperative(
         // SAFETY: the caller's contract; the zero timeval is ours.
         let got = unsafe { real::select(n, r, w, e, &mut zero) };
         if got != 0 {
+            // As Linux, the time left is written back.
+            // SAFETY: `timeout` is null or valid (the caller's contract).
+            if let (Some(tv), Some(l)) = (unsafe { timeout.as_mut() }, left(deadline)) {
+                *tv = timeval {
+                    tv_sec: l.as_secs() as libc::time_t,
+                    tv_usec: l.subsec_micros() as libc::suseconds_t,
+                };
+            }
             return got;
         }
         let left = left(deadline);
@@ -208,6 +253,8 @@ unsafe fn select_cooperative(
             Ok(false)
         } else if want.is_empty() {
             seam::sleep(left.unwrap_or(Duration::MAX)).map(|()| false)
+        } else if let Some(pause) = idle.pause(left) {
+            seam::sleep(pause).map(|()| true)
         } else {
             seam::wait_fds(&want, left)
         };
@@ -216,7 +263,10 @@ unsafe fn select_cooperative(
         restore(w, &w0);
         restore(e, &e0);
         match woke {
-            Ok(true) => continue,
+            Ok(true) => {
+                idle.woke();
+                continue;
+            }
             Ok(false) => {
                 // SAFETY: `timeout` is null or valid (the caller's contract).
                 if let Some(tv) = unsafe { timeout.as_mut() } {

@@ -148,3 +148,72 @@ fn once_killed_every_patched_call_fails_at_once() {
     let want = format!("Err(Some({}))", libc::ECANCELED);
     assert_eq!(log, [want.clone(), want.clone(), want]);
 }
+
+#[test]
+fn a_thread_ending_while_a_greenlet_is_parked_in_a_std_read_ends_it_cleanly() {
+    use std::sync::atomic::{AtomicBool, AtomicI32, Ordering};
+    use std::sync::Arc;
+    // What the greenlet saw, from outside the thread (whose thread-locals go with it).
+    let dropped = Arc::new(AtomicBool::new(false));
+    let errno = Arc::new(AtomicI32::new(0));
+    struct Flag(Arc<AtomicBool>);
+    impl Drop for Flag {
+        fn drop(&mut self) {
+            self.0.store(true, Ordering::SeqCst);
+        }
+    }
+    let (d, e) = (dropped.clone(), errno.clone());
+    patched(move || {
+        let (a, b) = tcp_pair();
+        spawn(move || {
+            let _flag = Flag(d);
+            let _peer = b;
+            let r = (&a).read(&mut [0u8; 8]);
+            e.store(
+                r.err().and_then(|e| e.raw_os_error()).unwrap_or(-1),
+                Ordering::SeqCst,
+            );
+        });
+        // Let it park in the read, then end the thread with it still parked.
+        sleep(Duration::ZERO);
+    });
+    assert!(
+        dropped.load(Ordering::SeqCst),
+        "the greenlet was ended, its destructors ran"
+    );
+    assert_eq!(
+        errno.load(Ordering::SeqCst),
+        libc::ECANCELED,
+        "its read failed instead of blocking the exit"
+    );
+}
+
+#[test]
+fn a_killed_greenlet_retrying_its_failed_call_still_lets_the_others_run() {
+    let (ticks, outcome) = patched(|| {
+        let (a, _b) = tcp_pair();
+        let ticks = Rc::new(std::cell::Cell::new(0u32));
+        let t = ticks.clone();
+        let ticker = spawn(move || loop {
+            t.set(t.get() + 1);
+            sleep(Duration::ZERO);
+        });
+        let g = spawn(move || {
+            // Code that ignores errors and retries, as many accept loops do.
+            for _ in 0..100 {
+                let _ = (&a).read(&mut [0u8; 8]);
+            }
+        });
+        sleep(Duration::ZERO);
+        let before = ticks.get();
+        g.kill().unwrap();
+        let after = ticks.get();
+        ticker.kill().unwrap();
+        (after - before, g.outcome())
+    });
+    assert!(
+        ticks >= 50,
+        "the ticker ran while the killed greenlet retried: {ticks}"
+    );
+    assert_eq!(outcome, Some(Outcome::Killed));
+}

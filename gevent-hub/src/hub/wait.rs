@@ -398,11 +398,23 @@ impl Wait {
     pub(crate) fn park_or_defer(&self) -> Result<Option<bool>> {
         if self.rec.has_throw() {
             self.rec.throw_deferred.set(true);
+            // Still a yield: code that loops on the failing call (retrying on every
+            // error) must not freeze the other greenlets and the hub.
+            self.wake_queued();
+            // However the yield ends (the thread ending included), the call fails.
+            let _ = self.switch_deferring();
             return Ok(None);
         }
         if self.timer.as_ref().is_some_and(|t| !t.is_active()) {
             return Ok(Some(false));
         }
+        self.switch_deferring()
+    }
+
+    /// The switch of [`park_or_defer`](Wait::park_or_defer): a throw that arrives is
+    /// kept pending (the first one, if one already is).
+    #[inline(always)]
+    fn switch_deferring(&self) -> Result<Option<bool>> {
         let Some((hub_greenlet, exiting)) = hub_if_any(|h| (h.raw_greenlet(), h.is_exiting()))
         else {
             return Err(Error::ThreadExiting);
@@ -416,7 +428,9 @@ impl Wait {
         self.rec.parked.set(false);
         match r {
             Err(Ok(Msg::Throw(p))) => {
-                self.rec.defer_throw(p);
+                if !self.rec.has_throw() {
+                    self.rec.defer_throw(p);
+                }
                 Ok(None)
             }
             r => wake_result(r, self.what).map(Some),

@@ -221,8 +221,10 @@ pub(crate) struct FdState {
     /// The mode the fd's user sees (`set_nonblocking`): `true` means "return
     /// `WouldBlock` instead of waiting". The fd itself is non-blocking either way.
     nonblocking: Cell<bool>,
-    /// Set up by the monkey layer (its timeouts read from the socket's options).
-    adopted: Cell<bool>,
+    /// The monkey layer's tag: the number's generation when it set this state up
+    /// (its timeouts read from the socket's options); a different generation means
+    /// the number names another file now.
+    tag: Cell<Option<u32>>,
     dirs: [DirState; 2],
 }
 
@@ -241,7 +243,7 @@ impl FdState {
             fd,
             retired: Cell::new(false),
             nonblocking: Cell::new(false),
-            adopted: Cell::new(false),
+            tag: Cell::new(None),
             dirs: [DirState::new(), DirState::new()],
         }
     }
@@ -263,13 +265,18 @@ impl FdState {
         self.nonblocking.set(on);
     }
 
-    /// Whether the monkey layer has set this state up (see [`FdState::adopted`]).
-    pub(crate) fn is_adopted(&self) -> bool {
-        self.adopted.get()
+    /// The monkey layer's tag (see [`FdState::tag`]).
+    pub(crate) fn tag(&self) -> Option<u32> {
+        self.tag.get()
     }
 
-    pub(crate) fn set_adopted(&self) {
-        self.adopted.set(true);
+    pub(crate) fn set_tag(&self, tag: u32) {
+        self.tag.set(Some(tag));
+    }
+
+    /// Closed or forgotten through the core.
+    pub(crate) fn is_retired(&self) -> bool {
+        self.retired.get()
     }
 
     /// Waits until the fd is ready in `dir`, up to `timeout` (`None`: no limit; an
