@@ -167,7 +167,7 @@ fn cooperative(
 /// state left from another file of the same number (closed by another thread, then
 /// reused) is dropped and made anew.
 #[inline(always)]
-fn state(fd: c_int, m: u8) -> Option<seam::Fd> {
+pub(crate) fn state(fd: c_int, m: u8) -> Option<seam::Fd> {
     let generation = fdmeta::generation(fd);
     let st = seam::fd(fd)?;
     match st.tag() {

@@ -97,6 +97,8 @@
 //!   monitor (`gevent_hub::monitor`) names the greenlet that holds the hub as well.
 //! - **Two greenlets on one fd and direction** are allowed (as two threads would
 //!   be); the second waits on a watcher of its own.
+//! - **The hooks' `O_NONBLOCK` is on the file**: unhooked calls on it (`splice`, raw
+//!   syscalls) and a child process that inherits the socket see it non-blocking.
 //! - **An fd closed behind libc's `close`** (a raw syscall) while a greenlet of this
 //!   thread remembers it, then reused, may leave that remembered state stale.
 //!

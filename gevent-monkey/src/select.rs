@@ -70,6 +70,21 @@ unsafe fn poll_cooperative(fds: *mut pollfd, n: nfds_t, timeout: Option<Duration
         // SAFETY: the caller's contract.
         unsafe { std::slice::from_raw_parts(fds, n as usize) }
     };
+    // One fd, one direction (`connect_timeout`, a library polling before it reads):
+    // the fd's own watcher in the readiness core, reused from call to call.
+    if let [p] = list {
+        let write = match p.events {
+            libc::POLLIN => Some(false),
+            libc::POLLOUT => Some(true),
+            _ => None,
+        };
+        if let (true, Some(write)) = (p.fd >= 0, write) {
+            if let Some(st) = crate::io::state(p.fd, crate::fdmeta::classify(p.fd)) {
+                // SAFETY: the caller's contract.
+                return unsafe { poll_one(fds, &st, write, deadline) };
+            }
+        }
+    }
     let want: Vec<(c_int, bool, bool)> = list
         .iter()
         .filter(|p| p.fd >= 0)
@@ -115,6 +130,56 @@ unsafe fn poll_cooperative(fds: *mut pollfd, n: nfds_t, timeout: Option<Duration
                 });
                 // SAFETY: the caller's contract.
                 return unsafe { real::poll(fds, n, ms) };
+            }
+            Err(s) => return crate::io::fail(s) as c_int,
+        }
+    }
+}
+
+/// [`poll_cooperative`] of one fd in one direction, on its readiness state.
+///
+/// # Safety
+/// `fds` points to one pollfd, for `st`'s fd.
+unsafe fn poll_one(
+    fds: *mut pollfd,
+    st: &gevent_hub::monkey_seam::Fd,
+    write: bool,
+    deadline: Option<Instant>,
+) -> c_int {
+    let mut idle = Idle::default();
+    loop {
+        // SAFETY: the caller's contract.
+        let r = unsafe { real::poll(fds, 1, 0) };
+        if r != 0 {
+            if r > 0 {
+                // What the caller does next (its read or write) need not wait first.
+                st.set_ready(write, true);
+            }
+            return r;
+        }
+        let t = left(deadline);
+        if t.is_some_and(|t| t.is_zero()) {
+            return 0;
+        }
+        let woke = match idle.pause(t) {
+            Some(pause) => seam::sleep(pause).map(|()| true),
+            None => match st.wait(write, t) {
+                // Closed meanwhile: the poll below says POLLNVAL, as the real one.
+                Ok(()) | Err(Stop::Closed) => Ok(true),
+                Err(Stop::TimedOut) => Ok(false),
+                Err(s) => Err(s),
+            },
+        };
+        match woke {
+            Ok(true) => idle.woke(),
+            // SAFETY: the caller's contract.
+            Ok(false) => return unsafe { real::poll(fds, 1, 0) },
+            Err(Stop::CannotPark) => {
+                let ms = t.map_or(-1, |t| {
+                    c_int::try_from(t.as_micros().div_ceil(1000)).unwrap_or(c_int::MAX)
+                });
+                // SAFETY: the caller's contract.
+                return unsafe { real::poll(fds, 1, ms) };
             }
             Err(s) => return crate::io::fail(s) as c_int,
         }
