@@ -39,6 +39,9 @@ pub enum Error {
     ThreadSpawn(io::Error),
     /// A [`Timeout`](crate::Timeout) was started while it was pending.
     AlreadyPending,
+    /// A call that only the main greenlet may make (it waits for what the whole hub
+    /// does, as [`hub_wait`](crate::hub_wait)) was made from another greenlet.
+    NotMainGreenlet(&'static str),
 }
 
 impl fmt::Display for Error {
@@ -62,6 +65,10 @@ impl fmt::Display for Error {
             Error::AlreadyPending => {
                 f.write_str("the Timeout is already pending: cancel it before starting it again")
             }
+            Error::NotMainGreenlet(what) => write!(
+                f,
+                "{what} can only be called from the main greenlet (the thread's own stack)"
+            ),
             Error::ThreadExiting => f.write_str(
                 "this thread is ending: its hub was torn down and runs nothing any more"
             ),
@@ -102,7 +109,7 @@ impl From<Error> for io::Error {
             | Error::GreenletFailed(_)
             | Error::InvalidSwitch(_)
             | Error::ThreadExiting => io::ErrorKind::Other,
-            Error::AlreadyPending => io::ErrorKind::InvalidInput,
+            Error::AlreadyPending | Error::NotMainGreenlet(_) => io::ErrorKind::InvalidInput,
         };
         io::Error::new(kind, e)
     }

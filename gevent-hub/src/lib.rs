@@ -108,8 +108,9 @@ pub use greenlet::GreenletExit;
 pub use hub::monitor;
 pub use hub::{get_hub, try_get_hub, Hub, HubHandle, RemoteWaker, Wait, Waitable, Waker};
 pub use spawn::{
-    current_id, current_name, idle, iwait, joinall, killall, sleep, spawn, spawn_later, try_sleep,
-    wait, AnyGreenlet, Builder, Greenlet, GreenletInfo, Iwait, JoinError, LinkId, Outcome,
+    current_id, current_name, hub_wait, idle, iwait, joinall, killall, sleep, spawn, spawn_later,
+    try_sleep, wait, AnyGreenlet, Builder, Greenlet, GreenletInfo, GreenletLocal, Iwait, JoinError,
+    LinkId, Outcome,
 };
 pub use spawn::{with_timeout, with_timeout_value, Timeout, TimeoutExpired};
 pub use sync::{AsyncResult, Event};

@@ -336,3 +336,46 @@ fn a_stack_that_cannot_be_mapped_is_an_error_from_spawn_not_a_silent_hang() {
     // The hub is unharmed.
     assert_eq!(spawn(|| 1).join().unwrap(), 1);
 }
+
+#[test]
+fn a_greenlet_local_is_one_value_per_greenlet_dropped_when_its_function_returns() {
+    use gevent_hub::GreenletLocal;
+    use std::cell::Cell;
+    /// Notes its drop, naming its greenlet.
+    struct Tracked(String, Rc<RefCell<Vec<String>>>);
+    impl Drop for Tracked {
+        fn drop(&mut self) {
+            self.1.borrow_mut().push(format!("dropped {}", self.0));
+        }
+    }
+    let log: Rc<RefCell<Vec<String>>> = Rc::default();
+    let made = Rc::new(Cell::new(0u32));
+    let (l, m) = (log.clone(), made.clone());
+    let local = Rc::new(GreenletLocal::new(move || {
+        m.set(m.get() + 1);
+        RefCell::new(Tracked(String::new(), l.clone()))
+    }));
+    let gs: Vec<_> = (0..3)
+        .map(|i| {
+            let (local, log) = (local.clone(), log.clone());
+            spawn(move || {
+                assert!(!local.is_set());
+                local.with(|t| t.borrow_mut().0 = format!("g{i}"));
+                // The others run here and set theirs: this one's stays its own.
+                sleep(Duration::ZERO);
+                let mine = local.with(|t| t.borrow().0.clone());
+                log.borrow_mut().push(format!("g{i} sees {mine}"));
+            })
+        })
+        .collect();
+    for g in gs {
+        g.join().unwrap();
+    }
+    assert_eq!(made.get(), 3, "one value per greenlet, made on first use");
+    let log = log.borrow().clone();
+    for i in 0..3 {
+        let saw = log.iter().position(|e| *e == format!("g{i} sees g{i}"));
+        let dropped = log.iter().position(|e| *e == format!("dropped g{i}"));
+        assert!(saw.is_some() && dropped > saw, "{log:?}");
+    }
+}

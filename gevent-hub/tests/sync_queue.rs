@@ -354,3 +354,39 @@ fn a_queue_is_waitable_for_an_item() {
         putter.join().unwrap();
     });
 }
+
+#[test]
+fn peek_waits_for_an_item_and_leaves_it_in_the_queue() {
+    with_watchdog(|| {
+        let q: Queue<u32> = Queue::new();
+        let log = Log::new();
+        let (q2, l2) = (q.clone(), log.clone());
+        let peeker = spawn(move || {
+            let x = q2.peek();
+            l2.push(format!("peeked {x:?}"));
+            x.ok()
+        });
+        let (q2, l2) = (q.clone(), log.clone());
+        spawn(move || {
+            l2.push("put 7");
+            q2.put(7).unwrap();
+        });
+        assert_eq!(peeker.join().unwrap(), Some(7));
+        assert_eq!(log.entries(), ["put 7", "peeked Ok(7)"]);
+        assert_eq!(q.len(), 1, "the peeked item is still there");
+        assert_eq!(q.get().unwrap(), 7);
+        // Nothing left: a timed peek says Empty; a shutdown ends a waiting peek.
+        assert!(matches!(
+            q.peek_timeout(Duration::from_millis(1)),
+            Err(QueueError::Empty)
+        ));
+        let q2 = q.clone();
+        let waiting = spawn(move || matches!(q2.peek(), Err(QueueError::Shutdown)));
+        settle();
+        q.shutdown(false);
+        assert!(
+            waiting.join().unwrap(),
+            "the waiting peek learns of the shutdown"
+        );
+    });
+}

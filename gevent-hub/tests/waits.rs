@@ -396,3 +396,43 @@ fn joinall_killall_and_wait_take_a_plain_list_of_greenlets() {
     assert!(sleepers[0].ready() && sleepers[1].ready() && !sleepers[2].ready());
     assert!(killall([&sleepers[2]], true, None).unwrap());
 }
+
+#[test]
+fn hub_wait_returns_once_every_greenlet_and_timer_is_done() {
+    use gevent_hub::hub_wait;
+    // A watchdog of its own: with_timeout's timer would keep the loop alive, which is
+    // exactly what hub_wait waits out.
+    let (tx, rx) = std::sync::mpsc::channel();
+    let body = std::thread::spawn(move || {
+        let done = Rc::new(Cell::new(0u32));
+        // Greenlets that spawn more and sleep: hub_wait outlasts all of them.
+        for i in 0..3u64 {
+            let d = done.clone();
+            spawn(move || {
+                sleep(Duration::from_millis(i));
+                let d2 = d.clone();
+                spawn(move || {
+                    sleep(Duration::from_millis(1));
+                    d2.set(d2.get() + 1);
+                });
+                d.set(d.get() + 1);
+            });
+        }
+        let from_a_greenlet = spawn(|| matches!(hub_wait(), Err(Error::NotMainGreenlet(_))));
+        hub_wait().unwrap();
+        assert_eq!(done.get(), 6, "every greenlet ran to its end");
+        assert!(
+            from_a_greenlet.join().unwrap(),
+            "only the main greenlet may hub_wait"
+        );
+        let _ = tx.send(());
+    });
+    match rx.recv_timeout(WATCHDOG_LIMIT) {
+        Ok(()) | Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => {
+            if let Err(p) = body.join() {
+                std::panic::resume_unwind(p);
+            }
+        }
+        Err(std::sync::mpsc::RecvTimeoutError::Timeout) => panic!("hub_wait did not return"),
+    }
+}

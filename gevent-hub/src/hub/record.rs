@@ -4,7 +4,7 @@
 //! is in it.
 
 use crate::greenlet::{self, GreenletState, PanicPayload};
-use std::cell::Cell;
+use std::cell::{Cell, RefCell};
 use std::panic::Location;
 use std::rc::{Rc, Weak};
 
@@ -26,6 +26,8 @@ pub(crate) struct Record {
     pub(crate) throw_deferred: Cell<bool>,
     /// Where it was spawned, for diagnostics (`None` unless the hub spawned it).
     pub(crate) spawned_at: Cell<Option<&'static Location<'static>>>,
+    /// Its values of [`GreenletLocal`](crate::GreenletLocal)s, by the local's id.
+    pub(crate) locals: RefCell<Vec<(u64, Rc<dyn std::any::Any>)>>,
 }
 
 impl Record {
@@ -90,6 +92,7 @@ pub(crate) fn record_of(g: &Rc<GreenletState>) -> Rc<Record> {
             pending_throw: Cell::new(None),
             throw_deferred: Cell::new(false),
             spawned_at: Cell::new(None),
+            locals: RefCell::new(Vec::new()),
         });
         p = Rc::into_raw(rec);
         // SAFETY: the slot is empty (checked above) and only this module fills it: with

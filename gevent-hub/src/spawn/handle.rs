@@ -309,6 +309,9 @@ impl Builder {
                 },
                 Err(p) => Err(p),
             };
+            // Its greenlet-local values go with its function, before its joiners learn
+            // it ended (a value's drop may still block).
+            let _ = catch_unwind(super::local::drop_locals);
             let st = links.and_then(|(_, st)| st.upgrade());
             let outcome = match r {
                 Ok(v) => {

@@ -5,7 +5,7 @@
 use super::handle::{AnyGreenlet, Outcome};
 use super::sleep::current_id;
 use crate::error::{Error, Result};
-use crate::hub::{deadline_after, SinkOwner, Waitable};
+use crate::hub::{deadline_after, SinkOwner, Wait, Waitable};
 use std::fmt;
 use std::time::Duration;
 
@@ -261,6 +261,48 @@ impl Iterator for Iwait<'_> {
                     return Some(Err(e));
                 }
             }
+        }
+    }
+}
+
+/// Runs the hub until its loop has nothing left to do — no greenlet to run, no
+/// timer, no watcher that keeps it alive — then returns (gevent's `gevent.wait()`
+/// with no arguments: the end of a program whose work is all in greenlets).
+///
+/// # Examples
+/// ```
+/// use gevent_hub::{hub_wait, sleep, spawn};
+/// use std::cell::Cell;
+/// use std::rc::Rc;
+/// use std::time::Duration;
+///
+/// let done = Rc::new(Cell::new(0));
+/// for i in 1..=3 {
+///     let d = done.clone();
+///     spawn(move || {
+///         sleep(Duration::from_millis(i));
+///         d.set(d.get() + 1);
+///     });
+/// }
+/// hub_wait().unwrap();
+/// assert_eq!(done.get(), 3);
+/// ```
+///
+/// # Errors
+/// [`Error::NotMainGreenlet`] from a spawned greenlet (only the main greenlet is
+/// resumed when the loop runs out of work); as any wait otherwise.
+pub fn hub_wait() -> Result<()> {
+    const WHAT: &str = "hub_wait (the loop to run out of work)";
+    if !crate::greenlet::is_main(&crate::greenlet::current_rc()) {
+        return Err(Error::NotMainGreenlet("hub_wait"));
+    }
+    let w = Wait::new(WHAT)?;
+    loop {
+        match w.park() {
+            Err(Error::WouldBlockForever(_)) => return Ok(()),
+            // Nothing holds this wait's wakers: a stray wake-up.
+            Ok(_) => continue,
+            Err(e) => return Err(e),
         }
     }
 }

@@ -13,6 +13,7 @@
 pub(crate) mod group;
 pub(crate) mod handle;
 pub(crate) mod join;
+pub(crate) mod local;
 pub(crate) mod report;
 pub(crate) mod sleep;
 pub(crate) mod timeout;
@@ -21,6 +22,7 @@ pub use group::{Group, Imap};
 pub use handle::{
     spawn, spawn_later, AnyGreenlet, Builder, Greenlet, GreenletInfo, JoinError, LinkId, Outcome,
 };
-pub use join::{iwait, joinall, killall, wait, Iwait};
+pub use join::{hub_wait, iwait, joinall, killall, wait, Iwait};
+pub use local::GreenletLocal;
 pub use sleep::{current_id, current_name, idle, sleep, try_sleep};
 pub use timeout::{with_timeout, with_timeout_value, Timeout, TimeoutExpired};

@@ -449,6 +449,52 @@ impl<T, S: Storage<T>> GenericQueue<T, S> {
         self.inner.st.borrow().items.peek().cloned()
     }
 
+    /// A copy of the item that comes next, waiting while there is none (gevent's
+    /// `peek()`); the item stays in the queue. An item put while getters wait goes
+    /// to them, not past a peek: a peek sees what is stored.
+    ///
+    /// # Errors
+    /// [`QueueError::Shutdown`] once shut down and empty (also when it is shut down
+    /// while this waits), or [`QueueError::Wait`].
+    pub fn peek(&self) -> std::result::Result<T, QueueError>
+    where
+        T: Clone,
+    {
+        self.peek_inner(None)
+    }
+
+    /// [`peek`](GenericQueue::peek), waiting at most `timeout` (gevent's
+    /// `peek(timeout=...)`).
+    ///
+    /// # Errors
+    /// [`QueueError::Empty`] on timeout, or as [`peek`](GenericQueue::peek).
+    pub fn peek_timeout(&self, timeout: Duration) -> std::result::Result<T, QueueError>
+    where
+        T: Clone,
+    {
+        self.peek_inner(Some(timeout))
+    }
+
+    fn peek_inner(&self, timeout: Option<Duration>) -> std::result::Result<T, QueueError>
+    where
+        T: Clone,
+    {
+        let i = &self.inner;
+        let ready = || {
+            let st = i.st.borrow();
+            st.items.len() > 0 || st.shutdown
+        };
+        wait_until("an item in a Queue (peek)", timeout, ready, |w| {
+            i.readers.push(w)
+        })
+        .map_err(QueueError::Wait)?;
+        match self.peek_nowait() {
+            Some(x) => Ok(x),
+            None if self.is_shutdown() => Err(QueueError::Shutdown),
+            None => Err(QueueError::Empty),
+        }
+    }
+
     /// Puts `item` without waiting. Works in the hub (inside a watcher callback).
     ///
     /// # Errors
