@@ -6,7 +6,7 @@
 //! ```
 //! use gevent_hub::pool::Pool;
 //!
-//! let pool = Pool::new(3).unwrap();
+//! let pool = Pool::new(3);
 //! let squares: Vec<u32> = pool.map(|x: u32| x * x, 0..5).unwrap();
 //! assert_eq!(squares, [0, 1, 4, 9, 16]);
 //! ```
@@ -91,22 +91,18 @@ impl fmt::Debug for Pool {
 }
 
 impl Pool {
-    /// A pool running at most `size` greenlets at once.
-    ///
-    /// # Errors
-    /// [`SizeError`] if `size` is 0.
-    pub fn new(size: usize) -> std::result::Result<Pool, SizeError> {
-        if size == 0 {
-            return Err(SizeError::new("Pool"));
-        }
+    /// A pool running at most `size` greenlets at once. A pool of size 0 is always
+    /// full, as gevent's `Pool(0)`: its spawns wait (until their timeout, or until
+    /// the hub has nothing else to do: `WouldBlockForever`).
+    pub fn new(size: usize) -> Pool {
         let slots = Semaphore::new(size);
-        Ok(Pool {
+        Pool {
             group: Group {
                 inner: GroupInner::new(Some(Rc::new(slots.clone()))),
             },
             slots,
             size,
-        })
+        }
     }
 
     /// Its size.

@@ -238,15 +238,14 @@ impl StreamServer {
         opts: &ServerOptions,
         handler: impl Fn(TcpStream, SocketAddr) + 'static,
     ) -> io::Result<StreamServer> {
-        let pool = match opts.max_connections.map(Pool::new).transpose() {
-            Ok(p) => p,
-            Err(_) => {
-                return Err(io::Error::new(
-                    io::ErrorKind::InvalidInput,
-                    "max_connections must be at least 1",
-                ))
-            }
-        };
+        // A pool of 0 is always full: a server that could never serve anyone.
+        if opts.max_connections == Some(0) {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                "max_connections must be at least 1",
+            ));
+        }
+        let pool = opts.max_connections.map(Pool::new);
         let addr = listener.local_addr()?;
         Ok(StreamServer {
             inner: Rc::new(ServerInner {

@@ -301,7 +301,7 @@ fn a_panicking_link_does_not_stop_the_links_after_it() {
 #[test]
 fn a_pool_member_behind_a_panicking_link_frees_its_slot() {
     use gevent_hub::pool::Pool;
-    let pool = Pool::new(1).unwrap();
+    let pool = Pool::new(1);
     let g = Rc::new(spawn(|| ()));
     // This link runs before the pool's own, which frees the slot.
     g.link(|_| panic!("expected: a failing link"));

@@ -3,7 +3,7 @@
 
 mod util;
 
-use gevent_hub::pool::{Group, Pool, SizeError};
+use gevent_hub::pool::{Group, Pool};
 use gevent_hub::{sleep, spawn, Error, Event, JoinError, Outcome};
 use std::cell::Cell;
 use std::rc::Rc;
@@ -20,7 +20,7 @@ fn yield_times(n: usize) {
 #[test]
 fn imap_runs_at_most_size_calls_at_once_and_yields_in_input_order() {
     with_watchdog(|| {
-        let pool = Pool::new(10).unwrap();
+        let pool = Pool::new(10);
         let running = Rc::new(Cell::new(0usize));
         let most = Rc::new(Cell::new(0usize));
         let (r2, m2) = (running.clone(), most.clone());
@@ -50,7 +50,7 @@ fn imap_runs_at_most_size_calls_at_once_and_yields_in_input_order() {
 #[test]
 fn imap_unordered_yields_results_as_they_complete() {
     with_watchdog(|| {
-        let pool = Pool::new(3).unwrap();
+        let pool = Pool::new(3);
         // The call with the fewest switches finishes first.
         let out: Vec<usize> = pool
             .imap_unordered(
@@ -70,7 +70,7 @@ fn imap_unordered_yields_results_as_they_complete() {
 fn map_reports_a_call_that_panicked() {
     with_watchdog(|| {
         quiet_expected_panics();
-        let pool = Pool::new(2).unwrap();
+        let pool = Pool::new(2);
         let r = pool.map(
             |x: u32| {
                 assert!(x != 3, "expected: call {x} failed");
@@ -94,7 +94,7 @@ fn map_reports_a_call_that_panicked() {
 #[test]
 fn dropping_an_imap_early_kills_the_calls_it_started() {
     with_watchdog(|| {
-        let pool = Pool::new(4).unwrap();
+        let pool = Pool::new(4);
         let unwound = Counter::new();
         let u2 = unwound.clone();
         let gate = Event::new();
@@ -122,15 +122,24 @@ fn dropping_an_imap_early_kills_the_calls_it_started() {
 }
 
 #[test]
-fn a_pool_of_size_zero_is_refused() {
-    let e: SizeError = Pool::new(0).unwrap_err();
-    assert!(e.to_string().contains("at least 1"), "{e}");
+fn a_pool_of_size_zero_is_always_full() {
+    with_watchdog(|| {
+        let pool = Pool::new(0);
+        assert!(pool.full());
+        assert_eq!(pool.free_count(), 0);
+        assert!(!pool
+            .wait_available_timeout(Duration::from_millis(1))
+            .unwrap());
+        let r = pool.spawn_timeout(Duration::from_millis(1), || unreachable!("never runs"));
+        assert!(matches!(r, Err(Error::TimedOut)), "{r:?}");
+        assert_eq!(pool.len(), 0);
+    });
 }
 
 #[test]
 fn spawn_waits_for_a_free_slot() {
     with_watchdog(|| {
-        let pool = Pool::new(2).unwrap();
+        let pool = Pool::new(2);
         let gate = Event::new();
         let log = Log::new();
         for i in 0..2 {
@@ -185,7 +194,7 @@ fn join_reports_whether_every_member_finished() {
 #[test]
 fn kill_ends_every_member_and_runs_their_destructors() {
     with_watchdog(|| {
-        let pool = Pool::new(3).unwrap();
+        let pool = Pool::new(3);
         let unwound = Counter::new();
         let gate = Event::new();
         let members: Vec<_> = (0..3)
@@ -209,7 +218,7 @@ fn kill_ends_every_member_and_runs_their_destructors() {
 #[test]
 fn add_and_discard_manage_membership_of_existing_greenlets() {
     with_watchdog(|| {
-        let pool = Pool::new(1).unwrap();
+        let pool = Pool::new(1);
         let gate = Event::new();
         let g2 = gate.clone();
         let outsider = Rc::new(spawn(move || g2.wait().unwrap()));
@@ -237,7 +246,7 @@ fn add_and_discard_manage_membership_of_existing_greenlets() {
 #[test]
 fn wait_available_waits_for_a_free_slot_without_taking_it() {
     with_watchdog(|| {
-        let pool = Pool::new(1).unwrap();
+        let pool = Pool::new(1);
         let gate = Event::new();
         let g2 = gate.clone();
         pool.spawn(move || g2.wait().unwrap()).unwrap();
@@ -255,7 +264,7 @@ fn wait_available_waits_for_a_free_slot_without_taking_it() {
 #[test]
 fn a_member_killed_before_it_started_frees_its_slot() {
     with_watchdog(|| {
-        let pool = Pool::new(1).unwrap();
+        let pool = Pool::new(1);
         let ran = Counter::new();
         let r2 = ran.clone();
         let g = pool.spawn(move || r2.bump()).unwrap();
@@ -269,7 +278,7 @@ fn a_member_killed_before_it_started_frees_its_slot() {
 
 #[test]
 fn joining_a_pool_whose_member_waits_forever_is_diagnosed() {
-    let pool = Pool::new(1).unwrap();
+    let pool = Pool::new(1);
     let never = Event::new();
     let n2 = never.clone();
     pool.spawn(move || n2.wait().unwrap()).unwrap();
