@@ -112,6 +112,7 @@ pub use spawn::{
     try_sleep, wait, AnyGreenlet, Builder, Greenlet, GreenletInfo, GreenletLocal, Iwait, JoinError,
     LinkId, Outcome,
 };
+pub use spawn::{scope, Scope, ScopedGreenlet};
 pub use spawn::{with_timeout, with_timeout_value, Timeout, TimeoutExpired};
 pub use sync::{AsyncResult, Event};
 pub use sync::{

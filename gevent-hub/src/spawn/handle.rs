@@ -640,6 +640,18 @@ impl<T> Greenlet<T> {
         })
     }
 
+    /// Another handle to the same greenlet (crate-internal: a scope keeps one).
+    pub(crate) fn clone_handle(&self) -> Greenlet<T> {
+        Greenlet {
+            state: self.state.clone(),
+        }
+    }
+
+    /// The greenlet core's state of it.
+    pub(crate) fn core_raw(&self) -> Rc<GreenletState> {
+        self.core().raw.clone()
+    }
+
     /// Takes back the link `id` if it has not been queued to run yet (the greenlet has
     /// not finished); returns whether it did (gevent's `unlink`).
     pub fn unlink(&self, id: LinkId) -> bool {

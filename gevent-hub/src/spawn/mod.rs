@@ -15,6 +15,7 @@ pub(crate) mod handle;
 pub(crate) mod join;
 pub(crate) mod local;
 pub(crate) mod report;
+pub(crate) mod scope;
 pub(crate) mod sleep;
 pub(crate) mod timeout;
 
@@ -24,5 +25,6 @@ pub use handle::{
 };
 pub use join::{hub_wait, iwait, joinall, killall, wait, Iwait};
 pub use local::GreenletLocal;
+pub use scope::{scope, Scope, ScopedGreenlet};
 pub use sleep::{current_id, current_name, idle, sleep, try_sleep};
 pub use timeout::{with_timeout, with_timeout_value, Timeout, TimeoutExpired};
