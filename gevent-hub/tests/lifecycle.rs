@@ -379,3 +379,82 @@ fn a_greenlet_local_is_one_value_per_greenlet_dropped_when_its_function_returns(
         assert!(saw.is_some() && dropped > saw, "{log:?}");
     }
 }
+
+#[test]
+fn a_created_greenlet_runs_only_once_started_and_only_once() {
+    use gevent_hub::Builder;
+    use std::cell::Cell;
+    let runs = Rc::new(Cell::new(0));
+    let r = runs.clone();
+    let g = Builder::new().create(move || r.set(r.get() + 1)).unwrap();
+    settle();
+    assert_eq!(runs.get(), 0, "not started: it has not run");
+    assert!(!g.is_scheduled());
+    g.start();
+    g.start();
+    assert!(g.is_scheduled());
+    g.join().unwrap();
+    assert_eq!(runs.get(), 1, "started twice, run once");
+    // start_later: it runs after the others queued now.
+    let order = Rc::new(RefCell::new(Vec::new()));
+    let o = order.clone();
+    let late = Builder::new()
+        .create(move || o.borrow_mut().push("late"))
+        .unwrap();
+    late.start_later(Duration::from_millis(1)).unwrap();
+    let o = order.clone();
+    spawn(move || o.borrow_mut().push("now")).join().unwrap();
+    late.join().unwrap();
+    assert_eq!(*order.borrow(), ["now", "late"]);
+}
+
+#[test]
+fn throw_raises_a_payload_of_ones_own_at_the_blocking_point() {
+    let g = spawn(|| {
+        sleep(Duration::from_secs(60));
+        "woke (must not happen)"
+    });
+    sleep(Duration::ZERO);
+    g.throw(Box::new("a custom error")).unwrap();
+    assert!(matches!(g.outcome(), Some(Outcome::Panicked(ref m)) if m == "a custom error"));
+    match g.join() {
+        Err(JoinError::Panicked(p)) => {
+            assert_eq!(p.downcast_ref::<&str>(), Some(&"a custom error"))
+        }
+        other => panic!("{other:?}"),
+    }
+    // Caught by the greenlet: it goes on and returns.
+    let g = spawn(|| {
+        let r = std::panic::catch_unwind(|| sleep(Duration::from_secs(60)));
+        r.err().and_then(|p| p.downcast_ref::<u32>().copied())
+    });
+    sleep(Duration::ZERO);
+    g.throw_nowait(Box::new(7u32));
+    assert_eq!(g.join().unwrap(), Some(7));
+}
+
+#[test]
+fn throw_into_an_unstarted_greenlet_drops_its_body_unrun() {
+    use gevent_hub::Builder;
+    use std::cell::Cell;
+    struct Dropped(Rc<Cell<bool>>);
+    impl Drop for Dropped {
+        fn drop(&mut self) {
+            self.0.set(true);
+        }
+    }
+    let dropped = Rc::new(Cell::new(false));
+    let d = Dropped(dropped.clone());
+    let g = Builder::new()
+        .create(move || {
+            let _d = d;
+            unreachable!("never runs");
+        })
+        .unwrap();
+    g.throw_nowait(Box::new("refused"));
+    assert!(dropped.get(), "its body and what it captured are gone");
+    assert!(matches!(g.outcome(), Some(Outcome::Panicked(ref m)) if m == "refused"));
+    g.start();
+    settle();
+    assert!(matches!(g.join(), Err(JoinError::Panicked(_))));
+}

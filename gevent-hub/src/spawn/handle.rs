@@ -5,8 +5,7 @@ use crate::error::{Error, Result};
 use crate::greenlet::stack::DEFAULT_STACK_SIZE;
 use crate::greenlet::{self, GreenletExit, GreenletState, PanicPayload};
 use crate::hub::{
-    get_hub, hub_if_any, set_spawned_at, throw_into, wait_until, Member, WaitList, Waitable, Wake,
-    Waker,
+    hub_if_any, set_spawned_at, throw_into, wait_until, Member, WaitList, Waitable, Wake, Waker,
 };
 use std::cell::{Cell, RefCell};
 use std::fmt;
@@ -96,6 +95,8 @@ struct Core {
     /// `spawn_later`'s start timer (owned by the loop), so a kill can stop it rather
     /// than keep the loop alive for a greenlet that will never start.
     start_timer: RefCell<Option<gevent_core::WeakWatcher<gevent_core::kind::TimerKind>>>,
+    /// Its start is scheduled (spawned, or `start`ed after `Builder::create`).
+    scheduled: Cell<bool>,
     finished: Cell<bool>,
     outcome: RefCell<Option<Outcome>>,
     waiters: WaitList,
@@ -253,10 +254,22 @@ impl Builder {
     /// be created; [`Error::ThreadExiting`] while the thread ends.
     #[track_caller]
     pub fn spawn<T: 'static>(self, f: impl FnOnce() -> T + 'static) -> Result<Greenlet<T>> {
+        let g = self.create(f)?;
+        g.start();
+        Ok(g)
+    }
+
+    /// Makes the greenlet without starting it (gevent's `Greenlet(run)` before
+    /// `start()`): it runs once [`start`](Greenlet::start)ed or
+    /// [`start_later`](Greenlet::start_later)ed. Its stack is mapped now. Killed (or
+    /// its thread ending) before it starts, its body is dropped unrun.
+    ///
+    /// # Errors
+    /// As [`Builder::spawn`].
+    #[track_caller]
+    pub fn create<T: 'static>(self, f: impl FnOnce() -> T + 'static) -> Result<Greenlet<T>> {
         let g = self.build(f, Location::caller())?;
         g.reserve_stack()?;
-        let core = g.state.core.clone();
-        get_hub().get_loop().run_callback(move || start(&core));
         Ok(g)
     }
 
@@ -270,12 +283,8 @@ impl Builder {
         delay: Duration,
         f: impl FnOnce() -> T + 'static,
     ) -> Result<Greenlet<T>> {
-        let g = self.build(f, Location::caller())?;
-        g.reserve_stack()?;
-        let t = get_hub().timer_from_now(delay);
-        let core = g.state.core.clone();
-        t.start(move |_, _| start(&core))?;
-        *g.state.core.start_timer.borrow_mut() = Some(t.detach_weak());
+        let g = self.create(f)?;
+        g.start_later(delay)?;
         Ok(g)
     }
 
@@ -350,6 +359,7 @@ impl Builder {
         let core = Rc::new(Core {
             raw,
             start_timer: RefCell::new(None),
+            scheduled: Cell::new(false),
             finished: Cell::new(false),
             outcome: RefCell::new(None),
             waiters: WaitList::default(),
@@ -429,18 +439,12 @@ fn spawn_or_fail<T: 'static>(
         g.fail_to_start(e);
         return g;
     }
-    let core = g.state.core.clone();
     match delay {
-        None => {
-            get_hub().get_loop().run_callback(move || start(&core));
-        }
+        None => g.start(),
         Some(d) => {
-            let t = get_hub().timer_from_now(d);
-            if let Err(e) = t.start(move |_, _| start(&core)) {
-                g.fail_to_start(e.into());
-                return g;
+            if let Err(e) = g.start_later(d) {
+                g.fail_to_start(e);
             }
-            *g.state.core.start_timer.borrow_mut() = Some(t.detach_weak());
         }
     }
     g
@@ -571,6 +575,77 @@ impl<T> Greenlet<T> {
             }
             _ => Err(JoinError::Killed),
         }
+    }
+
+    /// Schedules its start at the hub's next turn (gevent's `start()`), if it was made
+    /// with [`Builder::create`] and is not scheduled, running or finished; otherwise
+    /// does nothing.
+    pub fn start(&self) {
+        let core = self.core();
+        if core.scheduled.replace(true) || core.finished.get() {
+            return;
+        }
+        let c = self.state.core.clone();
+        hub_if_any(|hub| hub.get_loop().run_callback(move || start(&c)));
+    }
+
+    /// Schedules its start after `delay` (gevent's `start_later()`), as
+    /// [`start`](Greenlet::start).
+    ///
+    /// # Errors
+    /// The hub's loop refused the timer (it is being destroyed).
+    pub fn start_later(&self, delay: Duration) -> Result<()> {
+        let core = self.core();
+        if core.scheduled.get() || core.finished.get() {
+            return Ok(());
+        }
+        let t = crate::hub::try_get_hub()?.timer_from_now(delay);
+        let c = self.state.core.clone();
+        t.start(move |_, _| start(&c))?;
+        *core.start_timer.borrow_mut() = Some(t.detach_weak());
+        core.scheduled.set(true);
+        Ok(())
+    }
+
+    /// True once its start is scheduled (it was spawned, or started), until it ends.
+    pub fn is_scheduled(&self) -> bool {
+        let c = self.core();
+        c.scheduled.get() && !c.finished.get()
+    }
+
+    /// Raises `payload` in it at its blocking point, as a kill raises
+    /// [`GreenletExit`] (gevent's `throw` and `kill(exception=...)`): it ends with
+    /// that panic ([`Outcome::Panicked`], `join` gives [`JoinError::Panicked`] with the
+    /// payload) unless it catches it; a `GreenletExit` payload is a plain kill. An
+    /// unstarted greenlet never runs and ends so at once. Returns without waiting.
+    pub fn throw_nowait(&self, payload: PanicPayload) {
+        let core = self.core();
+        if core.finished.get() {
+            return;
+        }
+        if payload.is::<GreenletExit>() {
+            return kill_core(core);
+        }
+        let raw = &core.raw;
+        if raw.is_started() {
+            return throw_into(raw, payload, false);
+        }
+        raw.kill_unstarted();
+        if let Some(t) = core.start_timer.take() {
+            t.stop();
+        }
+        let msg = super::report::describe_payload(&*payload);
+        *self.state.value.borrow_mut() = Some(Err(JoinError::Panicked(payload)));
+        core.finish(Outcome::Panicked(msg));
+    }
+
+    /// [`throw_nowait`](Greenlet::throw_nowait), then waits until it has finished.
+    ///
+    /// # Errors
+    /// As [`kill`](Greenlet::kill).
+    pub fn throw(&self, payload: PanicPayload) -> Result<()> {
+        self.throw_nowait(payload);
+        self.wait(None).map(|_| ())
     }
 
     /// Kills it without waiting: an unstarted greenlet never runs its body; a started
