@@ -74,7 +74,7 @@
 //! | layer | public face | what it is |
 //! |---|---|---|
 //! | the greenlet core | [`greenlet`], [`stack`] | raw coroutines: switching with values, parents, `throw`; stacks carved from shared mappings, the overflow report. Knows nothing of the hub. |
-//! | the hub | [`get_hub`], [`Hub`], [`HubHandle`], [`Wait`], [`Waker`], [`Waitable`], [`monitor`] | one per thread, the greenlet that runs the libev loop; its record of each greenlet; the wait vocabulary; other threads' handles; the blocking monitor. |
+//! | the hub | [`get_hub`], [`Hub`], [`HubHandle`], [`Wait`], [`Waker`], [`Waitable`], [`monitor`], [`run_info`] | one per thread, the greenlet that runs the libev loop; its record of each greenlet; the wait vocabulary; other threads' handles; the blocking monitor; what every greenlet is doing. |
 //! | spawning | [`spawn`], [`Builder`], [`Greenlet`], [`joinall`], [`killall`], [`wait`], [`iwait`], [`sleep`], [`idle`], [`Timeout`], [`with_timeout`], [`pool::Group`] | gevent's greenlet API on the hub. |
 //! | [`sync`] | [`Event`], [`AsyncResult`], [`Semaphore`], [`Lock`], [`Queue`], … | synchronisation between greenlets. |
 //! | [`pool`] | [`pool::Pool`] | a bounded group. |
@@ -106,6 +106,7 @@ pub use error::{Error, Result};
 pub use greenlet::stack;
 pub use greenlet::GreenletExit;
 pub use hub::monitor;
+pub use hub::runinfo::{run_info, GreenletRunInfo, RunInfo, RunState};
 pub use hub::{get_hub, try_get_hub, Hub, HubHandle, RemoteWaker, Wait, Waitable, Waker};
 pub use spawn::{
     current_id, current_name, hub_wait, idle, iwait, joinall, killall, sleep, spawn, spawn_later,

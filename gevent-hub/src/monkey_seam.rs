@@ -168,7 +168,10 @@ impl Fd {
         match self.0.wait_deferring(d, timeout) {
             Ok(()) => Ok(()),
             Err(WaitError::Busy) => {
-                let r = wait_fds(&[(self.0.fd(), !write, write)], timeout);
+                let st = self.0.clone();
+                let r = wait_fds_as(&[(self.0.fd(), !write, write)], timeout, |w| {
+                    st.add_other_waiter(d, w)
+                });
                 // Closed through the core meanwhile: only the first waiter was told.
                 if self.0.is_retired() {
                     return Err(Stop::Closed);
@@ -196,7 +199,18 @@ impl Fd {
 /// # Errors
 /// See [`Stop`]; [`Stop::BadFd`] if libev refuses one of the fds.
 pub fn wait_fds(fds: &[(RawFd, bool, bool)], timeout: Option<Duration>) -> Result<bool, Stop> {
+    wait_fds_as(fds, timeout, |_| {})
+}
+
+/// [`wait_fds`], handing the wait's waker to `also` before it parks (whoever else
+/// must be able to end the wait: a close of the fd).
+fn wait_fds_as(
+    fds: &[(RawFd, bool, bool)],
+    timeout: Option<Duration>,
+    also: impl FnOnce(crate::hub::Waker),
+) -> Result<bool, Stop> {
     let w = Wait::timed("file descriptors (poll/select)", timeout).map_err(hub_stop)?;
+    also(w.waker());
     let lp = crate::hub::try_get_hub()
         .map_err(|_| Stop::CannotPark)?
         .get_loop()
@@ -257,8 +271,10 @@ pub fn run_blocking<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -
     if let Some(s) = pending() {
         return Err(s);
     }
-    let w = Wait::new("a blocking call on the thread pool").map_err(hub_stop)?;
+    // The task first: handing it over may wait itself (in a fork's child, see
+    // `threadpool::settle_after_fork`), which would end a wait begun before it.
     let task = crate::threadpool::default_pool().spawn(f);
+    let w = Wait::new("a blocking call on the thread pool").map_err(hub_stop)?;
     while !task.is_ready() {
         task.subscribe(w.waker());
         match w.park_or_defer() {

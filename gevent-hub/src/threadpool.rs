@@ -301,6 +301,7 @@ impl ThreadPool {
         &self,
         f: impl FnOnce() -> T + Send + 'static,
     ) -> ThreadResult<T> {
+        settle_after_fork();
         let hub = get_hub();
         // Until it completes, the task keeps the loop alive: someone may wait for it.
         let (id, local) = register(hub.get_loop().hold());
@@ -394,6 +395,9 @@ struct Local {
 }
 
 thread_local! {
+    /// Set in a fork's child until the loop has made its backend and its wake-up fd
+    /// anew (see [`settle_after_fork`]).
+    static AFTER_FORK: Cell<bool> = const { Cell::new(false) };
     static LOCAL: ManuallyDrop<RefCell<Option<Local>>> =
         const { ManuallyDrop::new(RefCell::new(None)) };
     static NEXT_TASK: Ids = const { Ids::new() };
@@ -527,8 +531,26 @@ pub(crate) fn forget_default_pool_after_fork() {
             if let Some(pool) = l.as_mut().and_then(|l| l.default_pool.take()) {
                 orphan(pool);
             }
+            AFTER_FORK.with(|f| f.set(true));
         }
     });
+}
+
+/// In a fork's child, before the first task is handed to a worker: lets the loop
+/// run one iteration past its poll, so that libev has made its wake-up fd anew
+/// (`ev_loop_fork` only marks it; the work is done before the next poll). A worker's
+/// wake-up written to the old fd meanwhile would be lost, and its waiter would never
+/// learn the task ended. Does nothing in the hub (it cannot wait there; the flag
+/// stays for the next caller) and never unwinds (a kill is deferred).
+fn settle_after_fork() {
+    if !AFTER_FORK.with(Cell::get) {
+        return;
+    }
+    if let Ok(w) = crate::hub::Wait::timed("the loop to settle after a fork", Some(Duration::ZERO))
+    {
+        AFTER_FORK.with(|f| f.set(false));
+        let _ = w.park_or_defer();
+    }
 }
 
 /// Pools whose workers stayed in a parent process, chained from a static so that

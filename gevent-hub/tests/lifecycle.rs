@@ -458,3 +458,45 @@ fn throw_into_an_unstarted_greenlet_drops_its_body_unrun() {
     settle();
     assert!(matches!(g.join(), Err(JoinError::Panicked(_))));
 }
+
+#[test]
+fn run_info_says_what_every_greenlet_is_doing() {
+    use gevent_hub::{run_info, Builder, RunState};
+    let ev = Rc::new(Event::new());
+    let e = ev.clone();
+    let waiter = Builder::new()
+        .name("waiter")
+        .spawn(move || e.wait().unwrap())
+        .unwrap();
+    let idle = Builder::new().name("idle").create(|| ()).unwrap();
+    settle();
+    let scheduled = Builder::new().name("scheduled").spawn(|| ()).unwrap();
+    let info = run_info();
+    let state = |id: u64| {
+        info.greenlets
+            .iter()
+            .find(|g| g.id == id)
+            .map(|g| g.state.clone())
+    };
+    assert_eq!(info.greenlets[0].state, RunState::Running, "{info}");
+    assert!(
+        matches!(state(waiter.id()), Some(RunState::Parked(w)) if w.contains("Event")),
+        "{info}"
+    );
+    assert_eq!(state(idle.id()), Some(RunState::Unstarted), "{info}");
+    assert_eq!(state(scheduled.id()), Some(RunState::Scheduled), "{info}");
+    let text = info.to_string();
+    assert!(
+        text.contains("waiter (id ") && text.contains("spawned at gevent-hub/tests/lifecycle.rs:"),
+        "{text}"
+    );
+    ev.set();
+    let waiter_id = waiter.id();
+    waiter.join().unwrap();
+    scheduled.join().unwrap();
+    let info = run_info();
+    assert!(
+        info.greenlets.iter().all(|g| g.id != waiter_id),
+        "finished ones are gone: {info}"
+    );
+}

@@ -1,19 +1,17 @@
 //! A fork's child of a patched thread keeps a working hub: libev makes its backend
 //! anew, and the thread pool (whose workers stayed in the parent) is replaced.
 //!
-//! A test binary of its own: a child forked from a process whose other threads may
-//! hold libc's locks (other tests resolving names at the same moment) can hang on
+//! A test binary of its own, and a child that starts no thread: a child forked from a
+//! process whose other threads may hold locks (libc's, a thread pool's) can hang on
 //! them, which no fork hook can help (POSIX allows only async-signal-safe calls in
-//! such a child until it execs). Here no other thread is busy at the fork.
+//! such a child until it execs). The thread pool's replacement is tested without a
+//! fork, by calling the child's side of the hook directly (`libc_calls.rs`).
 
 mod common;
 
 use common::patched;
 use gevent_hub::spawn;
-use std::cell::Cell;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
-use std::rc::Rc;
-use std::time::Duration;
 
 /// A blocking pipe (read end, write end), as `pipe(2)` makes it.
 fn pipe() -> (OwnedFd, OwnedFd) {
@@ -39,15 +37,7 @@ fn take(fd: &OwnedFd, n: usize) -> (isize, Vec<u8>) {
 
 #[test]
 fn a_forked_child_keeps_a_working_hub() {
-    use std::net::ToSocketAddrs;
     let (verdict, status) = patched(|| {
-        // A lookup first: the thread pool has a worker now, which the child will not
-        // have.
-        assert!(("localhost", 80)
-            .to_socket_addrs()
-            .unwrap()
-            .next()
-            .is_some());
         // The child says how it went here rather than by its exit status (which a
         // leak checker around the test changes: the child ends with `_exit` while its
         // thread pool's worker still runs).
@@ -59,23 +49,13 @@ fn a_forked_child_keeps_a_working_hub() {
             // A child that hangs dies of SIGALRM instead of outliving the test.
             // SAFETY: alarm has no memory contract.
             unsafe { libc::alarm(30) };
-            // The pool's work is done by a worker of the child's own.
-            let looked_up = ("localhost", 80).to_socket_addrs().is_ok();
             // The child: a greenlet and a cooperative sleep on the re-made backend.
-            let flag = Rc::new(Cell::new(false));
-            let f = flag.clone();
-            let g = spawn(move || {
-                std::thread::sleep(Duration::from_millis(1));
-                f.get()
-            });
-            let f = flag.clone();
-            spawn(move || f.set(true));
-            let slept = g.join().unwrap_or(false);
+            let slept = common::a_thread_sleep_lets_others_run();
             let (rd, wr) = pipe();
             let reader = spawn(move || take(&rd, 1).0);
             spawn(move || put(&wr, b"!"));
             let piped = reader.join().ok() == Some(1);
-            let verdict = format!("lookup {looked_up}, sleep {slept}, pipe {piped}");
+            let verdict = format!("sleep {slept}, pipe {piped}");
             put(&verdict_wr, verdict.as_bytes());
             // SAFETY: ends the child at once.
             unsafe { libc::_exit(0) };
@@ -95,10 +75,7 @@ fn a_forked_child_keeps_a_working_hub() {
         assert_eq!(unsafe { libc::waitpid(pid, &mut status, 0) }, pid);
         (String::from_utf8_lossy(&verdict).into_owned(), status)
     });
-    assert_eq!(
-        verdict, "lookup true, sleep true, pipe true",
-        "status {status:#x}"
-    );
+    assert_eq!(verdict, "sleep true, pipe true", "status {status:#x}");
     assert!(
         libc::WIFEXITED(status),
         "the child ended by itself: status {status:#x}"

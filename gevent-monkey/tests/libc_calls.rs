@@ -526,3 +526,26 @@ fn poll_for_what_a_watcher_cannot_tell_apart_does_not_spin() {
     // Spinning, the loop turns once per wake-up: thousands in 30 ms.
     assert!(turns < 100, "{turns} loop iterations in one poll");
 }
+
+#[test]
+fn the_childs_side_of_the_fork_hook_replaces_the_thread_pool_and_keeps_the_loop() {
+    let (before, after, looked_up, ran) = patched(|| {
+        use std::net::ToSocketAddrs;
+        assert!(("localhost", 80).to_socket_addrs().is_ok());
+        let before = gevent_hub::threadpool::default_pool().threads();
+        // What the fork hook does in a child (here without the fork: the old pool's
+        // worker goes on existing, orphaned).
+        gevent_hub::monkey_seam::after_fork_in_child();
+        let after = gevent_hub::threadpool::default_pool().threads();
+        let looked_up = ("localhost", 80).to_socket_addrs().is_ok();
+        // The loop, told it forked, makes its backend anew and goes on.
+        let ran = common::a_thread_sleep_lets_others_run();
+        (before, after, looked_up, ran)
+    });
+    assert!(before >= 1, "the first lookup started a worker");
+    assert_eq!(
+        after, 0,
+        "the pool after the fork is a new one, with no worker yet"
+    );
+    assert!(looked_up && ran);
+}

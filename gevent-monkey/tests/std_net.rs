@@ -90,18 +90,7 @@ fn the_std_echo_server_serves_500_clients_on_one_thread() {
 
 #[test]
 fn thread_sleep_lets_the_other_greenlets_run() {
-    let saw = patched(|| {
-        let flag = Rc::new(Cell::new(false));
-        let f = flag.clone();
-        let sleeper = spawn(move || {
-            std::thread::sleep(Duration::from_millis(1));
-            f.get()
-        });
-        let f = flag.clone();
-        // Spawned after the sleeper: it runs only if the sleeper's sleep parked.
-        spawn(move || f.set(true));
-        sleeper.join().unwrap()
-    });
+    let saw = patched(common::a_thread_sleep_lets_others_run);
     assert!(
         saw,
         "the greenlet spawned after the sleeper ran during its sleep"

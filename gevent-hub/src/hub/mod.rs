@@ -57,6 +57,7 @@
 pub mod monitor;
 pub(crate) mod record;
 pub(crate) mod remote;
+pub(crate) mod runinfo;
 pub(crate) mod wait;
 
 pub use remote::{HubHandle, RemoteWaker};
@@ -119,6 +120,8 @@ impl Wake {
 pub(crate) trait Member {
     /// Ends it: drops an unstarted body, unwinds a started greenlet.
     fn end_at_exit(&self);
+    /// What it is doing, for [`run_info`](crate::run_info).
+    fn run_info(&self) -> runinfo::GreenletRunInfo;
 }
 
 /// The hub's unfinished greenlets, for thread exit: a slab, O(1) in and out.
@@ -373,6 +376,17 @@ impl Hub {
     }
 
     /// The greenlet in `slot` has finished (or is gone).
+    /// Its unfinished greenlets, in the order they were spawned (slots reused).
+    pub(crate) fn members(&self) -> Vec<Rc<dyn Member>> {
+        self.members
+            .borrow()
+            .slots
+            .iter()
+            .flatten()
+            .filter_map(Weak::upgrade)
+            .collect()
+    }
+
     pub(crate) fn forget(&self, slot: usize) {
         self.members.borrow_mut().remove(slot);
     }

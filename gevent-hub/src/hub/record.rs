@@ -17,6 +17,8 @@ pub(crate) struct Record {
     pub(crate) wait_seq: Cell<u64>,
     /// Parked in the hub, waiting for a wake-up.
     pub(crate) parked: Cell<bool>,
+    /// What its current (or last) wait waits for, as the wait names it (run info).
+    pub(crate) waiting_on: Cell<&'static str>,
     /// A throw (kill, timeout) to deliver at its next blocking point.
     pub(crate) pending_throw: Cell<Option<PanicPayload>>,
     /// The pending throw arrived while the greenlet was parked where it could not
@@ -89,6 +91,7 @@ pub(crate) fn record_of(g: &Rc<GreenletState>) -> Rc<Record> {
             g: Rc::downgrade(g),
             wait_seq: Cell::new(0),
             parked: Cell::new(false),
+            waiting_on: Cell::new(""),
             pending_throw: Cell::new(None),
             throw_deferred: Cell::new(false),
             spawned_at: Cell::new(None),

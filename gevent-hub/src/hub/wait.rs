@@ -377,6 +377,7 @@ impl Wait {
             return Err(Error::ThreadExiting);
         }
         self.rec.parked.set(true);
+        self.rec.waiting_on.set(self.what);
         let r = as_signal(switch_msg(&hub_greenlet, Wake::Parked.msg()));
         drop(hub_greenlet);
         self.rec.parked.set(false);
@@ -423,6 +424,7 @@ impl Wait {
             return Err(Error::ThreadExiting);
         }
         self.rec.parked.set(true);
+        self.rec.waiting_on.set(self.what);
         let r = as_signal(switch_msg(&hub_greenlet, Wake::Parked.msg()));
         drop(hub_greenlet);
         self.rec.parked.set(false);
@@ -525,6 +527,7 @@ pub(crate) fn yield_now() -> Result<()> {
     hub_if_any(|h| h.queue_wakeup(rec.clone(), seq, Wake::Woken));
     let done = Done(&rec, seq);
     rec.parked.set(true);
+    rec.waiting_on.set(WHAT);
     let r = as_signal(switch_msg(&hub_greenlet, Wake::Parked.msg()));
     drop(hub_greenlet);
     drop(done);

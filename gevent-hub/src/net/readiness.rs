@@ -166,6 +166,9 @@ pub(crate) struct DirState {
     io: RefCell<Option<Io>>,
     /// The greenlet waiting in this direction, if any.
     waiter: RefCell<Option<Waker>>,
+    /// Other greenlets waiting in this direction on watchers of their own (the monkey
+    /// layer lets a second "thread" block on one fd): told of a close too.
+    others: RefCell<Vec<Waker>>,
     /// Remembered readiness: believed ready (nobody has looked yet, or the last attempt
     /// did not find it drained). Kept by the fd's owner; the core only stores it.
     ready: Cell<bool>,
@@ -272,6 +275,14 @@ impl FdState {
 
     pub(crate) fn set_tag(&self, tag: u32) {
         self.tag.set(Some(tag));
+    }
+
+    /// Notes a waiter in `dir` that waits on a watcher of its own, so that a close
+    /// through the core wakes it too (stale wakers are swept as they are added).
+    pub(crate) fn add_other_waiter(&self, dir: Direction, w: Waker) {
+        let mut o = self.dir(dir).others.borrow_mut();
+        o.retain(Waker::is_valid);
+        o.push(w);
     }
 
     /// Closed or forgotten through the core.
@@ -432,6 +443,7 @@ impl FdState {
                 io.stop();
             }
             waiters.extend(d.waiter.borrow_mut().take());
+            waiters.extend(d.others.borrow_mut().drain(..));
         }
         for w in waiters {
             w.wake();

@@ -163,6 +163,15 @@ impl Core {
 }
 
 impl Member for Core {
+    fn run_info(&self) -> crate::hub::runinfo::GreenletRunInfo {
+        crate::hub::runinfo::GreenletRunInfo {
+            id: self.raw.id(),
+            name: self.raw.name().to_owned(),
+            spawned_at: Some(self.spawned_at),
+            state: crate::hub::runinfo::state_of(&self.raw, self.scheduled.get()),
+        }
+    }
+
     fn end_at_exit(&self) {
         if self.finished.get() {
             return;

@@ -55,3 +55,20 @@ pub fn scaled(n: usize) -> usize {
         .unwrap_or(1.0);
     ((n as f64 * scale) as usize).max(1)
 }
+
+/// Whether a greenlet's `std::thread::sleep` let another greenlet run meanwhile: the
+/// sleeper reports a flag that a greenlet spawned after it sets. True only if the
+/// sleep parked the sleeper (unpatched, it blocks the thread and the flag is unset).
+pub fn a_thread_sleep_lets_others_run() -> bool {
+    use std::cell::Cell;
+    use std::rc::Rc;
+    let flag = Rc::new(Cell::new(false));
+    let f = flag.clone();
+    let sleeper = gevent_hub::spawn(move || {
+        std::thread::sleep(Duration::from_millis(1));
+        f.get()
+    });
+    let f = flag.clone();
+    gevent_hub::spawn(move || f.set(true));
+    sleeper.join().unwrap_or(false)
+}
