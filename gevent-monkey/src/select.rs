@@ -23,6 +23,14 @@ fn parks() -> Result<(), Option<Stop>> {
     }
 }
 
+/// A timeout as `poll`'s milliseconds (-1: none), rounded up so that a wait never
+/// ends before its deadline.
+fn poll_ms(t: Option<Duration>) -> c_int {
+    t.map_or(-1, |t| {
+        c_int::try_from(t.as_micros().div_ceil(1000)).unwrap_or(c_int::MAX)
+    })
+}
+
 /// The time left until `deadline` (`None`: no deadline).
 fn left(deadline: Option<Instant>) -> Option<Duration> {
     deadline.map(|d| d.saturating_duration_since(Instant::now()))
@@ -125,9 +133,7 @@ unsafe fn poll_cooperative(fds: *mut pollfd, n: nfds_t, timeout: Option<Duration
                 return unsafe { real::poll(fds, n, 0) };
             }
             Err(Stop::CannotPark) => {
-                let ms = t.map_or(-1, |t| {
-                    c_int::try_from(t.as_micros().div_ceil(1000)).unwrap_or(c_int::MAX)
-                });
+                let ms = poll_ms(t);
                 // SAFETY: the caller's contract.
                 return unsafe { real::poll(fds, n, ms) };
             }
@@ -175,9 +181,7 @@ unsafe fn poll_one(
             // SAFETY: the caller's contract.
             Ok(false) => return unsafe { real::poll(fds, 1, 0) },
             Err(Stop::CannotPark) => {
-                let ms = t.map_or(-1, |t| {
-                    c_int::try_from(t.as_micros().div_ceil(1000)).unwrap_or(c_int::MAX)
-                });
+                let ms = poll_ms(t);
                 // SAFETY: the caller's contract.
                 return unsafe { real::poll(fds, 1, ms) };
             }

@@ -4,35 +4,13 @@
 
 mod common;
 
-use common::{on_thread, patched, tcp_pair};
+use common::{on_thread, patched, pipe, put, take, tcp_pair};
 use gevent_hub::{spawn, Event};
 use std::cell::Cell;
 use std::io::{Read, Write};
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::rc::Rc;
 use std::time::Duration;
-
-/// A blocking pipe (read end, write end), as `pipe(2)` makes it.
-fn pipe() -> (OwnedFd, OwnedFd) {
-    let mut fds = [0; 2];
-    // SAFETY: pipe fills the two-int array.
-    assert_eq!(unsafe { libc::pipe(fds.as_mut_ptr()) }, 0);
-    // SAFETY: both fds were just made and are ours alone.
-    unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) }
-}
-
-fn put(fd: &OwnedFd, b: &[u8]) -> isize {
-    // SAFETY: writes from a valid buffer.
-    unsafe { libc::write(fd.as_raw_fd(), b.as_ptr().cast(), b.len()) }
-}
-
-fn take(fd: &OwnedFd, n: usize) -> (isize, Vec<u8>) {
-    let mut b = vec![0u8; n];
-    // SAFETY: reads into a valid buffer.
-    let r = unsafe { libc::read(fd.as_raw_fd(), b.as_mut_ptr().cast(), n) };
-    b.truncate(r.max(0) as usize);
-    (r, b)
-}
 
 #[test]
 fn a_pipe_read_parks_until_another_greenlet_writes() {

@@ -369,6 +369,19 @@ impl Wait {
         if self.timer.as_ref().is_some_and(|t| !t.is_active()) {
             return Ok(false);
         }
+        wake_result(self.switch_parked()?, self.what)
+    }
+
+    /// Marks this greenlet parked on this wait and switches to the hub; returns what
+    /// the switch back brought.
+    ///
+    /// # Errors
+    /// [`Error::ThreadExiting`] if the thread has no running hub any more.
+    #[inline(always)] // the switch back returns through it (see `greenlet::switch_msg`)
+    fn switch_parked(
+        &self,
+    ) -> Result<std::result::Result<u8, std::result::Result<Msg, crate::greenlet::SwitchError>>>
+    {
         let Some((hub_greenlet, exiting)) = hub_if_any(|h| (h.raw_greenlet(), h.is_exiting()))
         else {
             return Err(Error::ThreadExiting);
@@ -381,7 +394,7 @@ impl Wait {
         let r = as_signal(switch_msg(&hub_greenlet, Wake::Parked.msg()));
         drop(hub_greenlet);
         self.rec.parked.set(false);
-        wake_result(r, self.what)
+        Ok(r)
     }
 }
 
@@ -416,19 +429,7 @@ impl Wait {
     /// kept pending (the first one, if one already is).
     #[inline(always)]
     fn switch_deferring(&self) -> Result<Option<bool>> {
-        let Some((hub_greenlet, exiting)) = hub_if_any(|h| (h.raw_greenlet(), h.is_exiting()))
-        else {
-            return Err(Error::ThreadExiting);
-        };
-        if exiting {
-            return Err(Error::ThreadExiting);
-        }
-        self.rec.parked.set(true);
-        self.rec.waiting_on.set(self.what);
-        let r = as_signal(switch_msg(&hub_greenlet, Wake::Parked.msg()));
-        drop(hub_greenlet);
-        self.rec.parked.set(false);
-        match r {
+        match self.switch_parked()? {
             Err(Ok(Msg::Throw(p))) => {
                 if !self.rec.has_throw() {
                     self.rec.defer_throw(p);

@@ -3,6 +3,7 @@
 
 #![allow(dead_code)] // each test binary uses its own part
 
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::sync::mpsc;
 use std::time::Duration;
 
@@ -71,4 +72,28 @@ pub fn a_thread_sleep_lets_others_run() -> bool {
     let f = flag.clone();
     gevent_hub::spawn(move || f.set(true));
     sleeper.join().unwrap_or(false)
+}
+
+/// A blocking pipe (read end, write end), as `pipe(2)` makes it.
+pub fn pipe() -> (OwnedFd, OwnedFd) {
+    let mut fds = [0; 2];
+    // SAFETY: pipe fills the two-int array.
+    assert_eq!(unsafe { libc::pipe(fds.as_mut_ptr()) }, 0);
+    // SAFETY: both fds were just made and are ours alone.
+    unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) }
+}
+
+/// `write(2)` of `b` to `fd`.
+pub fn put(fd: &OwnedFd, b: &[u8]) -> isize {
+    // SAFETY: writes from a valid buffer.
+    unsafe { libc::write(fd.as_raw_fd(), b.as_ptr().cast(), b.len()) }
+}
+
+/// `read(2)` of up to `n` bytes from `fd`: what it returned, and the bytes.
+pub fn take(fd: &OwnedFd, n: usize) -> (isize, Vec<u8>) {
+    let mut b = vec![0u8; n];
+    // SAFETY: reads into a valid buffer.
+    let r = unsafe { libc::read(fd.as_raw_fd(), b.as_mut_ptr().cast(), n) };
+    b.truncate(r.max(0) as usize);
+    (r, b)
 }
