@@ -8,22 +8,9 @@
 //! there.
 
 use crate::{errno, real, Patch};
-use gevent_hub::monkey_seam::{self as seam, Mode, Stop};
+use gevent_hub::monkey_seam::{self as seam, Stop};
 use libc::{addrinfo, c_char, c_int, sockaddr, socklen_t};
 use std::ffi::{CStr, CString};
-
-/// Whether the caller parks: `Ok(())`, `Err(None)` make the real call, `Err(Some)`
-/// fail at once.
-fn parks() -> Result<(), Option<Stop>> {
-    if !crate::patched(Patch::DNS) {
-        return Err(None);
-    }
-    match seam::mode() {
-        Mode::Cooperative => Ok(()),
-        Mode::Blocking => Err(None),
-        Mode::Interrupted(s) => Err(Some(s)),
-    }
-}
 
 /// A lookup's failure for `s`: `EAI_SYSTEM`, with `errno` saying why.
 fn eai_fail(s: Stop) -> c_int {
@@ -73,7 +60,7 @@ pub unsafe extern "C" fn getaddrinfo(
     hints: *const addrinfo,
     res: *mut *mut addrinfo,
 ) -> c_int {
-    match parks() {
+    match crate::parks(Patch::DNS) {
         Ok(()) if !res.is_null() => {}
         Err(Some(s)) => return eai_fail(s),
         // SAFETY: the caller's contract is libc's.
@@ -135,7 +122,7 @@ pub unsafe extern "C" fn getnameinfo(
     flags: c_int,
 ) -> c_int {
     let size_ok = (len as usize) <= std::mem::size_of::<libc::sockaddr_storage>();
-    match parks() {
+    match crate::parks(Patch::DNS) {
         Ok(()) if !addr.is_null() && size_ok => {}
         Err(Some(s)) => return eai_fail(s),
         // SAFETY: the caller's contract is libc's.

@@ -14,7 +14,7 @@
 
 use crate::fdmeta::{self, KNOWN, PARK, SOCKET, STREAM, USER_NB};
 use crate::{errno, real, Patch};
-use gevent_hub::monkey_seam::{self as seam, Mode, Stop};
+use gevent_hub::monkey_seam::{self as seam, Stop};
 use libc::{c_int, c_void, iovec, msghdr, off_t, size_t, sockaddr, socklen_t, ssize_t};
 use std::time::{Duration, Instant};
 
@@ -47,11 +47,7 @@ fn decide(fd: c_int, dontwait: bool) -> Result<u8, Option<Stop>> {
     if m & PARK == 0 || m & USER_NB != 0 || dontwait {
         return Err(None);
     }
-    match seam::mode() {
-        Mode::Cooperative => Ok(m),
-        Mode::Blocking => Err(None),
-        Mode::Interrupted(s) => Err(Some(s)),
-    }
+    crate::parks(Patch::SOCKET).map(|()| m)
 }
 
 /// One hooked call on `fd` in direction `write`; `attempt` makes the real call.

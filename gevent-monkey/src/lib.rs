@@ -145,6 +145,23 @@ pub(crate) fn patched(family: u8) -> bool {
     PATCHED.try_with(|p| p.get() & family != 0).unwrap_or(false)
 }
 
+/// Whether a hooked call of `family` parks its caller: `Ok(())`; `Err(None)`: make
+/// the real call (the thread did not patch the family; the caller is the hub, has no
+/// hub, or the thread is ending); `Err(Some(stop))`: fail at once (a kill or Timeout
+/// is pending for the caller, see the crate docs).
+#[inline(always)]
+pub(crate) fn parks(family: u8) -> Result<(), Option<gevent_hub::monkey_seam::Stop>> {
+    use gevent_hub::monkey_seam::{mode, Mode};
+    if !patched(family) {
+        return Err(None);
+    }
+    match mode() {
+        Mode::Cooperative => Ok(()),
+        Mode::Blocking => Err(None),
+        Mode::Interrupted(s) => Err(Some(s)),
+    }
+}
+
 /// True if the calling thread patched anything.
 #[inline]
 pub(crate) fn patched_any() -> bool {

@@ -5,23 +5,9 @@
 //! caller that cannot park get the real call.
 
 use crate::{real, Patch};
-use gevent_hub::monkey_seam::{self as seam, Mode, Stop};
+use gevent_hub::monkey_seam::{self as seam, Stop};
 use libc::{c_int, fd_set, nfds_t, pollfd, sigset_t, timespec, timeval};
 use std::time::{Duration, Instant};
-
-/// Whether the caller parks: `Ok(())`, `Err(None)` make the real call, `Err(Some)`
-/// fail at once.
-#[inline]
-fn parks() -> Result<(), Option<Stop>> {
-    if !crate::patched(Patch::SELECT) {
-        return Err(None);
-    }
-    match seam::mode() {
-        Mode::Cooperative => Ok(()),
-        Mode::Blocking => Err(None),
-        Mode::Interrupted(s) => Err(Some(s)),
-    }
-}
 
 /// A timeout as `poll`'s milliseconds (-1: none), rounded up so that a wait never
 /// ends before its deadline.
@@ -197,7 +183,7 @@ unsafe fn poll_one(
 #[no_mangle]
 pub unsafe extern "C" fn poll(fds: *mut pollfd, n: nfds_t, timeout: c_int) -> c_int {
     if timeout != 0 {
-        match parks() {
+        match crate::parks(Patch::SELECT) {
             Ok(()) => {
                 let t = u64::try_from(timeout).ok().map(Duration::from_millis);
                 // SAFETY: the caller's contract is libc's.
@@ -233,9 +219,10 @@ pub unsafe extern "C" fn ppoll(
                 Some(Duration::new(t.tv_sec as u64, t.tv_nsec as u32))
             }
             // Invalid: libc says EINVAL.
+            // SAFETY: the caller's contract is libc's.
             Some(_) => return unsafe { real::ppoll(fds, n, timeout, mask) },
         };
-        match parks() {
+        match crate::parks(Patch::SELECT) {
             Ok(()) => {
                 // SAFETY: the caller's contract is libc's.
                 return crate::io::guarded(-1, || unsafe { poll_cooperative(fds, n, d) });
@@ -377,7 +364,7 @@ pub unsafe extern "C" fn select(
     let zero = tv.is_some_and(|t| t.tv_sec == 0 && t.tv_usec == 0);
     let valid = tv.is_none_or(|t| t.tv_sec >= 0 && (0..1_000_000).contains(&t.tv_usec));
     if !zero && valid && (0..=libc::FD_SETSIZE as c_int).contains(&n) {
-        match parks() {
+        match crate::parks(Patch::SELECT) {
             Ok(()) => {
                 // SAFETY: the caller's contract is libc's; `n` is checked above.
                 return crate::io::guarded(-1, || unsafe {

@@ -8,7 +8,7 @@
 //! greenlet's next blocking point in Rust (see the crate docs).
 
 use crate::{errno, real, Patch};
-use gevent_hub::monkey_seam::{self as seam, Mode, Stop};
+use gevent_hub::monkey_seam::{self as seam, Stop};
 use libc::{c_int, c_uint, clockid_t, timespec};
 use std::time::Duration;
 
@@ -16,13 +16,11 @@ use std::time::Duration;
 /// kill), `None` make the real call.
 #[inline]
 fn park(d: Duration) -> Option<()> {
-    if !crate::patched(Patch::SLEEP) {
-        return None;
-    }
-    match seam::mode() {
-        Mode::Cooperative => {}
-        Mode::Blocking => return None,
-        Mode::Interrupted(_) => return Some(()),
+    match crate::parks(Patch::SLEEP) {
+        Ok(()) => {}
+        Err(None) => return None,
+        // Being killed: the sleep ends at once, as if completed.
+        Err(Some(_)) => return Some(()),
     }
     let r = crate::io::guarded(-1, || match seam::sleep(d) {
         Ok(()) | Err(Stop::Killed | Stop::Expired) => 0,
