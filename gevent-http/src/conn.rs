@@ -78,6 +78,9 @@ pub(crate) struct BodyState {
     pub(crate) received: u64,
     /// `100 Continue` is still owed (the client waits for it before sending).
     pub(crate) continue_owed: bool,
+    /// The response's head has been written: a `100 Continue` can no longer go
+    /// before it (the client sends the body when its own wait for one ends).
+    pub(crate) head_sent: bool,
     /// The body ended (or there was none).
     pub(crate) done: bool,
     /// The body broke the size limit.
@@ -99,6 +102,9 @@ pub(crate) struct Shared {
     /// Waiting for a next request with nothing buffered (a graceful stop closes it).
     pub(crate) idle: Cell<bool>,
 }
+
+/// The interim answer to `Expect: 100-continue`.
+pub(crate) const CONTINUE: &[u8] = b"HTTP/1.1 100 Continue\r\n\r\n";
 
 pub(crate) fn busy() -> io::Error {
     io::Error::other("the connection is in use by another greenlet")
@@ -176,7 +182,9 @@ impl Shared {
         }
         if st.continue_owed {
             st.continue_owed = false;
-            self.write_all(b"HTTP/1.1 100 Continue\r\n\r\n")?;
+            if !st.head_sent {
+                self.write_all(CONTINUE)?;
+            }
         }
         let cfg = &self.server.config;
         let timeout = cfg.body_read_timeout;
@@ -307,6 +315,7 @@ pub(crate) fn serve(stream: TcpStream, peer: SocketAddr, server: Rc<ServerState>
             decoder: None,
             received: 0,
             continue_owed: false,
+            head_sent: false,
             done: true,
             too_large: false,
             broken: false,
@@ -447,6 +456,7 @@ fn handle(shared: &Rc<Shared>, head: Head) -> Result<bool, Ended> {
         };
         st.received = 0;
         st.continue_owed = head.expect_continue;
+        st.head_sent = false;
         st.done = head.framing == Framing::Empty;
         st.too_large = false;
         st.broken = false;

@@ -346,8 +346,17 @@ pub(crate) fn send(
     }
 
     {
+        let mut st = shared.body.try_borrow_mut().map_err(|_| Ended::Io)?;
         let mut io = shared.io.try_borrow_mut().map_err(|_| Ended::Io)?;
         let out = &mut io.wbuf;
+        // A response that streams the request's body back asks for that body: the
+        // client is told to send it before the head that answers it.
+        if st.continue_owed && body.reads_request && !ctx.head_request && !no_body {
+            st.continue_owed = false;
+            out.extend_from_slice(crate::conn::CONTINUE);
+        }
+        st.head_sent = true;
+        drop(st);
         if status == StatusCode::OK {
             out.extend_from_slice(b"HTTP/1.1 200 OK\r\n");
         } else {
