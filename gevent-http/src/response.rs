@@ -1,7 +1,7 @@
 //! Response bodies, and writing a response in HTTP/1.1's framing.
 
-use crate::conn::{Ended, Shared, WRITE_HIGH};
-use crate::head;
+use crate::conn::{Shared, WRITE_HIGH};
+use crate::head::{self, Reject};
 use crate::upgrade::Upgraded;
 use crate::Body;
 use http::header::{CONNECTION, CONTENT_LENGTH, DATE, TRANSFER_ENCODING};
@@ -215,6 +215,16 @@ impl From<Body> for ResponseBody {
             reads_request: true,
         }
     }
+}
+
+/// Why a request's service ended the connection.
+pub(crate) enum Ended {
+    /// The connection broke, or a response could not be finished.
+    Io,
+    /// The handler took the connection over.
+    Upgraded,
+    /// Answer with this error and close.
+    Refuse(Reject),
 }
 
 /// What the response is written for.
