@@ -1,0 +1,282 @@
+//! Child processes: waits and pipes park the greenlet (many children waited for at
+//! once), both output pipes read at once, timeouts, exit codes and signals, EOF on a
+//! closed stdin, a missing program, and a Timeout around a wait.
+
+mod util;
+
+use gevent_hub::process::{Command, Stdio};
+use gevent_hub::{joinall, spawn, with_timeout, Error};
+use std::cell::RefCell;
+use std::io::{self, Read, Write};
+use std::os::unix::process::ExitStatusExt;
+use std::rc::Rc;
+use std::time::Duration;
+use util::{scaled, settle, under_valgrind, with_watchdog, Counter, WATCHDOG_LIMIT};
+
+/// `sh -c 'read x; exit 0'`: a child that runs until a line (or EOF) arrives on its
+/// stdin, then exits with 0.
+fn blocked_on_stdin() -> Command {
+    let mut c = Command::new("sh");
+    c.args(["-c", "read x; exit 0"]).stdin(Stdio::piped());
+    c
+}
+
+#[test]
+fn twenty_greenlets_wait_for_their_children_at_once() {
+    with_watchdog(|| {
+        // Each greenlet starts a child that cannot exit before the test writes to its
+        // stdin, and waits for it. If a wait held the thread, the first one would
+        // never return (nothing could write): all twenty must be parked at once.
+        let inputs = Rc::new(RefCell::new(Vec::new()));
+        let waiting = Counter::new();
+        let exited = Counter::new();
+        let gs: Vec<_> = (0..20)
+            .map(|_| {
+                let (inputs, waiting, exited) = (inputs.clone(), waiting.clone(), exited.clone());
+                spawn(move || {
+                    let mut child = blocked_on_stdin().spawn().unwrap();
+                    inputs.borrow_mut().push(child.stdin.take().unwrap());
+                    waiting.bump();
+                    let status = child.wait().unwrap();
+                    exited.bump();
+                    status
+                })
+            })
+            .collect();
+        settle();
+        assert_eq!(waiting.get(), 20, "all twenty children started");
+        assert_eq!(exited.get(), 0, "none can have exited: their stdin is open");
+        for mut input in inputs.borrow_mut().drain(..) {
+            input.write_all(b"go\n").unwrap();
+        }
+        assert!(joinall(&gs, None, false).unwrap());
+        assert_eq!(exited.get(), 20);
+        for g in gs {
+            assert!(g.join().unwrap().success());
+        }
+    });
+}
+
+#[test]
+fn a_ticker_runs_while_a_greenlet_waits_for_a_child() {
+    with_watchdog(|| {
+        let ticks = Counter::new();
+        let mut child = blocked_on_stdin().spawn().unwrap();
+        let input = child.stdin.take().unwrap();
+        let t = ticks.clone();
+        // Ticks, then lets the child go: only possible if the wait below parked.
+        let ticker = spawn(move || {
+            for _ in 0..3 {
+                t.bump();
+                gevent_hub::sleep(Duration::ZERO);
+            }
+            drop(input);
+        });
+        assert!(child.wait().unwrap().success());
+        assert_eq!(ticks.get(), 3);
+        ticker.join().unwrap();
+    });
+}
+
+#[test]
+fn output_reads_a_mebibyte_from_stdout_and_from_stderr_without_deadlock() {
+    with_watchdog(|| {
+        let n = scaled(1 << 20, 256 * 1024);
+        // stderr first: a reader that drained stdout before stderr would stall the
+        // child on a full stderr pipe.
+        let script =
+            format!("yes e | head -c {n} >&2; yes o | head -c {n}; yes e | head -c {n} >&2");
+        let out = Command::new("sh").args(["-c", &script]).output().unwrap();
+        assert!(out.status.success(), "{:?}", out.status);
+        assert_eq!(out.stdout.len(), n);
+        assert_eq!(out.stderr.len(), 2 * n);
+        assert!(out.stdout.chunks(2).all(|c| c[0] == b'o'));
+        assert!(out.stderr.chunks(2).all(|c| c[0] == b'e'));
+    });
+}
+
+#[test]
+fn output_leaves_stdin_null_and_status_inherits() {
+    with_watchdog(|| {
+        // `cat` with a null stdin ends at once.
+        let out = Command::new("cat").output().unwrap();
+        assert!(out.status.success());
+        assert!(out.stdout.is_empty());
+        // The command is reusable, and `status` after `output` does not pipe.
+        let mut c = Command::new("true");
+        c.output().unwrap();
+        assert!(c.status().unwrap().success());
+    });
+}
+
+#[test]
+fn wait_timeout_returns_none_while_the_child_runs_then_its_status() {
+    with_watchdog(|| {
+        let mut child = blocked_on_stdin().spawn().unwrap();
+        // The child cannot exit while its stdin is open, however long this waits.
+        assert_eq!(child.wait_timeout(Duration::from_millis(5)).unwrap(), None);
+        assert_eq!(child.wait_timeout(Duration::ZERO).unwrap(), None);
+        assert_eq!(child.try_wait().unwrap(), None);
+        drop(child.stdin.take());
+        let status = child.wait_timeout(WATCHDOG_LIMIT).unwrap();
+        assert!(status.is_some_and(|s| s.success()), "{status:?}");
+        // Reaped: later calls give the same status.
+        assert_eq!(child.try_wait().unwrap(), status);
+        assert_eq!(child.wait().unwrap(), status.unwrap());
+    });
+}
+
+#[test]
+fn exit_codes_and_signals_are_reported() {
+    with_watchdog(|| {
+        let s = Command::new("sh").args(["-c", "exit 3"]).status().unwrap();
+        assert_eq!(s.code(), Some(3));
+        assert!(!s.success());
+        let s = Command::new("sh")
+            .args(["-c", "kill -TERM $$"])
+            .status()
+            .unwrap();
+        assert_eq!((s.code(), s.signal()), (None, Some(libc::SIGTERM)));
+        let mut child = blocked_on_stdin().spawn().unwrap();
+        child.kill().unwrap();
+        assert_eq!(child.wait().unwrap().signal(), Some(libc::SIGKILL));
+        // Killing a reaped child is fine, as std's.
+        child.kill().unwrap();
+    });
+}
+
+#[test]
+fn closing_piped_stdin_gives_the_child_eof() {
+    with_watchdog(|| {
+        let mut child = Command::new("cat")
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .spawn()
+            .unwrap();
+        // More than the pipes hold: the writer and the reader must take turns.
+        let data: Vec<u8> = (0..scaled(1 << 20, 256 * 1024)).map(|i| i as u8).collect();
+        let input = child.stdin.take().unwrap();
+        let d2 = data.clone();
+        let writer = spawn(move || {
+            let mut input = input;
+            input.write_all(&d2).unwrap();
+            // Dropped here: cat sees EOF and exits.
+        });
+        let mut echoed = Vec::new();
+        child
+            .stdout
+            .take()
+            .unwrap()
+            .read_to_end(&mut echoed)
+            .unwrap();
+        writer.join().unwrap();
+        assert!(echoed == data, "cat echoed what it was given");
+        assert!(child.wait().unwrap().success());
+    });
+}
+
+#[test]
+fn stdout_can_feed_another_child() {
+    with_watchdog(|| {
+        let mut first = Command::new("echo")
+            .arg("pipeline")
+            .stdout(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let out = Command::new("tr")
+            .args(["a-z", "A-Z"])
+            .stdin(first.stdout.take().unwrap())
+            .output()
+            .unwrap();
+        assert_eq!(out.stdout, b"PIPELINE\n");
+        assert!(first.wait().unwrap().success());
+    });
+}
+
+#[test]
+fn env_and_current_dir_reach_the_child() {
+    with_watchdog(|| {
+        let out = Command::new("sh")
+            .args(["-c", "echo $GEVENT_X:${HOME-unset}; pwd"])
+            .env_clear()
+            .env("GEVENT_X", "1")
+            .envs([("GEVENT_Y", "2")])
+            .env_remove("GEVENT_Y")
+            .current_dir("/")
+            .output()
+            .unwrap();
+        assert_eq!(out.stdout, b"1:unset\n/\n");
+    });
+}
+
+#[test]
+fn spawning_a_missing_program_is_not_found_and_names_it() {
+    with_watchdog(|| {
+        let r = Command::new("/nonexistent/gevent-no-such-program").spawn();
+        if under_valgrind() {
+            // valgrind runs glibc's posix_spawn as a plain fork, so the exec's failure
+            // never reaches std: the child exits with 127 instead.
+            assert_eq!(r.unwrap().wait().unwrap().code(), Some(127));
+            return;
+        }
+        let e = r.unwrap_err();
+        assert_eq!(e.kind(), io::ErrorKind::NotFound);
+        assert!(
+            e.to_string().contains("gevent-no-such-program"),
+            "the error names the program: {e}"
+        );
+        let e = Command::new("/nonexistent/x").output().unwrap_err();
+        assert_eq!(e.kind(), io::ErrorKind::NotFound);
+    });
+}
+
+#[test]
+fn a_timeout_around_wait_leaves_the_child_running() {
+    with_watchdog(|| {
+        let mut child = blocked_on_stdin().spawn().unwrap();
+        let r = with_timeout(Duration::from_millis(5), || {
+            child.wait_timeout(WATCHDOG_LIMIT)
+        });
+        assert!(
+            matches!(r, Err(Error::TimedOut)),
+            "the Timeout ended the wait: {r:?}"
+        );
+        // The child runs on, and can still be waited for.
+        assert_eq!(child.try_wait().unwrap(), None);
+        child.kill().unwrap();
+        assert_eq!(child.wait().unwrap().signal(), Some(libc::SIGKILL));
+    });
+}
+
+#[test]
+fn a_dropped_child_is_reaped_by_a_later_spawn() {
+    with_watchdog(|| {
+        let mut child = blocked_on_stdin().spawn().unwrap();
+        let pid = child.id() as libc::pid_t;
+        let input = child.stdin.take();
+        // Dropped while it surely runs (its stdin is open): it cannot be reaped now.
+        drop(child);
+        drop(input);
+        // Blocks this thread until the child has exited (without reaping it).
+        // SAFETY: waitid fills the zeroed siginfo it is given.
+        let mut info: libc::siginfo_t = unsafe { std::mem::zeroed() };
+        // SAFETY: as above; WNOWAIT leaves the child a zombie.
+        let r = unsafe {
+            libc::waitid(
+                libc::P_PID,
+                pid as libc::id_t,
+                &mut info,
+                libc::WEXITED | libc::WNOWAIT,
+            )
+        };
+        assert_eq!(r, 0, "{}", io::Error::last_os_error());
+        Command::new("true").status().unwrap();
+        // SAFETY: a non-blocking waitpid; the child must be gone (reaped) by now.
+        let r = unsafe { libc::waitpid(pid, std::ptr::null_mut(), libc::WNOHANG) };
+        assert_eq!(r, -1, "the spawn reaped the dropped child");
+        assert_eq!(
+            io::Error::last_os_error().raw_os_error(),
+            Some(libc::ECHILD)
+        );
+    });
+}
