@@ -82,6 +82,7 @@
 //! | [`signal`] | [`signal::signal_handler`] | signals run greenlets. |
 //! | [`net`] | `TcpStream`, `TcpListener`, `UdpSocket`, Unix sockets, `wait_read`/`wait_write` | cooperative sockets with `std::net`'s surface, on one fd-keyed readiness core. |
 //! | [`server`] | `StreamServer`, `DatagramServer` | servers. |
+//! | [`select`] | [`select::poll`], [`select::select`] | many fds at once (gevent's `select`), with libc's semantics. |
 //! | [`process`] | [`process::Command`], [`process::Child`] | child processes (gevent's `subprocess`): waits and pipes park the greenlet. |
 #![deny(missing_docs, missing_debug_implementations, rust_2018_idioms)]
 #![deny(unsafe_op_in_unsafe_fn)]
@@ -97,6 +98,7 @@ pub mod monkey_seam;
 pub mod net;
 pub mod pool;
 pub mod process;
+pub mod select;
 pub mod server;
 pub mod signal;
 mod spawn;
