@@ -79,6 +79,7 @@
 //! | [`sync`] | [`Event`], [`AsyncResult`], [`Semaphore`], [`Lock`], [`Queue`], … | synchronisation between greenlets. |
 //! | [`pool`] | [`pool::Pool`] | a bounded group. |
 //! | [`threadpool`] | [`ThreadPool`], [`spawn_blocking`] | blocking work on OS threads. |
+//! | [`fileobject`] | [`fileobject::FileObjectThread`] | a file whose calls run on the thread pool (gevent's `FileObjectThread`). |
 //! | [`signal`] | [`signal::signal_handler`] | signals run greenlets. |
 //! | [`net`] | `TcpStream`, `TcpListener`, `UdpSocket`, Unix sockets, `wait_read`/`wait_write` | cooperative sockets with `std::net`'s surface, on one fd-keyed readiness core. |
 //! | [`server`] | `StreamServer`, `DatagramServer` | servers. |
@@ -90,6 +91,7 @@
 
 mod diag;
 mod error;
+pub mod fileobject;
 pub mod greenlet;
 mod hub;
 mod ids;
