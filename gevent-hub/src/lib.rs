@@ -53,9 +53,11 @@
 //! [`Greenlet::join`], [`pool::Group::join`]/[`kill`](pool::Group::kill),
 //! [`pool::Pool::wait_available`], [`Semaphore::acquire`], `Queue::get`/`put`,
 //! `StreamServer::stop`/`DatagramServer::stop` (whose plain form uses gevent's
-//! default grace of 1 s). gevent's module-level functions keep gevent's
+//! default grace of 1 s), [`process::Child::wait`]/[`wait_timeout`](process::Child::wait_timeout)
+//! (which returns `Ok(None)`, as the `wait-timeout` crate's). gevent's module-level functions keep gevent's
 //! `timeout=None` parameter as an `Option<Duration>`: [`joinall`], [`killall`],
-//! [`wait`], [`iwait`], [`net::wait_read`]/[`wait_write`](net::wait_write).
+//! [`wait`], [`iwait`], [`net::wait_read`]/[`wait_write`](net::wait_write),
+//! [`select::poll`]/[`select`](select::select).
 //!
 //! ## Thread exit
 //! When a thread ends (`main` returns, or a spawned thread's closure does) with

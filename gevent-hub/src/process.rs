@@ -41,7 +41,9 @@
 //! stay a zombie for the rest of the process, a dropped `Child` that was not reaped is
 //! remembered (its pid, process-wide) and reaped, if it has ended, by the next
 //! [`Command::spawn`] (as Python's `subprocess` does). Kill it first
-//! ([`Child::kill`]) to end it.
+//! ([`Child::kill`]) to end it. (A program that reaps children by itself, with
+//! `waitpid(-1)` or a `SIGCHLD` handler, should wait for its `Child`ren instead of
+//! dropping them: a pid reaped behind this list's back may be reused.)
 //!
 //! ## What differs from std
 //! - [`Child::wait_timeout`] (std has none; gevent's `Popen.wait(timeout)`).
@@ -352,32 +354,32 @@ fn pidfd_open(pid: u32) -> Option<OwnedFd> {
 
 impl Child {
     fn new(mut c: std::process::Child) -> io::Result<Child> {
-        let watch = match pidfd_open(c.id()) {
-            Some(fd) => ExitWatch::Pidfd(Pipe::new(fd)?),
-            None => ExitWatch::Pool(None),
-        };
-        Ok(Child {
-            stdin: c
-                .stdin
-                .take()
-                .map(|s| Pipe::new(s.into()))
-                .transpose()?
-                .map(ChildStdin),
-            stdout: c
-                .stdout
-                .take()
-                .map(|s| Pipe::new(s.into()))
-                .transpose()?
-                .map(ChildStdout),
-            stderr: c
-                .stderr
-                .take()
-                .map(|s| Pipe::new(s.into()))
-                .transpose()?
-                .map(ChildStderr),
-            inner: c,
-            watch,
-        })
+        let pid = c.id();
+        let made = (|| {
+            let watch = match pidfd_open(pid) {
+                Some(fd) => ExitWatch::Pidfd(Pipe::new(fd)?),
+                None => ExitWatch::Pool(None),
+            };
+            let pipe = |fd: Option<OwnedFd>| fd.map(Pipe::new).transpose();
+            let stdin = pipe(c.stdin.take().map(OwnedFd::from))?;
+            let stdout = pipe(c.stdout.take().map(OwnedFd::from))?;
+            let stderr = pipe(c.stderr.take().map(OwnedFd::from))?;
+            Ok::<_, io::Error>((watch, stdin, stdout, stderr))
+        })();
+        match made {
+            Ok((watch, stdin, stdout, stderr)) => Ok(Child {
+                inner: c,
+                watch,
+                stdin: stdin.map(ChildStdin),
+                stdout: stdout.map(ChildStdout),
+                stderr: stderr.map(ChildStderr),
+            }),
+            Err(e) => {
+                // The child runs on with nobody to wait for it: reap it later.
+                remember_dropped(pid);
+                Err(e)
+            }
+        }
     }
 
     /// The child's process id.
