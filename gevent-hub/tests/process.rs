@@ -8,6 +8,7 @@ use gevent_hub::process::{Command, Stdio};
 use gevent_hub::{joinall, spawn, with_timeout, Error};
 use std::cell::RefCell;
 use std::io::{self, Read, Write};
+use std::os::fd::{FromRawFd, OwnedFd};
 use std::os::unix::process::ExitStatusExt;
 use std::rc::Rc;
 use std::time::Duration;
@@ -230,21 +231,114 @@ fn spawning_a_missing_program_is_not_found_and_names_it() {
     });
 }
 
+/// A pipe: (read end, write end).
+fn pipe() -> (OwnedFd, OwnedFd) {
+    let mut fds = [0; 2];
+    // SAFETY: pipe2 fills the two-int array it is given.
+    let r = unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) };
+    assert_eq!(r, 0, "pipe2: {}", io::Error::last_os_error());
+    // SAFETY: both fds were just made and are owned by nobody else.
+    unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) }
+}
+
+/// Blocks (without reaping) until `pid`, a child of this process, has exited; at once
+/// if it is no child of ours (any more).
+fn wait_exited_unreaped(pid: libc::pid_t) {
+    // SAFETY: a zeroed siginfo_t is a valid out-parameter for waitid.
+    let mut info: libc::siginfo_t = unsafe { std::mem::zeroed() };
+    // SAFETY: waitid fills `info`; WNOWAIT leaves the child a zombie.
+    let r = unsafe {
+        libc::waitid(
+            libc::P_PID,
+            pid as libc::id_t,
+            &mut info,
+            libc::WEXITED | libc::WNOWAIT,
+        )
+    };
+    let e = io::Error::last_os_error();
+    assert!(
+        r == 0 || e.raw_os_error() == Some(libc::ECHILD),
+        "waitid: {e}"
+    );
+}
+
+/// Whether `pid` is still a child of this process (running or a zombie).
+fn is_our_child(pid: libc::pid_t) -> bool {
+    // SAFETY: a zeroed siginfo_t is a valid out-parameter for waitid.
+    let mut info: libc::siginfo_t = unsafe { std::mem::zeroed() };
+    // SAFETY: waitid fills `info`; WNOHANG never blocks, WNOWAIT reaps nothing.
+    let r = unsafe {
+        libc::waitid(
+            libc::P_PID,
+            pid as libc::id_t,
+            &mut info,
+            libc::WEXITED | libc::WNOHANG | libc::WNOWAIT,
+        )
+    };
+    r == 0
+}
+
 #[test]
 fn a_timeout_around_wait_leaves_the_child_running() {
     with_watchdog(|| {
-        let mut child = blocked_on_stdin().spawn().unwrap();
-        let r = with_timeout(Duration::from_millis(5), || {
-            child.wait_timeout(WATCHDOG_LIMIT)
-        });
+        // cat reads a pipe of the test's (not its Child::stdin, which wait closes):
+        // it cannot exit before the test closes the write end.
+        let (r, w) = pipe();
+        let mut child = Command::new("cat")
+            .stdin(r)
+            .stdout(Stdio::null())
+            .spawn()
+            .unwrap();
+        let res = with_timeout(Duration::from_millis(5), || child.wait());
         assert!(
-            matches!(r, Err(Error::TimedOut)),
-            "the Timeout ended the wait: {r:?}"
+            matches!(res, Err(Error::TimedOut)),
+            "the Timeout ended the wait: {res:?}"
         );
         // The child runs on, and can still be waited for.
         assert_eq!(child.try_wait().unwrap(), None);
+        drop(w);
+        assert!(child.wait().unwrap().success());
+        // And with wait_timeout, then kill.
+        let mut child = blocked_on_stdin().spawn().unwrap();
+        let res = with_timeout(Duration::from_millis(5), || {
+            child.wait_timeout(WATCHDOG_LIMIT)
+        });
+        assert!(matches!(res, Err(Error::TimedOut)), "{res:?}");
         child.kill().unwrap();
         assert_eq!(child.wait().unwrap().signal(), Some(libc::SIGKILL));
+    });
+}
+
+#[test]
+fn a_killed_waiter_leaves_no_zombie() {
+    with_watchdog(|| {
+        let (r, w) = pipe();
+        let pid = Rc::new(std::cell::Cell::new(0));
+        let p2 = pid.clone();
+        let waiter = spawn(move || {
+            let mut child = Command::new("cat")
+                .stdin(r)
+                .stdout(Stdio::null())
+                .spawn()
+                .unwrap();
+            p2.set(child.id() as libc::pid_t);
+            child.wait()
+        });
+        settle();
+        let pid = pid.get();
+        assert!(pid > 0 && is_our_child(pid));
+        // The kill unwinds the wait; the Child (and its pidfd) goes with the stack,
+        // the child runs on until its input ends.
+        waiter.kill().unwrap();
+        assert!(waiter.join().is_err());
+        assert!(
+            is_our_child(pid),
+            "dropping a Child does not reap a running child"
+        );
+        drop(w);
+        wait_exited_unreaped(pid);
+        Command::new("true").status().unwrap();
+        assert!(!is_our_child(pid), "the next spawn reaped it");
     });
 }
 
@@ -257,26 +351,8 @@ fn a_dropped_child_is_reaped_by_a_later_spawn() {
         // Dropped while it surely runs (its stdin is open): it cannot be reaped now.
         drop(child);
         drop(input);
-        // Blocks this thread until the child has exited (without reaping it).
-        // SAFETY: waitid fills the zeroed siginfo it is given.
-        let mut info: libc::siginfo_t = unsafe { std::mem::zeroed() };
-        // SAFETY: as above; WNOWAIT leaves the child a zombie.
-        let r = unsafe {
-            libc::waitid(
-                libc::P_PID,
-                pid as libc::id_t,
-                &mut info,
-                libc::WEXITED | libc::WNOWAIT,
-            )
-        };
-        assert_eq!(r, 0, "{}", io::Error::last_os_error());
+        wait_exited_unreaped(pid);
         Command::new("true").status().unwrap();
-        // SAFETY: a non-blocking waitpid; the child must be gone (reaped) by now.
-        let r = unsafe { libc::waitpid(pid, std::ptr::null_mut(), libc::WNOHANG) };
-        assert_eq!(r, -1, "the spawn reaped the dropped child");
-        assert_eq!(
-            io::Error::last_os_error().raw_os_error(),
-            Some(libc::ECHILD)
-        );
+        assert!(!is_our_child(pid), "the spawn reaped the dropped child");
     });
 }
