@@ -135,6 +135,7 @@ impl FileObjectThread {
         path: impl AsRef<Path>,
     ) -> io::Result<FileObjectThread> {
         let (options, path) = (options.clone(), path.as_ref().to_owned());
+        may_wait("FileObjectThread::open")?;
         let file = default_pool().spawn(move || options.open(path)).join()??;
         Ok(FileObjectThread::from(file))
     }
@@ -144,6 +145,9 @@ impl FileObjectThread {
         &mut self,
         f: impl FnOnce(&mut File) -> io::Result<T> + Send + 'static,
     ) -> io::Result<T> {
+        // Before the call is handed over: a call that then could not be waited for
+        // would still be made.
+        may_wait("a FileObjectThread call")?;
         let mut file = self.take_file()?;
         self.in_flight = Some(default_pool().spawn(move || {
             let r = f(&mut file);
@@ -222,6 +226,15 @@ impl FileObjectThread {
     pub fn into_inner(mut self) -> io::Result<File> {
         self.take_file()
     }
+}
+
+/// Fails, instead of handing a call to the pool, where its caller could not wait for
+/// it: in the hub (a watcher callback), or once the thread's hub is gone.
+fn may_wait(what: &'static str) -> io::Result<()> {
+    if crate::hub::try_get_hub()?.is_current() {
+        return Err(crate::Error::BlockingInHub(what).into());
+    }
+    Ok(())
 }
 
 impl Read for FileObjectThread {

@@ -535,6 +535,8 @@ fn reap_dropped() {
 /// The fallback exit watch: a pool task that returns once `pid` has exited, leaving
 /// it to be reaped.
 fn watch_exit_on_pool(pid: u32) -> io::Result<ThreadResult<io::Result<()>>> {
+    // A hub to wait in (the pool's spawn needs one; a wait in the hub fails later).
+    crate::hub::try_get_hub()?;
     let pid = libc::id_t::from(pid);
     Ok(default_pool().spawn(move || loop {
         // SAFETY: a zeroed siginfo_t is a valid out-parameter for waitid.

@@ -5,12 +5,14 @@
 mod util;
 
 use gevent_hub::fileobject::FileObjectThread;
-use gevent_hub::{spawn, with_timeout, Error, Event};
+use gevent_hub::{get_hub, spawn, with_timeout, Error, Event};
+use std::cell::RefCell;
 use std::fs::{File, OpenOptions};
 use std::io::{self, BufRead, BufReader, Read, Seek, SeekFrom, Write};
 use std::os::fd::{FromRawFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
 use std::path::PathBuf;
+use std::rc::Rc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 use util::{with_watchdog, Counter, Log};
@@ -152,5 +154,33 @@ fn a_call_interrupted_by_a_timeout_finishes_in_the_pool_before_the_next() {
             rest.is_empty(),
             "the interrupted read took the data: {rest:?}"
         );
+    });
+}
+
+#[test]
+fn a_call_made_in_the_hub_is_refused_before_it_runs() {
+    with_watchdog(|| {
+        let path = TempPath::new("hub");
+        let f = Rc::new(RefCell::new(FileObjectThread::create(&path.0).unwrap()));
+        let out = Rc::new(RefCell::new(None));
+        let ran = Event::new();
+        let (f2, o2, r2) = (f.clone(), out.clone(), ran.clone());
+        let t = get_hub()
+            .get_loop()
+            .timer(Duration::from_millis(1), Duration::ZERO);
+        // A watcher callback runs in the hub, which cannot wait.
+        t.start(move |_, _| {
+            *o2.borrow_mut() = Some(f2.borrow_mut().write_all(b"never"));
+            r2.set();
+        })
+        .unwrap();
+        ran.wait().unwrap();
+        let e = out.borrow_mut().take().unwrap().unwrap_err();
+        assert!(e.to_string().contains("in the hub"), "{e}");
+        // Nothing was handed to the pool: the file is empty and still usable.
+        let mut f = f.borrow_mut();
+        assert_eq!(f.metadata().unwrap().len(), 0);
+        f.write_all(b"later").unwrap();
+        assert_eq!(f.metadata().unwrap().len(), 5);
     });
 }
