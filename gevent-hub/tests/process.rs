@@ -356,3 +356,23 @@ fn a_dropped_child_is_reaped_by_a_later_spawn() {
         assert!(!is_our_child(pid), "the spawn reaped the dropped child");
     });
 }
+
+#[test]
+fn waits_use_a_pidfd_where_the_kernel_has_one() {
+    with_watchdog(|| {
+        // SAFETY: pidfd_open of our own pid, just to learn whether the kernel has it;
+        // the fd is closed at once.
+        let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, libc::getpid(), 0) };
+        if fd < 0 {
+            // No pidfd here (an old kernel, valgrind): waits use the thread pool,
+            // which the other tests then cover.
+            return;
+        }
+        // SAFETY: the kernel just made `fd`, and nothing else owns it.
+        drop(unsafe { OwnedFd::from_raw_fd(fd as i32) });
+        let mut child = Command::new("true").spawn().unwrap();
+        assert!(format!("{child:?}").contains("pidfd"), "{child:?}");
+        assert!(child.wait().unwrap().success());
+        assert!(format!("{child:?}").contains("reaped"), "{child:?}");
+    });
+}

@@ -206,3 +206,16 @@ fn poll_flags_read_as_libc() {
     let p = PollFd::from_raw_fd(0, PollFlags::IN | PollFlags::HUP);
     assert_eq!(p.events(), PollFlags::IN);
 }
+
+#[test]
+fn a_timeout_around_poll_leaves_no_waiter_behind() {
+    with_watchdog(|| {
+        let (r, _w) = pipe();
+        let mut fds = [PollFd::new(&r, PollFlags::IN)];
+        let res = gevent_hub::with_timeout(Duration::from_millis(2), || poll(&mut fds, None));
+        assert!(matches!(res, Err(gevent_hub::Error::TimedOut)), "{res:?}");
+        // The fd's read direction is free again: a wait is not ResourceBusy.
+        let e = wait_read(r.as_raw_fd(), Some(Duration::from_millis(1))).unwrap_err();
+        assert_eq!(e.kind(), io::ErrorKind::TimedOut, "{e}");
+    });
+}
