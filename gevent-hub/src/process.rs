@@ -36,8 +36,9 @@
 //! ## Dropping a child, kills and timeouts
 //! As in std, dropping a [`Child`] neither kills the child nor waits for it. A kill
 //! or a [`Timeout`](crate::Timeout) that ends a greenlet's [`Child::wait`] unwinds it
-//! like any other wait: the `Child` (and its pidfd, its pipes) is dropped with the
-//! greenlet's stack, and the child goes on running. So that an ended child does not
+//! like any other wait, and leaves the `Child` as it was: it can be waited for again.
+//! If the unwinding drops the `Child` (it lived on the greenlet's stack), its pidfd
+//! and pipes are closed with it, and the child goes on running. So that an ended child does not
 //! stay a zombie for the rest of the process, a dropped `Child` that was not reaped is
 //! remembered (its pid, process-wide) and reaped, if it has ended, by the next
 //! [`Command::spawn`] (as Python's `subprocess` does). Kill it first
@@ -48,7 +49,9 @@
 //! ## What differs from std
 //! - [`Child::wait_timeout`] (std has none; gevent's `Popen.wait(timeout)`).
 //! - [`Command::spawn`]'s error names the program (`cannot run "nope": No such file
-//!   or directory`); its kind is the OS error's (`NotFound`, `PermissionDenied`).
+//!   or directory (os error 2)`); its kind is the OS error's (`NotFound`,
+//!   `PermissionDenied`), but `raw_os_error()` is `None`: the number is in the
+//!   message.
 //! - The standard streams are set through this `Command` only (not through
 //!   [`as_std_mut`](Command::as_std_mut)), since [`output`](Command::output) must
 //!   know which ones the caller chose.
