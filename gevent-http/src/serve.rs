@@ -120,7 +120,7 @@ fn run(shared: &Rc<Shared>, server: &Rc<ServerState>) -> End {
                 shared.io.borrow_mut().consume(h.len);
                 first = false;
                 deadline = None;
-                match handle(shared, server, *h) {
+                match handle(shared, server, h) {
                     Ok(true) => {}
                     Ok(false) => return flush_then(shared, End::Close),
                     Err(Ended::Upgraded) => return End::Gone,
