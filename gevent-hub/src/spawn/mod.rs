@@ -19,7 +19,7 @@ pub(crate) mod scope;
 pub(crate) mod sleep;
 pub(crate) mod timeout;
 
-pub use group::{Group, Imap};
+pub use group::{Callback, Group, Imap};
 pub use handle::{
     spawn, spawn_later, AnyGreenlet, Builder, Greenlet, GreenletInfo, JoinError, LinkId, Outcome,
 };
