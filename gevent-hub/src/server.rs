@@ -525,9 +525,15 @@ impl StreamServer {
         inner.started.set(false);
         if !inner.closed.replace(true) {
             inner.listener.close();
-            // Parked in accept, it wakes with an error and ends; otherwise it sees
+            // Parked with nothing in hand, it is killed there (waiting for a pool's
+            // slot, the listener's close would not wake it); otherwise it sees
             // `closed` before its next accept.
-            inner.acceptor.borrow_mut().take();
+            if let Some(g) = inner.acceptor.borrow_mut().take() {
+                if inner.killable.get() {
+                    g.kill_nowait();
+                }
+            }
+            inner.killable.set(false);
         }
         inner.stopped.set();
     }
