@@ -117,9 +117,9 @@ pub use hub::monitor;
 pub use hub::runinfo::{run_info, GreenletRunInfo, RunInfo, RunState};
 pub use hub::{get_hub, try_get_hub, Hub, HubHandle, RemoteWaker, Wait, Waitable, Waker};
 pub use spawn::{
-    current_id, current_name, hub_wait, idle, iwait, joinall, killall, sleep, spawn, spawn_later,
-    try_sleep, wait, AnyGreenlet, Builder, Greenlet, GreenletInfo, GreenletLocal, Iwait, JoinError,
-    LinkId, Outcome,
+    current_id, current_name, hub_wait, idle, iwait, joinall, joinall_count, killall, sleep, spawn,
+    spawn_later, try_sleep, wait, AnyGreenlet, Builder, Greenlet, GreenletInfo, GreenletLocal,
+    Iwait, JoinError, LinkId, Outcome,
 };
 pub use spawn::{scope, Scope, ScopedGreenlet};
 pub use spawn::{with_timeout, with_timeout_value, Timeout, TimeoutExpired};

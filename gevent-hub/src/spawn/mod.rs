@@ -23,7 +23,7 @@ pub use group::{Callback, Group, Imap};
 pub use handle::{
     spawn, spawn_later, AnyGreenlet, Builder, Greenlet, GreenletInfo, JoinError, LinkId, Outcome,
 };
-pub use join::{hub_wait, iwait, joinall, killall, wait, Iwait};
+pub use join::{hub_wait, iwait, joinall, joinall_count, killall, wait, Iwait};
 pub use local::GreenletLocal;
 pub use scope::{scope, Scope, ScopedGreenlet};
 pub use sleep::{current_id, current_name, idle, sleep, try_sleep};
