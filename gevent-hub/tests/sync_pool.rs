@@ -553,3 +553,34 @@ fn join_raise_error_returns_at_the_first_member_that_panics_naming_it() {
         assert!(ok.ready());
     });
 }
+
+#[test]
+fn apply_in_the_hub_is_refused_before_its_call_starts() {
+    with_watchdog(|| {
+        let pool = Pool::new(1);
+        let ran = Counter::new();
+        let out = Rc::new(std::cell::RefCell::new(None));
+        let (p2, r2, o2) = (pool.clone(), ran.clone(), out.clone());
+        gevent_hub::get_hub().get_loop().run_callback(move || {
+            *o2.borrow_mut() = Some(p2.apply(move || r2.bump()));
+        });
+        settle();
+        let r = out.borrow_mut().take();
+        assert!(
+            matches!(r, Some(Err(JoinError::Wait(Error::BlockingInHub(_))))),
+            "{r:?}"
+        );
+        settle();
+        assert_eq!(ran.get(), 0, "the call never started");
+        assert!(pool.is_empty());
+        // apply_async never waits: it works there.
+        let (p3, o3) = (pool.clone(), Rc::new(std::cell::RefCell::new(None)));
+        let o4 = o3.clone();
+        gevent_hub::get_hub().get_loop().run_callback(move || {
+            *o4.borrow_mut() = Some(p3.apply_async(|| 9, None).unwrap());
+        });
+        settle();
+        let g = o3.borrow_mut().take().unwrap();
+        assert_eq!(g.get().unwrap(), 9);
+    });
+}

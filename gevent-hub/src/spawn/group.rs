@@ -4,7 +4,10 @@
 //! until they finish: [`join`](Group::join) waits for all, [`kill`](Group::kill) kills
 //! all. [`imap`](Group::imap), [`imap_unordered`](Group::imap_unordered) and
 //! [`map`](Group::map) run a function over an iterator in the group's greenlets and
-//! stream the results back (in input order, or as they complete). A
+//! stream the results back (in input order, or as they complete); gevent's one-call
+//! forms are here too: [`apply`](Group::apply), [`apply_async`](Group::apply_async),
+//! [`map_async`](Group::map_async), with [`killone`](Group::killone) and
+//! [`join_raise_error`](Group::join_raise_error). A
 //! [`Pool`](crate::pool::Pool) is a group with a bound; it is built on this one.
 //!
 //! Members are held as `Rc<Greenlet<T>>`: the group keeps its own handle to kill and
@@ -217,6 +220,12 @@ impl GroupInner {
     ) -> std::result::Result<T, JoinError> {
         if self.contains(current_id()) {
             return Ok(f());
+        }
+        // Refused before `f` is started: in the hub its result could not be waited for.
+        if crate::hub::try_get_hub()?.is_current() {
+            return Err(JoinError::Wait(Error::BlockingInHub(
+                "Group::apply (use apply_async, and join from a greenlet)",
+            )));
         }
         let g = self.spawn(None, f).map_err(|e| match e {
             e @ Error::Spawn(_) => JoinError::Spawn(e),
@@ -518,7 +527,8 @@ impl Group {
     /// # Errors
     /// [`JoinError::Panicked`] (the payload) or [`JoinError::Killed`] as `f` ended;
     /// [`JoinError::Spawn`] if it could not be started; [`JoinError::Wait`] for a wait
-    /// error (in the hub, or waiting forever for a slot).
+    /// error: [`Error::BlockingInHub`] in the hub (before `f` is started), waiting
+    /// forever for a slot.
     #[track_caller]
     pub fn apply<T: 'static>(
         &self,
@@ -537,7 +547,8 @@ impl Group {
     /// after `f` returns and before the greenlet finishes, so once a
     /// [`join`](Greenlet::join) returns the value, the callback has run. (gevent calls
     /// it from a greenlet of its own; running it here keeps it ordered before the
-    /// join.) It is not called if `f` panicked or was killed.
+    /// join.) It is not called if `f` panicked or was killed; a panic in it is that
+    /// greenlet's, as if `f` had panicked.
     ///
     /// The handle is the [`Greenlet`] itself, as gevent returns: it joins, kills,
     /// links and goes into [`joinall`](crate::joinall) like any other.
