@@ -50,14 +50,16 @@
 //! `Receiver::recv`/`recv_timeout`): `x()` waits without a bound, `x_timeout(d)` gives
 //! up after `d` and says so (`Ok(false)`, or `Error::TimedOut` where a value is
 //! returned): [`Event::wait`], [`AsyncResult::wait`]/[`get`](AsyncResult::get),
-//! [`Greenlet::join`], [`pool::Group::join`]/[`kill`](pool::Group::kill),
+//! [`Greenlet::join`], [`pool::Group::join`]/[`kill`](pool::Group::kill)/
+//! [`join_raise_error`](pool::Group::join_raise_error), [`ThreadPool::join`],
 //! [`pool::Pool::wait_available`], [`Semaphore::acquire`], `Queue::get`/`put`,
 //! `StreamServer::stop`/`DatagramServer::stop` (whose plain form uses gevent's
 //! default grace of 1 s), [`process::Child::wait`]/[`wait_timeout`](process::Child::wait_timeout)
 //! (which returns `Ok(None)`, as the `wait-timeout` crate's). gevent's module-level functions keep gevent's
-//! `timeout=None` parameter as an `Option<Duration>`: [`joinall`], [`killall`],
+//! `timeout=None` parameter as an `Option<Duration>`: [`joinall`], [`joinall_count`], [`killall`],
 //! [`wait`], [`iwait`], [`net::wait_read`]/[`wait_write`](net::wait_write),
-//! [`select::poll`]/[`select`](select::select).
+//! [`select::poll`]/[`select`](select::select); so does [`pool::Group::killone`], with
+//! gevent's `block`.
 //!
 //! ## Thread exit
 //! When a thread ends (`main` returns, or a spawned thread's closure does) with
