@@ -50,14 +50,16 @@
 //! `Receiver::recv`/`recv_timeout`): `x()` waits without a bound, `x_timeout(d)` gives
 //! up after `d` and says so (`Ok(false)`, or `Error::TimedOut` where a value is
 //! returned): [`Event::wait`], [`AsyncResult::wait`]/[`get`](AsyncResult::get),
-//! [`Greenlet::join`], [`pool::Group::join`]/[`kill`](pool::Group::kill),
+//! [`Greenlet::join`], [`pool::Group::join`]/[`kill`](pool::Group::kill)/
+//! [`join_raise_error`](pool::Group::join_raise_error), [`ThreadPool::join`],
 //! [`pool::Pool::wait_available`], [`Semaphore::acquire`], `Queue::get`/`put`,
 //! `StreamServer::stop`/`DatagramServer::stop` (whose plain form uses gevent's
 //! default grace of 1 s), [`process::Child::wait`]/[`wait_timeout`](process::Child::wait_timeout)
 //! (which returns `Ok(None)`, as the `wait-timeout` crate's). gevent's module-level functions keep gevent's
-//! `timeout=None` parameter as an `Option<Duration>`: [`joinall`], [`killall`],
+//! `timeout=None` parameter as an `Option<Duration>`: [`joinall`], [`joinall_count`], [`killall`],
 //! [`wait`], [`iwait`], [`net::wait_read`]/[`wait_write`](net::wait_write),
-//! [`select::poll`]/[`select`](select::select).
+//! [`select::poll`]/[`select`](select::select); so does [`pool::Group::killone`], with
+//! gevent's `block`.
 //!
 //! ## Thread exit
 //! When a thread ends (`main` returns, or a spawned thread's closure does) with
@@ -117,9 +119,9 @@ pub use hub::monitor;
 pub use hub::runinfo::{run_info, GreenletRunInfo, RunInfo, RunState};
 pub use hub::{get_hub, try_get_hub, Hub, HubHandle, RemoteWaker, Wait, Waitable, Waker};
 pub use spawn::{
-    current_id, current_name, hub_wait, idle, iwait, joinall, killall, sleep, spawn, spawn_later,
-    try_sleep, wait, AnyGreenlet, Builder, Greenlet, GreenletInfo, GreenletLocal, Iwait, JoinError,
-    LinkId, Outcome,
+    current_id, current_name, hub_wait, idle, iwait, joinall, joinall_count, killall, sleep, spawn,
+    spawn_later, try_sleep, wait, AnyGreenlet, Builder, Greenlet, GreenletInfo, GreenletLocal,
+    Iwait, JoinError, LinkId, Outcome,
 };
 pub use spawn::{scope, Scope, ScopedGreenlet};
 pub use spawn::{with_timeout, with_timeout_value, Timeout, TimeoutExpired};

@@ -11,11 +11,11 @@
 //! assert_eq!(squares, [0, 1, 4, 9, 16]);
 //! ```
 
-pub use crate::spawn::{Group, Imap};
+pub use crate::spawn::{Callback, Group, Imap};
 
 use crate::error::Result;
 use crate::hub::{wait_until, Waitable, Waker};
-use crate::spawn::group::{GroupInner, Slots};
+use crate::spawn::group::{spawn_with_callback, GroupInner, Slots};
 use crate::spawn::{Greenlet, JoinError};
 use crate::sync::Semaphore;
 use std::fmt;
@@ -77,6 +77,9 @@ impl Slots for Semaphore {
     }
     fn release(&self) {
         Semaphore::release(self);
+    }
+    fn available(&self) -> usize {
+        Semaphore::available(self)
     }
 }
 
@@ -251,6 +254,40 @@ impl Pool {
         R: 'static,
     {
         self.imap(f, input).collect()
+    }
+
+    /// [`map`](Pool::map) in a greenlet of its own, returned at once (gevent's
+    /// `map_async`), at most `size` calls in flight: as
+    /// [`Group::map_async`], whose other methods (`apply`, `apply_async`, `killone`,
+    /// `join_raise_error`) a pool shares, its slots bounding them.
+    ///
+    /// # Examples
+    /// ```
+    /// use gevent_hub::pool::Pool;
+    /// use std::rc::Rc;
+    ///
+    /// let pool = Pool::new(2);
+    /// let g = pool.map_async(|x: u32| x * 10, 1..=4, None).unwrap();
+    /// assert_eq!(Rc::try_unwrap(g).unwrap().join().unwrap(), [10, 20, 30, 40]);
+    /// ```
+    ///
+    /// # Errors
+    /// As [`Group::apply_async`].
+    #[track_caller]
+    pub fn map_async<I, F, R>(
+        &self,
+        f: F,
+        input: I,
+        callback: Option<Callback<Vec<R>>>,
+    ) -> Result<Rc<Greenlet<Vec<R>>>>
+    where
+        I: IntoIterator + 'static,
+        I::Item: 'static,
+        F: Fn(I::Item) -> R + 'static,
+        R: 'static,
+    {
+        let pool = self.clone();
+        spawn_with_callback("map_async", move || pool.map(f, input), callback)
     }
 }
 

@@ -25,6 +25,14 @@
 //! (10 ms doubling to 1 s) instead of spinning, a connection reset before `accept`
 //! is skipped, and a handler that panics is reported without stopping the server.
 //!
+//! ## Pausing, closing, sharing a bound
+//! [`StreamServer::stop_accepting`] pauses accepting and leaves clients in the
+//! kernel's backlog until [`start_accepting`](StreamServer::start_accepting);
+//! [`close`](StreamServer::close) closes the listener and leaves running handlers
+//! alone; [`stop`](StreamServer::stop) does both and ends the handlers. A [`Spawn`]
+//! (gevent's `spawn=`) puts handlers in a [`Pool`] several servers share, or starts
+//! them through a function of the user's.
+//!
 //! ## Multi-core
 //! A hub is one thread. To use several cores, run one server per thread on the same
 //! port with [`ServerOptions::reuse_port`] (`SO_REUSEPORT`): the kernel spreads the
@@ -42,6 +50,7 @@ use std::collections::HashMap;
 use std::fmt;
 use std::io;
 use std::net::SocketAddr;
+use std::os::fd::AsRawFd;
 use std::rc::Rc;
 use std::time::Duration;
 
@@ -112,6 +121,53 @@ pub struct ResistingHandler {
 
 type Handler = Rc<dyn Fn(TcpStream, SocketAddr)>;
 
+/// A spawn function of [`Spawn::with`]: starts the connection's body (which calls the
+/// handler) in a greenlet and returns it.
+type SpawnFn = Rc<dyn Fn(Box<dyn FnOnce()>) -> crate::Result<Rc<Greenlet<()>>>>;
+
+/// How a [`StreamServer`] starts each connection's handler (gevent's `spawn=`
+/// argument). Given to [`StreamServer::with_spawn`] or
+/// [`StreamServer::from_listener_with_spawn`]; the other constructors take
+/// [`ServerOptions::max_connections`] instead (a pool of the server's own).
+///
+/// Not part of [`ServerOptions`], which stays `Send` (one copy per thread with
+/// `reuse_port`), while a pool and a spawn function belong to one thread.
+#[derive(Clone, Default)]
+pub enum Spawn {
+    /// A new greenlet per connection, or one in a pool of the server's own when
+    /// [`ServerOptions::max_connections`] is set (the default).
+    #[default]
+    Greenlet,
+    /// In this pool, which may be shared by several servers (gevent's `spawn=pool`):
+    /// together they handle at most the pool's size at once, each server accepting
+    /// only while the pool has a free slot.
+    Pool(Pool),
+    /// Through a function of the user's (see [`Spawn::with`]).
+    With(SpawnFn),
+}
+
+impl Spawn {
+    /// A spawn function (gevent's `spawn=callable`): `f` is given the connection's
+    /// body, to run in a greenlet it starts (with a name, in a group, after some
+    /// bookkeeping) and returns, so that the server can count, stop and kill it. An
+    /// `Err` closes that connection, is logged, and the server goes on accepting.
+    pub fn with(
+        f: impl Fn(Box<dyn FnOnce()>) -> crate::Result<Rc<Greenlet<()>>> + 'static,
+    ) -> Spawn {
+        Spawn::With(Rc::new(f))
+    }
+}
+
+impl fmt::Debug for Spawn {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Spawn::Greenlet => f.write_str("Spawn::Greenlet"),
+            Spawn::Pool(p) => f.debug_tuple("Spawn::Pool").field(p).finish(),
+            Spawn::With(_) => f.write_str("Spawn::With(..)"),
+        }
+    }
+}
+
 /// A running handler: its client's address and its greenlet, by greenlet id.
 type Handlers = HashMap<u64, (SocketAddr, Rc<Greenlet<()>>)>;
 
@@ -119,8 +175,9 @@ struct ServerInner {
     listener: TcpListener,
     addr: SocketAddr,
     handler: Handler,
-    /// The bound on connections handled at once (`max_connections`), if any.
-    pool: Option<Pool>,
+    /// How handlers start: a plain greenlet, in a pool (the server's own for
+    /// `max_connections`, or a shared one), or through the user's function.
+    spawn: Spawn,
     stop_timeout: Duration,
     kill_timeout: Duration,
     /// Running handlers by greenlet id, with their clients' addresses.
@@ -131,6 +188,18 @@ struct ServerInner {
     stopping: Cell<bool>,
     stopped: Event,
     accepted: Cell<u64>,
+    /// `start` was called (and the server neither stopped nor closed since).
+    started: Cell<bool>,
+    /// The listener was closed (by `close` or `stop`).
+    closed: Cell<bool>,
+    /// Accepting is wanted: cleared by `stop_accepting`, set by `start_accepting`.
+    accepting: Cell<bool>,
+    /// The acceptor is parked where a kill loses nothing (waiting for a connection or a
+    /// slot, backing off): `stop_accepting` may kill it there.
+    killable: Cell<bool>,
+    /// Its pool is the user's, maybe shared with other servers: another server may
+    /// fill it while this one waits for a connection.
+    shared_pool: bool,
 }
 
 /// A TCP server running a handler greenlet per connection.
@@ -214,7 +283,41 @@ impl StreamServer {
         handler: impl Fn(TcpStream, SocketAddr) + 'static,
     ) -> io::Result<StreamServer> {
         let listener = TcpListener::bind_with(addr, opts.backlog, opts.reuse_port)?;
-        StreamServer::build(listener, &opts, handler)
+        StreamServer::build(listener, &opts, Spawn::Greenlet, handler)
+    }
+
+    /// [`with_options`](StreamServer::with_options), starting each handler as `spawn`
+    /// says (gevent's `spawn=`): in a [`Pool`] shared with other servers, or through a
+    /// function of the user's.
+    ///
+    /// # Examples
+    /// Two servers sharing one bound of two connections at once:
+    /// ```
+    /// use gevent_hub::pool::Pool;
+    /// use gevent_hub::server::{ServerOptions, Spawn, StreamServer};
+    ///
+    /// let pool = Pool::new(2);
+    /// let a = StreamServer::with_spawn("127.0.0.1:0", ServerOptions::default(), Spawn::Pool(pool.clone()), |_, _| ())?;
+    /// let b = StreamServer::with_spawn("127.0.0.1:0", ServerOptions::default(), Spawn::Pool(pool.clone()), |_, _| ())?;
+    /// a.start()?;
+    /// b.start()?;
+    /// assert_eq!(pool.size(), 2);
+    /// # Ok::<(), std::io::Error>(())
+    /// ```
+    ///
+    /// # Errors
+    /// As [`with_options`](StreamServer::with_options); `InvalidInput` if `spawn` is
+    /// not [`Spawn::Greenlet`] and `max_connections` is set too (the pool, or the
+    /// function, is the bound).
+    pub fn with_spawn<A: ToSocketAddrs>(
+        addr: A,
+        opts: ServerOptions,
+        spawn: Spawn,
+        handler: impl Fn(TcpStream, SocketAddr) + 'static,
+    ) -> io::Result<StreamServer> {
+        check_spawn(&opts, &spawn)?;
+        let listener = TcpListener::bind_with(addr, opts.backlog, opts.reuse_port)?;
+        StreamServer::build(listener, &opts, spawn, handler)
     }
 
     /// Serves connections accepted from an existing listener.
@@ -230,12 +333,28 @@ impl StreamServer {
             max_connections,
             ..ServerOptions::default()
         };
-        StreamServer::build(listener, &opts, handler)
+        StreamServer::build(listener, &opts, Spawn::Greenlet, handler)
+    }
+
+    /// [`from_listener`](StreamServer::from_listener) with options (their `backlog`
+    /// and `reuse_port` are the listener's already, and unused) and a [`Spawn`].
+    ///
+    /// # Errors
+    /// As [`with_spawn`](StreamServer::with_spawn), without the binding.
+    pub fn from_listener_with_spawn(
+        listener: TcpListener,
+        opts: ServerOptions,
+        spawn: Spawn,
+        handler: impl Fn(TcpStream, SocketAddr) + 'static,
+    ) -> io::Result<StreamServer> {
+        check_spawn(&opts, &spawn)?;
+        StreamServer::build(listener, &opts, spawn, handler)
     }
 
     fn build(
         listener: TcpListener,
         opts: &ServerOptions,
+        spawn: Spawn,
         handler: impl Fn(TcpStream, SocketAddr) + 'static,
     ) -> io::Result<StreamServer> {
         // A pool of 0 is always full: a server that could never serve anyone.
@@ -245,14 +364,18 @@ impl StreamServer {
                 "max_connections must be at least 1",
             ));
         }
-        let pool = opts.max_connections.map(Pool::new);
+        let shared_pool = matches!(spawn, Spawn::Pool(_));
+        let spawn = match (spawn, opts.max_connections) {
+            (Spawn::Greenlet, Some(n)) => Spawn::Pool(Pool::new(n)),
+            (spawn, _) => spawn,
+        };
         let addr = listener.local_addr()?;
         Ok(StreamServer {
             inner: Rc::new(ServerInner {
                 listener,
                 addr,
                 handler: Rc::new(handler),
-                pool,
+                spawn,
                 stop_timeout: opts.stop_timeout,
                 kill_timeout: opts.kill_timeout,
                 handlers: RefCell::new(HashMap::new()),
@@ -261,6 +384,11 @@ impl StreamServer {
                 stopping: Cell::new(false),
                 stopped: Event::new(),
                 accepted: Cell::new(0),
+                started: Cell::new(false),
+                closed: Cell::new(false),
+                accepting: Cell::new(false),
+                killable: Cell::new(false),
+                shared_pool,
             }),
         })
     }
@@ -280,26 +408,149 @@ impl StreamServer {
         self.inner.accepted.get()
     }
 
-    /// Starts accepting in a background greenlet and returns.
+    /// Starts accepting in a background greenlet and returns. Starting a started
+    /// server does nothing (it does not resume accepting paused by
+    /// [`stop_accepting`](StreamServer::stop_accepting): that is
+    /// [`start_accepting`](StreamServer::start_accepting)).
     ///
     /// # Errors
-    /// `InvalidInput` if it was stopped already.
+    /// `InvalidInput` if it was stopped or closed already.
     pub fn start(&self) -> io::Result<()> {
-        if self.inner.stopping.get() {
-            return Err(io::Error::new(
-                io::ErrorKind::InvalidInput,
-                "the server was stopped",
-            ));
-        }
-        if self.inner.acceptor.borrow().is_some() {
+        self.check_open()?;
+        if self.inner.started.replace(true) {
             return Ok(());
         }
-        let inner = self.inner.clone();
+        self.start_accepting()
+    }
+
+    fn check_open(&self) -> io::Result<()> {
+        let what = if self.inner.stopping.get() {
+            "the server was stopped"
+        } else if self.inner.closed.get() {
+            "the server was closed"
+        } else {
+            return Ok(());
+        };
+        Err(io::Error::new(io::ErrorKind::InvalidInput, what))
+    }
+
+    /// Accepts connections again after [`stop_accepting`](StreamServer::stop_accepting)
+    /// (gevent's `start_accepting`), or for the first time; it does not make the
+    /// server [`started`](StreamServer::started). Does nothing while accepting.
+    ///
+    /// # Errors
+    /// `InvalidInput` if it was stopped or closed; the hub could not spawn the
+    /// acceptor.
+    pub fn start_accepting(&self) -> io::Result<()> {
+        self.check_open()?;
+        let inner = &self.inner;
+        inner.accepting.set(true);
+        let alive = inner.acceptor.borrow().as_ref().is_some_and(|g| !g.ready());
+        if alive {
+            // Still on its way (handing a connection over): it goes on accepting.
+            return Ok(());
+        }
+        let i2 = inner.clone();
         let g = crate::spawn::Builder::new()
-            .name(format!("StreamServer({})", self.inner.addr))
-            .spawn(move || accept_loop(&inner))?;
-        *self.inner.acceptor.borrow_mut() = Some(g);
+            .name(format!("StreamServer({})", inner.addr))
+            .spawn(move || accept_loop(&i2))?;
+        *inner.acceptor.borrow_mut() = Some(g);
         Ok(())
+    }
+
+    /// Pauses accepting without closing the listener (gevent's `stop_accepting`):
+    /// clients that connect meanwhile wait in the kernel's backlog (up to
+    /// [`ServerOptions::backlog`]) until [`start_accepting`](StreamServer::start_accepting);
+    /// running handlers go on. A connection being handed over when it is called is
+    /// still served. Usable in the hub (it does not wait).
+    ///
+    /// # Examples
+    /// ```
+    /// use gevent_hub::net::TcpStream;
+    /// use gevent_hub::server::StreamServer;
+    /// use std::io::Read;
+    ///
+    /// let server = StreamServer::new("127.0.0.1:0", |sock, _| drop(sock))?;
+    /// server.start()?;
+    /// server.stop_accepting();
+    /// let mut client = TcpStream::connect(server.server_addr())?; // into the backlog
+    /// assert_eq!(server.accepted_count(), 0);
+    /// server.start_accepting()?;
+    /// let mut buf = [0u8; 1];
+    /// assert_eq!(client.read(&mut buf)?, 0, "accepted now, and closed by the handler");
+    /// assert_eq!(server.accepted_count(), 1);
+    /// # Ok::<(), std::io::Error>(())
+    /// ```
+    pub fn stop_accepting(&self) {
+        let inner = &self.inner;
+        inner.accepting.set(false);
+        if inner.killable.get() {
+            // Parked with nothing in hand: a kill there leaves every connection in the
+            // backlog. Otherwise it stops by itself before its next accept.
+            if let Some(g) = inner.acceptor.borrow_mut().take() {
+                g.kill_nowait();
+            }
+            inner.killable.set(false);
+        }
+    }
+
+    /// True while it accepts connections (started or
+    /// [`start_accepting`](StreamServer::start_accepting), not paused, stopped or
+    /// closed).
+    pub fn is_accepting(&self) -> bool {
+        self.inner.accepting.get()
+    }
+
+    /// Closes the listener (gevent's `close`): no connection is accepted any more
+    /// (clients waiting in the backlog are refused), and
+    /// [`serve_forever`](StreamServer::serve_forever) returns. Running handlers go on,
+    /// still counted by [`connection_count`](StreamServer::connection_count); a
+    /// [`stop`](StreamServer::stop) later ends them. Closing twice does nothing.
+    ///
+    /// # Examples
+    /// ```
+    /// use gevent_hub::server::StreamServer;
+    ///
+    /// let server = StreamServer::new("127.0.0.1:0", |_, _| ())?;
+    /// server.start()?;
+    /// assert!(server.started() && !server.closed());
+    /// server.close();
+    /// assert!(server.closed() && !server.started());
+    /// assert!(server.start().is_err());
+    /// # Ok::<(), std::io::Error>(())
+    /// ```
+    pub fn close(&self) {
+        let inner = &self.inner;
+        inner.accepting.set(false);
+        inner.started.set(false);
+        if !inner.closed.replace(true) {
+            inner.listener.close();
+            // Parked with nothing in hand, it is killed there (waiting for a pool's
+            // slot, the listener's close would not wake it); otherwise it sees
+            // `closed` before its next accept.
+            if let Some(g) = inner.acceptor.borrow_mut().take() {
+                if inner.killable.get() {
+                    g.kill_nowait();
+                }
+            }
+            inner.killable.set(false);
+        }
+        inner.stopped.set();
+    }
+
+    /// True once the listener is closed ([`close`](StreamServer::close) or
+    /// [`stop`](StreamServer::stop)), gevent's `closed`.
+    pub fn closed(&self) -> bool {
+        self.inner.closed.get()
+    }
+
+    /// True between [`start`](StreamServer::start) (or
+    /// [`serve_forever`](StreamServer::serve_forever)) and
+    /// [`stop`](StreamServer::stop) or [`close`](StreamServer::close), gevent's
+    /// `started`; pausing with [`stop_accepting`](StreamServer::stop_accepting) does
+    /// not change it.
+    pub fn started(&self) -> bool {
+        self.inner.started.get()
     }
 
     /// Starts (if needed) and waits until [`stop`](StreamServer::stop) is called.
@@ -335,6 +586,9 @@ impl StreamServer {
     pub fn stop_timeout(&self, grace: Duration) -> io::Result<StopReport> {
         let inner = &self.inner;
         if !inner.stopping.replace(true) {
+            inner.accepting.set(false);
+            inner.started.set(false);
+            inner.closed.set(true);
             inner.listener.close();
             if let Some(a) = inner.acceptor.borrow_mut().take() {
                 a.kill_nowait();
@@ -414,54 +668,80 @@ fn stop_handlers(
     Ok(report)
 }
 
+/// The acceptor's own exit: it forgets its handle unless a newer acceptor took over.
+fn acceptor_done(inner: &ServerInner) {
+    inner.killable.set(false);
+    let mut a = inner.acceptor.borrow_mut();
+    if a.as_ref().is_some_and(|g| g.id() == current_id()) {
+        a.take();
+    }
+}
+
+/// `inner.killable` while `f` runs: a kill there loses no connection.
+fn killable<R>(inner: &ServerInner, f: impl FnOnce() -> R) -> R {
+    inner.killable.set(true);
+    let r = f();
+    inner.killable.set(false);
+    r
+}
+
 fn accept_loop(inner: &Rc<ServerInner>) {
     let min_delay = Duration::from_millis(10);
     let mut delay = min_delay;
     loop {
-        if inner.stopping.get() {
-            return;
+        if inner.stopping.get() || inner.closed.get() || !inner.accepting.get() {
+            return acceptor_done(inner);
         }
         // While the pool is full, leave connections in the kernel's backlog.
-        if let Some(pool) = &inner.pool {
-            if pool.wait_available().is_err() {
-                return;
+        if let Spawn::Pool(pool) = &inner.spawn {
+            if killable(inner, || pool.wait_available()).is_err() {
+                return acceptor_done(inner);
+            }
+            if inner.shared_pool {
+                // As gevent does, look at the pool again once a client is there: if
+                // another server filled it meanwhile, leave this one in the backlog.
+                let fd = inner.listener.as_raw_fd();
+                match killable(inner, || crate::net::wait_read(fd, None)) {
+                    Err(_) if inner.stopping.get() || inner.closed.get() => {
+                        return acceptor_done(inner)
+                    }
+                    // Any other error is accept's to meet and report (with its backoff).
+                    Err(_) => {}
+                    Ok(()) if pool.full() => continue,
+                    Ok(()) => {}
+                }
+            }
+            if !inner.accepting.get() {
+                continue;
             }
         }
-        match inner.listener.accept() {
+        match killable(inner, || inner.listener.accept()) {
             Ok((stream, peer)) => {
                 delay = min_delay;
                 inner.accepted.set(inner.accepted.get() + 1);
-                let handler = inner.handler.clone();
-                let body = move || handler(stream, peer);
-                // The pool has a free slot (waited for above): its spawn does not wait.
-                let g = match &inner.pool {
-                    Some(pool) => match pool.spawn(body) {
-                        Ok(g) => g,
-                        Err(_) => return,
-                    },
-                    None => Rc::new(spawn(body)),
-                };
-                let id = g.id();
-                let weak = Rc::downgrade(inner);
-                g.link(move |info| {
-                    let Some(inner) = weak.upgrade() else { return };
-                    if let Outcome::Panicked(msg) = &info.outcome {
-                        error_limited!(
-                            inner.log_limit,
-                            "StreamServer({}) handler for {peer} panicked: {msg}",
-                            inner.addr
-                        );
+                match &inner.spawn {
+                    // A shared pool may have filled up while this one waited to
+                    // accept: the connection waits for its slot in a greenlet of its
+                    // own, so that pausing or stopping the acceptor cannot drop it.
+                    Spawn::Pool(pool) if pool.full() => {
+                        let i2 = inner.clone();
+                        spawn(move || hand_over(&i2, stream, peer));
                     }
-                    inner.handlers.borrow_mut().remove(&id);
-                });
-                inner.handlers.borrow_mut().insert(id, (peer, g));
+                    _ => hand_over(inner, stream, peer),
+                }
             }
-            Err(_) if inner.stopping.get() || inner.listener.take_error().is_err() => return,
+            Err(_)
+                if inner.stopping.get()
+                    || inner.closed.get()
+                    || inner.listener.take_error().is_err() =>
+            {
+                return acceptor_done(inner)
+            }
             Err(e) if is_transient(&e) => {}
             Err(e) if is_out_of_resources(&e) => {
                 // Out of fds or memory: wait for some to be released, without spinning.
-                if try_sleep(delay).is_err() {
-                    return;
+                if killable(inner, || try_sleep(delay)).is_err() {
+                    return acceptor_done(inner);
                 }
                 delay = (delay * 2).min(Duration::from_secs(1));
             }
@@ -471,13 +751,69 @@ fn accept_loop(inner: &Rc<ServerInner>) {
                     "StreamServer({}) accept failed: {e}",
                     inner.addr
                 );
-                if try_sleep(delay).is_err() {
-                    return;
+                if killable(inner, || try_sleep(delay)).is_err() {
+                    return acceptor_done(inner);
                 }
                 delay = (delay * 2).min(Duration::from_secs(1));
             }
         }
     }
+}
+
+/// Starts the handler of an accepted connection as the server's [`Spawn`] says, and
+/// counts it until it ends. In a pool, waits for a slot (at once, unless a shared
+/// pool is full).
+fn hand_over(inner: &Rc<ServerInner>, stream: TcpStream, peer: SocketAddr) {
+    let handler = inner.handler.clone();
+    let body = move || handler(stream, peer);
+    let spawned = match &inner.spawn {
+        Spawn::Greenlet => Ok(Rc::new(spawn(body))),
+        Spawn::Pool(pool) => pool.spawn(body),
+        Spawn::With(f) => f(Box::new(body)),
+    };
+    let g = match spawned {
+        Ok(g) => g,
+        Err(e) => {
+            // The connection (in the body) is closed with it.
+            error_limited!(
+                inner.log_limit,
+                "StreamServer({}) could not start a handler for {peer}: {e}",
+                inner.addr
+            );
+            return;
+        }
+    };
+    if inner.stopping.get() {
+        // Stopped while it waited for a slot: not served.
+        g.kill_nowait();
+        return;
+    }
+    let id = g.id();
+    let weak = Rc::downgrade(inner);
+    g.link(move |info| {
+        let Some(inner) = weak.upgrade() else { return };
+        if let Outcome::Panicked(msg) = &info.outcome {
+            error_limited!(
+                inner.log_limit,
+                "StreamServer({}) handler for {peer} panicked: {msg}",
+                inner.addr
+            );
+        }
+        inner.handlers.borrow_mut().remove(&id);
+    });
+    inner.handlers.borrow_mut().insert(id, (peer, g));
+}
+
+/// A [`Spawn`] other than the default is the bound: `max_connections` beside it is
+/// ambiguous.
+fn check_spawn(opts: &ServerOptions, spawn: &Spawn) -> io::Result<()> {
+    if opts.max_connections.is_some() && !matches!(spawn, Spawn::Greenlet) {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            "max_connections and a Spawn other than Spawn::Greenlet were both given: the Spawn's pool or function is the bound, leave max_connections None",
+        ));
+    }
+    Ok(())
 }
 
 type DatagramHandler = Rc<dyn Fn(Vec<u8>, SocketAddr, &UdpSocket)>;

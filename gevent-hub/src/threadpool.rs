@@ -17,6 +17,11 @@
 //!  join() returns the result
 //! ```
 //!
+//! The pool as a whole: [`resize`](ThreadPool::resize) changes its size (shrinking
+//! between tasks, never interrupting one), [`join`](ThreadPool::join) waits parked
+//! for everything submitted to finish, [`kill`](ThreadPool::kill) stops it (queued
+//! tasks cancelled, running ones let finish).
+//!
 //! Each task keeps its hub's loop alive until it completes, so waiting for one from
 //! the main greenlet is not mistaken for a deadlock; nothing else of the pool touches
 //! the loop. Workers are started on demand, up to the pool's size, and retire after
@@ -33,7 +38,7 @@
 
 use crate::error::{Error, Result};
 use crate::greenlet::panic_message;
-use crate::hub::{get_hub, try_get_hub, wait_until, Waker};
+use crate::hub::{get_hub, try_get_hub, wait_until, HubHandle, RemoteWaker, Waker};
 use crate::hub::{WaitList, Waitable};
 use crate::ids::Ids;
 use crate::pool::SizeError;
@@ -60,7 +65,7 @@ pub const DEFAULT_IDLE_TIMEOUT: Duration = Duration::from_secs(5);
 pub enum ThreadError {
     /// The task panicked; the panic's message.
     Panicked(String),
-    /// The pool was dropped before the task started.
+    /// The pool was killed ([`ThreadPool::kill`]) or dropped before the task started.
     Cancelled,
     /// No worker thread could be started for it (the OS refused).
     Spawn(String),
@@ -73,7 +78,7 @@ impl fmt::Display for ThreadError {
         match self {
             ThreadError::Panicked(m) => write!(f, "the thread pool task panicked: {m}"),
             ThreadError::Cancelled => {
-                f.write_str("the thread pool was dropped before the task started")
+                f.write_str("the thread pool was killed or dropped before the task started")
             }
             ThreadError::Spawn(e) => write!(f, "could not start a thread pool worker: {e}"),
             ThreadError::Wait(e) => write!(f, "{e}"),
@@ -132,10 +137,19 @@ type Job = Box<dyn FnOnce(Cmd) + Send>;
 
 struct State {
     queue: VecDeque<Job>,
+    /// The most workers alive at once; a [`resize`](ThreadPool::resize) below the
+    /// live count retires workers as they finish their current task.
+    max_threads: usize,
     /// Live workers.
     threads: usize,
     /// Workers waiting for a job.
     idle: usize,
+    /// Tasks submitted and not yet run to the end or cancelled: queued plus running.
+    pending: usize,
+    /// Greenlets in [`ThreadPool::join`], each woken (on its own hub) when `pending`
+    /// reaches 0.
+    joiners: Vec<(HubHandle, RemoteWaker)>,
+    /// Killed or dropped: no task is accepted any more.
     shutdown: bool,
     /// Handles of live workers, to join them when the pool is dropped. A retiring
     /// worker removes (detaches) its own.
@@ -145,7 +159,6 @@ struct State {
 struct Shared {
     state: Mutex<State>,
     work: Condvar,
-    max_threads: usize,
     idle_timeout: Duration,
 }
 
@@ -156,14 +169,67 @@ impl Shared {
     }
 }
 
+impl State {
+    /// `n` tasks ran to their end or were cancelled; returns the joiners to wake once
+    /// none is left (woken by the caller, unlocked).
+    fn finished(&mut self, n: usize) -> Vec<(HubHandle, RemoteWaker)> {
+        self.pending -= n;
+        if self.pending == 0 {
+            std::mem::take(&mut self.joiners)
+        } else {
+            Vec::new()
+        }
+    }
+}
+
+/// Wakes the greenlets in [`ThreadPool::join`]. The wake-up is sent from a callback
+/// on each joiner's own hub, so it arrives after the completions the workers sent
+/// before it: a `ThreadResult` of that thread is ready when `join` returns.
+fn wake_joiners(joiners: Vec<(HubHandle, RemoteWaker)>) {
+    for (hub, w) in joiners {
+        hub.run_callback_threadsafe(move || {
+            w.wake();
+        });
+    }
+}
+
+/// Cancels `jobs` (their results report `why`), then counts them as finished.
+fn cancel(shared: &Shared, jobs: Vec<Job>, why: impl Fn() -> Failure) {
+    let n = jobs.len();
+    if n == 0 {
+        return;
+    }
+    for job in jobs {
+        job(Cmd::Cancel(why()));
+    }
+    let joiners = shared.lock().finished(n);
+    wake_joiners(joiners);
+}
+
 fn worker(shared: Arc<Shared>) {
     let me = std::thread::current().id();
     let mut st = shared.lock();
     loop {
+        if st.threads > st.max_threads && !st.shutdown {
+            // The pool was made smaller: this one goes, between two tasks. A wake-up
+            // for a queued task meant for it goes to another worker.
+            st.threads -= 1;
+            st.handles.remove(&me);
+            if !st.queue.is_empty() {
+                shared.work.notify_one();
+            }
+            return;
+        }
         if let Some(job) = st.queue.pop_front() {
             drop(st);
             job(Cmd::Run);
             st = shared.lock();
+            let joiners = st.finished(1);
+            if !joiners.is_empty() {
+                drop(st);
+                wake_joiners(joiners);
+                st = shared.lock();
+            }
             continue;
         }
         if st.shutdown {
@@ -200,9 +266,7 @@ impl Drop for Owner {
             (jobs, std::mem::take(&mut st.handles))
         };
         self.shared.work.notify_all();
-        for job in jobs {
-            job(Cmd::Cancel(Failure::Cancelled));
-        }
+        cancel(&self.shared, jobs, || Failure::Cancelled);
         let me = std::thread::current().id();
         for (id, h) in handles {
             // The last handle may be dropped by a task on a worker: it cannot join itself.
@@ -226,7 +290,7 @@ impl fmt::Debug for ThreadPool {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let st = self.owner.shared.lock();
         f.debug_struct("ThreadPool")
-            .field("max_threads", &self.owner.shared.max_threads)
+            .field("max_threads", &st.max_threads)
             .field("threads", &st.threads)
             .field("idle", &st.idle)
             .field("queued", &st.queue.len())
@@ -261,13 +325,15 @@ impl ThreadPool {
                 shared: Arc::new(Shared {
                     state: Mutex::new(State {
                         queue: VecDeque::new(),
+                        max_threads,
                         threads: 0,
                         idle: 0,
+                        pending: 0,
+                        joiners: Vec::new(),
                         shutdown: false,
                         handles: HashMap::new(),
                     }),
                     work: Condvar::new(),
-                    max_threads,
                     idle_timeout,
                 }),
             }),
@@ -276,7 +342,178 @@ impl ThreadPool {
 
     /// The most threads it runs at once.
     pub fn max_threads(&self) -> usize {
-        self.owner.shared.max_threads
+        self.owner.shared.lock().max_threads
+    }
+
+    /// Tasks submitted and not finished yet: queued plus running.
+    pub fn pending(&self) -> usize {
+        self.owner.shared.lock().pending
+    }
+
+    /// True once [`kill`](ThreadPool::kill)ed: it accepts no more tasks.
+    pub fn is_killed(&self) -> bool {
+        self.owner.shared.lock().shutdown
+    }
+
+    /// Makes it run at most `max_threads` threads (gevent's `resize`). Growing takes
+    /// effect at once: tasks waiting in the queue get new workers now. Shrinking lets
+    /// every worker finish the task it is running: a worker above the new size
+    /// retires before taking its next one, so no task is lost or interrupted, and the
+    /// queue is worked through by the workers that stay. (Workers start on demand and
+    /// retire when idle here, so a grown pool starts threads only for work, where
+    /// gevent's starts them all.)
+    ///
+    /// # Examples
+    /// ```
+    /// use gevent_hub::ThreadPool;
+    ///
+    /// let pool = ThreadPool::new(1)?;
+    /// pool.resize(4)?;
+    /// assert_eq!(pool.max_threads(), 4);
+    /// let tasks: Vec<_> = (0..8).map(|i| pool.spawn(move || i * 2)).collect();
+    /// pool.resize(2)?; // running tasks finish; two workers stay for the rest
+    /// let sum: i32 = tasks.into_iter().map(|t| t.join().unwrap()).sum();
+    /// assert_eq!(sum, 56);
+    /// assert!(pool.resize(0).is_err());
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    ///
+    /// # Errors
+    /// [`SizeError`] if `max_threads` is 0 (nothing would ever run; [`kill`](ThreadPool::kill) stops a pool).
+    pub fn resize(&self, max_threads: usize) -> std::result::Result<(), SizeError> {
+        if max_threads == 0 {
+            return Err(SizeError::new("ThreadPool"));
+        }
+        let shared = &self.owner.shared;
+        let mut st = shared.lock();
+        st.max_threads = max_threads;
+        if st.shutdown {
+            return Ok(());
+        }
+        // Growing: start workers for queued tasks no idle worker will take. (A worker
+        // that cannot be started is no loss: the running ones get to the queue.)
+        let mut started = 0;
+        while st.queue.len() > st.idle + started
+            && st.threads < st.max_threads
+            && spawn_worker(shared, &mut st).is_ok()
+        {
+            started += 1;
+        }
+        drop(st);
+        // Shrinking: idle workers above the size wake and retire; growing: the new
+        // workers (and idle ones) look at the queue.
+        shared.work.notify_all();
+        Ok(())
+    }
+
+    /// Waits, parked, until every task queued or running has finished (gevent's
+    /// `join`), including tasks submitted from other threads and submitted while it
+    /// waits. Results of this thread's tasks are [`ready`](ThreadResult::ready) when
+    /// it returns.
+    ///
+    /// # Examples
+    /// ```
+    /// use gevent_hub::ThreadPool;
+    /// use std::sync::atomic::{AtomicUsize, Ordering};
+    /// use std::sync::Arc;
+    ///
+    /// let pool = ThreadPool::new(3)?;
+    /// let done = Arc::new(AtomicUsize::new(0));
+    /// for _ in 0..10 {
+    ///     let d = done.clone();
+    ///     drop(pool.spawn(move || d.fetch_add(1, Ordering::SeqCst)));
+    /// }
+    /// pool.join()?;
+    /// assert_eq!(done.load(Ordering::SeqCst), 10);
+    /// assert_eq!(pool.pending(), 0);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    ///
+    /// # Errors
+    /// [`Error::BlockingInHub`] in the hub, and the hub's other wait errors.
+    pub fn join(&self) -> Result<()> {
+        self.join_inner(None).map(drop)
+    }
+
+    /// [`join`](ThreadPool::join) for at most `timeout`; returns whether every task
+    /// finished.
+    ///
+    /// # Errors
+    /// As [`join`](ThreadPool::join).
+    pub fn join_timeout(&self, timeout: Duration) -> Result<bool> {
+        self.join_inner(Some(timeout))
+    }
+
+    fn join_inner(&self, timeout: Option<Duration>) -> Result<bool> {
+        const WHAT: &str = "a thread pool's tasks to finish (join)";
+        let deadline = timeout.and_then(crate::hub::deadline_after);
+        // Not kept across the wait: a parked stack must not hold the hub.
+        let handle = try_get_hub()?.handle();
+        let mut woken = false;
+        loop {
+            let left = deadline.map(|d| d.saturating_duration_since(std::time::Instant::now()));
+            let w = crate::hub::Wait::timed(WHAT, left)?;
+            let mut st = self.owner.shared.lock();
+            if st.pending == 0 {
+                drop(st);
+                if !woken {
+                    // Every task sent its completion to its hub before `pending` fell
+                    // to 0: one trip through this hub's queue runs this thread's first.
+                    wake_joiners(vec![(handle.clone(), w.remote_waker())]);
+                    w.park()?;
+                }
+                return Ok(true);
+            }
+            st.joiners.push((handle.clone(), w.remote_waker()));
+            drop(st);
+            if !w.park()? {
+                return Ok(self.owner.shared.lock().pending == 0);
+            }
+            // Sent after the completions (see `wake_joiners`).
+            woken = true;
+        }
+    }
+
+    /// Stops the pool (gevent's `kill`), without waiting: from now on it accepts no
+    /// task (one spawned later reports [`ThreadError::Cancelled`] at once); the tasks
+    /// still queued are dropped unrun and their results report
+    /// [`ThreadError::Cancelled`]; the tasks running go on to their end (a thread
+    /// cannot be interrupted) and their results report as usual, then their workers
+    /// exit. [`join`](ThreadPool::join) after it waits for those running tasks.
+    /// Killing a killed pool does nothing.
+    ///
+    /// # Examples
+    /// ```
+    /// use gevent_hub::threadpool::{ThreadError, ThreadPool};
+    /// use std::sync::mpsc;
+    ///
+    /// let pool = ThreadPool::new(1)?;
+    /// let (started_tx, started) = mpsc::channel();
+    /// let (go, go_rx) = mpsc::channel::<()>();
+    /// let running = pool.spawn(move || {
+    ///     started_tx.send(()).unwrap();
+    ///     go_rx.recv().unwrap();
+    ///     "finished"
+    /// });
+    /// let queued = pool.spawn(|| "never runs");
+    /// started.recv()?; // the one worker is busy with the first task
+    /// pool.kill();
+    /// go.send(())?;
+    /// assert_eq!(running.join().unwrap(), "finished");
+    /// assert!(matches!(queued.join(), Err(ThreadError::Cancelled)));
+    /// assert!(matches!(pool.spawn(|| ()).join(), Err(ThreadError::Cancelled)));
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn kill(&self) {
+        let shared = &self.owner.shared;
+        let jobs: Vec<Job> = {
+            let mut st = shared.lock();
+            st.shutdown = true;
+            st.queue.drain(..).collect()
+        };
+        // Idle workers exit; busy ones after their task.
+        shared.work.notify_all();
+        cancel(shared, jobs, || Failure::Cancelled);
     }
 
     /// Worker threads alive right now.
@@ -328,23 +565,23 @@ impl ThreadPool {
     fn submit(&self, job: Job) {
         let shared = &self.owner.shared;
         let mut st = shared.lock();
+        if st.shutdown {
+            // Killed: accepted no more.
+            drop(st);
+            job(Cmd::Cancel(Failure::Cancelled));
+            return;
+        }
         st.queue.push_back(job);
-        if st.queue.len() > st.idle && st.threads < shared.max_threads {
-            let s2 = shared.clone();
-            let spawned = std::thread::Builder::new()
-                .name("gevent-threadpool".into())
-                .spawn(move || worker(s2));
-            match spawned {
-                Ok(h) => {
-                    st.threads += 1;
-                    st.handles.insert(h.thread().id(), h);
-                }
+        st.pending += 1;
+        if st.queue.len() > st.idle && st.threads < st.max_threads {
+            match spawn_worker(shared, &mut st) {
+                Ok(()) => {}
                 Err(e) if st.threads == 0 => {
                     // Nobody would ever run it: report instead of hanging the waiter.
                     let job = st.queue.pop_back();
                     drop(st);
                     if let Some(job) = job {
-                        job(Cmd::Cancel(Failure::Spawn(e.to_string())));
+                        cancel(shared, vec![job], || Failure::Spawn(e.to_string()));
                     }
                     return;
                 }
@@ -373,6 +610,17 @@ impl ThreadPool {
         }
         self.spawn(f).join()
     }
+}
+
+/// Starts one more worker, counted in `st`.
+fn spawn_worker(shared: &Arc<Shared>, st: &mut State) -> std::io::Result<()> {
+    let s2 = shared.clone();
+    let h = std::thread::Builder::new()
+        .name("gevent-threadpool".into())
+        .spawn(move || worker(s2))?;
+    st.threads += 1;
+    st.handles.insert(h.thread().id(), h);
+    Ok(())
 }
 
 type Slot<T> = Arc<Mutex<Option<std::result::Result<T, Failure>>>>;

@@ -651,3 +651,177 @@ fn stop_returns_and_names_a_handler_that_swallows_the_kill() {
         assert_eq!(server.connection_count(), 0);
     });
 }
+
+/// Reads until EOF.
+fn read_all(mut c: &TcpStream) -> Vec<u8> {
+    let mut got = Vec::new();
+    c.read_to_end(&mut got).unwrap();
+    got
+}
+
+#[test]
+fn stop_accepting_leaves_clients_in_the_backlog_until_start_accepting() {
+    with_watchdog(|| {
+        let server = echo_server();
+        let addr = server.server_addr();
+        round_trip(addr, b"before");
+        server.stop_accepting();
+        assert!(!server.is_accepting() && server.started() && !server.closed());
+        // The listener stays open: the kernel completes these handshakes.
+        let waiting: Vec<_> = (0..3).map(|_| TcpStream::connect(addr).unwrap()).collect();
+        idle().unwrap();
+        assert_eq!(server.accepted_count(), 1, "nothing accepted while paused");
+        server.start_accepting().unwrap();
+        for (i, c) in waiting.iter().enumerate() {
+            let msg = format!("queued {i}");
+            (&*c).write_all(msg.as_bytes()).unwrap();
+            let mut back = vec![0u8; msg.len()];
+            (&*c).read_exact(&mut back).unwrap();
+            assert_eq!(back, msg.as_bytes());
+        }
+        assert_eq!(server.accepted_count(), 4);
+        // Pausing and resuming without letting the hub run in between loses nothing.
+        for _ in 0..3 {
+            server.stop_accepting();
+            server.start_accepting().unwrap();
+        }
+        round_trip(addr, b"after");
+        assert_eq!(server.accepted_count(), 5);
+        server.stop().unwrap();
+        assert!(
+            server.start_accepting().is_err(),
+            "a stopped server stays stopped"
+        );
+    });
+}
+
+#[test]
+fn close_refuses_new_clients_and_leaves_running_handlers_alone() {
+    with_watchdog(|| {
+        let gate = Event::new();
+        let entered = Event::new();
+        let (g2, e2) = (gate.clone(), entered.clone());
+        let server = StreamServer::new("127.0.0.1:0", move |sock, _| {
+            e2.set();
+            g2.wait().unwrap();
+            (&sock).write_all(b"bye").unwrap();
+        })
+        .unwrap();
+        let s2 = server.clone();
+        let forever = spawn(move || s2.serve_forever());
+        sleep(Duration::ZERO); // let serve_forever start the server
+        assert!(server.started());
+        let addr = server.server_addr();
+        let client = TcpStream::connect(addr).unwrap();
+        entered.wait().unwrap();
+        server.close();
+        assert!(server.closed() && !server.started() && !server.is_accepting());
+        forever.join().unwrap().unwrap();
+        let refused = TcpStream::connect(addr).unwrap_err();
+        assert_eq!(refused.kind(), io::ErrorKind::ConnectionRefused);
+        assert_eq!(server.connection_count(), 1, "the handler still runs");
+        gate.set();
+        assert_eq!(read_all(&client), b"bye");
+        server.close(); // twice: nothing happens
+        assert!(server.start().is_err());
+        let report = server.stop().unwrap();
+        assert!(report.resisted.is_empty());
+    });
+}
+
+#[test]
+fn servers_sharing_a_pool_handle_at_most_its_size_together() {
+    use gevent_hub::pool::Pool;
+    use gevent_hub::server::Spawn;
+    with_watchdog(|| {
+        let pool = Pool::new(2);
+        let gate = Event::new();
+        let handled = Rc::new(Cell::new(0usize));
+        let make = || {
+            let (g, h) = (gate.clone(), handled.clone());
+            let server = StreamServer::with_spawn(
+                "127.0.0.1:0",
+                ServerOptions::default(),
+                Spawn::Pool(pool.clone()),
+                move |sock, _| {
+                    h.set(h.get() + 1);
+                    g.wait().unwrap();
+                    (&sock).write_all(b"ok").unwrap();
+                },
+            )
+            .unwrap();
+            server.start().unwrap();
+            server
+        };
+        let (a, b) = (make(), make());
+        let c1 = TcpStream::connect(a.server_addr()).unwrap();
+        let c2 = TcpStream::connect(b.server_addr()).unwrap();
+        while handled.get() < 2 {
+            sleep(Duration::ZERO);
+        }
+        assert!(pool.full());
+        // The pool is full: neither server accepts, whichever the client chose.
+        let c3 = TcpStream::connect(a.server_addr()).unwrap();
+        let c4 = TcpStream::connect(b.server_addr()).unwrap();
+        idle().unwrap();
+        assert_eq!((a.accepted_count(), b.accepted_count()), (1, 1));
+        assert_eq!(handled.get(), 2);
+        gate.set();
+        for c in [&c1, &c2, &c3, &c4] {
+            assert_eq!(read_all(c), b"ok");
+        }
+        assert_eq!((a.accepted_count(), b.accepted_count()), (2, 2));
+        assert_eq!(handled.get(), 4);
+        a.stop().unwrap();
+        b.stop().unwrap();
+        // A shared pool is the bound: max_connections beside it is refused.
+        let both = StreamServer::with_spawn(
+            "127.0.0.1:0",
+            ServerOptions {
+                max_connections: Some(3),
+                ..ServerOptions::default()
+            },
+            Spawn::Pool(pool.clone()),
+            echo,
+        );
+        assert!(matches!(both, Err(e) if e.kind() == io::ErrorKind::InvalidInput));
+    });
+}
+
+#[test]
+fn a_custom_spawn_function_starts_each_handler() {
+    use gevent_hub::server::Spawn;
+    with_watchdog(|| {
+        let spawned = Rc::new(Cell::new(0usize));
+        let s2 = spawned.clone();
+        let spawn_fn = Spawn::with(move |body| {
+            s2.set(s2.get() + 1);
+            if s2.get() == 2 {
+                // Refused: that connection is closed, the server goes on.
+                return Err(Error::TimedOut);
+            }
+            gevent_hub::Builder::new()
+                .name(format!("conn-{}", s2.get()))
+                .spawn(body)
+                .map(Rc::new)
+        });
+        let server = StreamServer::with_spawn(
+            "127.0.0.1:0",
+            ServerOptions::default(),
+            spawn_fn,
+            |sock, _| {
+                (&sock)
+                    .write_all(gevent_hub::current_name().as_bytes())
+                    .unwrap();
+            },
+        )
+        .unwrap();
+        server.start().unwrap();
+        let addr = server.server_addr();
+        assert_eq!(read_all(&TcpStream::connect(addr).unwrap()), b"conn-1");
+        assert_eq!(read_all(&TcpStream::connect(addr).unwrap()), b"");
+        assert_eq!(read_all(&TcpStream::connect(addr).unwrap()), b"conn-3");
+        assert_eq!(spawned.get(), 3);
+        server.stop().unwrap();
+    });
+}

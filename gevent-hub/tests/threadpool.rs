@@ -228,3 +228,181 @@ fn a_thread_pool_of_size_zero_is_refused() {
     assert!(ThreadPool::new(0).is_err());
     assert!(ThreadPool::with_idle_timeout(0, Duration::from_secs(1)).is_err());
 }
+
+/// Long enough never to be reached by a working test (valgrind included): a bound on
+/// std channel waits so that a bug fails instead of hanging.
+const LONG: Duration = Duration::from_secs(10);
+
+#[test]
+fn resize_up_starts_workers_for_queued_tasks_at_once() {
+    with_watchdog(|| {
+        let pool = ThreadPool::new(1).unwrap();
+        let (go_tx, go_rx) = mpsc::channel::<()>();
+        let (started_tx, started) = mpsc::channel::<usize>();
+        let s0 = started_tx.clone();
+        let blocker = pool.spawn(move || {
+            s0.send(0).unwrap();
+            go_rx.recv_timeout(LONG).is_ok()
+        });
+        assert_eq!(started.recv_timeout(LONG), Ok(0));
+        let queued: Vec<_> = (1..=2)
+            .map(|i| {
+                let s = started_tx.clone();
+                pool.spawn(move || s.send(i).unwrap())
+            })
+            .collect();
+        assert_eq!(pool.queued(), 2, "the one worker is busy");
+        pool.resize(3).unwrap();
+        // Both queued tasks start while the first still holds its worker.
+        let mut got = [
+            started.recv_timeout(LONG).unwrap(),
+            started.recv_timeout(LONG).unwrap(),
+        ];
+        got.sort();
+        assert_eq!(got, [1, 2]);
+        assert!(!blocker.ready());
+        go_tx.send(()).unwrap();
+        assert!(blocker.join().unwrap());
+        for q in queued {
+            q.join().unwrap();
+        }
+        assert_eq!(pool.max_threads(), 3);
+    });
+}
+
+#[test]
+fn resize_down_lets_running_tasks_finish_and_loses_none() {
+    with_watchdog(|| {
+        let pool = ThreadPool::new(4).unwrap();
+        let (started_tx, started) = mpsc::channel::<()>();
+        let gates: Vec<_> = (0..4).map(|_| mpsc::channel::<()>()).collect();
+        let mut go = Vec::new();
+        let mut first = Vec::new();
+        for (tx, rx) in gates {
+            go.push(tx);
+            let s = started_tx.clone();
+            first.push(pool.spawn(move || {
+                s.send(()).unwrap();
+                rx.recv_timeout(LONG).is_ok()
+            }));
+        }
+        for _ in 0..4 {
+            started.recv_timeout(LONG).unwrap();
+        }
+        // Queued behind the four: they may run only one at a time once resized.
+        let running = Arc::new(AtomicUsize::new(0));
+        let most = Arc::new(AtomicUsize::new(0));
+        let rest: Vec<_> = (0..8usize)
+            .map(|i| {
+                let (running, most) = (running.clone(), most.clone());
+                pool.spawn(move || {
+                    let now = running.fetch_add(1, Ordering::SeqCst) + 1;
+                    most.fetch_max(now, Ordering::SeqCst);
+                    std::thread::yield_now();
+                    running.fetch_sub(1, Ordering::SeqCst);
+                    i
+                })
+            })
+            .collect();
+        pool.resize(1).unwrap();
+        assert_eq!(pool.threads(), 4, "nobody is interrupted");
+        for tx in go {
+            tx.send(()).unwrap();
+        }
+        for r in first {
+            assert!(r.join().unwrap(), "every running task finished");
+        }
+        let got: Vec<usize> = rest.into_iter().map(|r| r.join().unwrap()).collect();
+        assert_eq!(got, (0..8).collect::<Vec<_>>(), "no queued task was lost");
+        assert_eq!(most.load(Ordering::SeqCst), 1, "one worker was left");
+        assert!(pool.resize(0).is_err(), "a size of 0 is refused");
+        assert_eq!(pool.max_threads(), 1);
+    });
+}
+
+#[test]
+fn join_waits_parked_for_every_queued_and_running_task() {
+    with_watchdog(|| {
+        let pool = ThreadPool::new(2).unwrap();
+        let done = Arc::new(AtomicUsize::new(0));
+        let (go_tx, go_rx) = mpsc::channel::<()>();
+        let go_rx = Arc::new(std::sync::Mutex::new(go_rx));
+        for _ in 0..6 {
+            let (d, rx) = (done.clone(), go_rx.clone());
+            // Results dropped: join is how this waits.
+            drop(pool.spawn(move || {
+                rx.lock().unwrap().recv_timeout(LONG).unwrap();
+                d.fetch_add(1, Ordering::SeqCst);
+            }));
+        }
+        assert_eq!(pool.pending(), 6);
+        assert!(!pool.join_timeout(Duration::from_millis(1)).unwrap());
+        // Only this greenlet releases the tasks: join returns only if it ran while
+        // join was parked.
+        let opener = spawn(move || {
+            for _ in 0..6 {
+                go_tx.send(()).unwrap();
+            }
+        });
+        pool.join().unwrap();
+        assert!(opener.ready());
+        assert_eq!(done.load(Ordering::SeqCst), 6);
+        assert_eq!(pool.pending(), 0);
+        pool.join().unwrap(); // nothing left: at once
+    });
+}
+
+#[test]
+fn join_returns_with_this_threads_results_ready() {
+    with_watchdog(|| {
+        let pool = ThreadPool::new(3).unwrap();
+        let rs: Vec<_> = (0..20u32).map(|i| pool.spawn(move || i)).collect();
+        pool.join().unwrap();
+        assert!(rs.iter().all(|r| r.ready()));
+        let sum: u32 = rs.into_iter().map(|r| r.join().unwrap()).sum();
+        assert_eq!(sum, 190);
+    });
+}
+
+#[test]
+fn kill_cancels_queued_tasks_lets_running_ones_finish_and_refuses_new_ones() {
+    with_watchdog(|| {
+        let pool = ThreadPool::new(1).unwrap();
+        let (started_tx, started) = mpsc::channel::<()>();
+        let (go_tx, go_rx) = mpsc::channel::<()>();
+        let running = pool.spawn(move || {
+            started_tx.send(()).unwrap();
+            go_rx.recv_timeout(LONG).is_ok()
+        });
+        let ran = Arc::new(AtomicUsize::new(0));
+        let queued: Vec<_> = (0..3)
+            .map(|_| {
+                let r = ran.clone();
+                pool.spawn(move || r.fetch_add(1, Ordering::SeqCst))
+            })
+            .collect();
+        started.recv_timeout(LONG).unwrap();
+        // A greenlet parked in join sees the kill's cancellations and the running task.
+        let p2 = pool.clone();
+        let joiner = spawn(move || p2.join());
+        sleep(Duration::ZERO);
+        pool.kill();
+        assert!(pool.is_killed());
+        assert_eq!(pool.pending(), 1, "only the running task is left");
+        for q in queued {
+            assert!(matches!(q.join(), Err(ThreadError::Cancelled)));
+        }
+        assert!(
+            matches!(pool.spawn(|| ()).join(), Err(ThreadError::Cancelled)),
+            "a killed pool accepts nothing"
+        );
+        assert!(!joiner.ready(), "join waits for the running task");
+        go_tx.send(()).unwrap();
+        assert!(running.join().unwrap(), "the running task finished");
+        joiner.join().unwrap().unwrap();
+        assert_eq!(ran.load(Ordering::SeqCst), 0, "no queued task ran");
+        pool.kill(); // again: nothing happens
+        let msg = ThreadError::Cancelled.to_string();
+        assert!(msg.contains("killed"), "{msg}");
+    });
+}

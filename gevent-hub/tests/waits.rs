@@ -436,3 +436,70 @@ fn hub_wait_returns_once_every_greenlet_and_timer_is_done() {
         Err(std::sync::mpsc::RecvTimeoutError::Timeout) => panic!("hub_wait did not return"),
     }
 }
+
+#[test]
+fn joinall_count_returns_once_count_have_finished_naming_which() {
+    gevent_hub::with_timeout(WATCHDOG_LIMIT, || {
+        let events: Vec<Event> = (0..4).map(|_| Event::new()).collect();
+        let gs: Vec<Greenlet<usize>> = events
+            .iter()
+            .enumerate()
+            .map(|(i, e)| {
+                let e = e.clone();
+                spawn(move || {
+                    e.wait().unwrap();
+                    i
+                })
+            })
+            .collect();
+        // Another greenlet finishes them in its own order: 2, then 0.
+        let (e0, e2) = (events[0].clone(), events[2].clone());
+        let finisher = spawn(move || {
+            e2.set();
+            sleep(Duration::ZERO);
+            e0.set();
+        });
+        let done = gevent_hub::joinall_count(&gs, 2, None, false).unwrap();
+        assert_eq!(done, [0, 2], "indexes of the finished, in order");
+        assert!(!gs[1].ready() && !gs[3].ready());
+        finisher.join().unwrap();
+        // With a timeout: what finished by then.
+        let by_then =
+            gevent_hub::joinall_count(&gs, 4, Some(Duration::from_millis(1)), false).unwrap();
+        assert_eq!(by_then, [0, 2]);
+        // A count of 0, or one past the end, is no error.
+        assert_eq!(
+            gevent_hub::joinall_count(&gs, 0, None, false).unwrap(),
+            [0, 2]
+        );
+        events[1].set();
+        events[3].set();
+        assert_eq!(
+            gevent_hub::joinall_count(&gs, 99, None, false).unwrap(),
+            [0, 1, 2, 3]
+        );
+    })
+    .unwrap();
+}
+
+#[test]
+fn joinall_count_with_raise_error_returns_at_the_first_failure() {
+    gevent_hub::with_timeout(WATCHDOG_LIMIT, || {
+        util::quiet_expected_panics();
+        let never = Event::new();
+        let n2 = never.clone();
+        let waiting = spawn(move || n2.wait().unwrap());
+        let failing = gevent_hub::Builder::new()
+            .name("loader")
+            .spawn(|| panic!("expected: no such file"))
+            .unwrap();
+        let gs: Vec<&dyn AnyGreenlet> = vec![&waiting, &failing];
+        match gevent_hub::joinall_count(&gs, 2, None, true) {
+            Err(Error::GreenletFailed(m)) => assert_eq!(m, "loader: expected: no such file"),
+            other => panic!("expected loader's failure, got {other:?}"),
+        }
+        assert!(!waiting.ready());
+        waiting.kill().unwrap();
+    })
+    .unwrap();
+}

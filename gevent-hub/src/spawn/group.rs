@@ -4,7 +4,10 @@
 //! until they finish: [`join`](Group::join) waits for all, [`kill`](Group::kill) kills
 //! all. [`imap`](Group::imap), [`imap_unordered`](Group::imap_unordered) and
 //! [`map`](Group::map) run a function over an iterator in the group's greenlets and
-//! stream the results back (in input order, or as they complete). A
+//! stream the results back (in input order, or as they complete); gevent's one-call
+//! forms are here too: [`apply`](Group::apply), [`apply_async`](Group::apply_async),
+//! [`map_async`](Group::map_async), with [`killone`](Group::killone) and
+//! [`join_raise_error`](Group::join_raise_error). A
 //! [`Pool`](crate::pool::Pool) is a group with a bound; it is built on this one.
 //!
 //! Members are held as `Rc<Greenlet<T>>`: the group keeps its own handle to kill and
@@ -15,9 +18,10 @@
 use super::handle::{AnyGreenlet, Builder, Greenlet, GreenletInfo, JoinError, Outcome};
 use super::sleep::current_id;
 use crate::error::{Error, Result};
+use crate::greenlet::GreenletExit;
 use crate::hub::{wait_until, WaitList, Waitable, Waker};
-use std::cell::RefCell;
-use std::collections::{BTreeMap, VecDeque};
+use std::cell::{Cell, RefCell};
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::fmt;
 use std::rc::{Rc, Weak};
 use std::time::Duration;
@@ -31,6 +35,45 @@ pub(crate) trait Slots {
     fn acquire(&self, timeout: Option<Duration>) -> Result<bool>;
     /// Gives a slot back.
     fn release(&self);
+    /// Slots free right now.
+    fn available(&self) -> usize;
+}
+
+/// A callback of [`Group::apply_async`] and the `map_async`s: called with the value, in
+/// the greenlet that computed it, once it is computed.
+pub type Callback<T> = Box<dyn FnOnce(&T)>;
+
+/// In a greenlet that stands in for a call (`apply_async` on a full pool,
+/// `map_async`): returns the call's value, or ends this greenlet the way the call
+/// ended (its panic payload, a kill), so that joining the stand-in tells the same.
+fn value_or_unwind<T>(r: std::result::Result<T, JoinError>) -> T {
+    match r {
+        Ok(v) => v,
+        Err(JoinError::Panicked(p)) => std::panic::resume_unwind(p),
+        Err(JoinError::Killed) => std::panic::resume_unwind(Box::new(GreenletExit)),
+        // Not a panic of the user's: no report, the message travels as the payload.
+        Err(e) => std::panic::resume_unwind(Box::new(e.to_string())),
+    }
+}
+
+/// Spawns (outside any group) a greenlet whose value is `f`'s, passed to `callback`
+/// first.
+#[track_caller]
+pub(crate) fn spawn_with_callback<T: 'static>(
+    name: &str,
+    f: impl FnOnce() -> std::result::Result<T, JoinError> + 'static,
+    callback: Option<Callback<T>>,
+) -> Result<Rc<Greenlet<T>>> {
+    Builder::new()
+        .name(name)
+        .spawn(move || {
+            let v = value_or_unwind(f());
+            if let Some(cb) = callback {
+                cb(&v);
+            }
+            v
+        })
+        .map(Rc::new)
 }
 
 pub(crate) struct GroupInner {
@@ -40,6 +83,27 @@ pub(crate) struct GroupInner {
     empty: WaitList,
     /// A pool's free slots; a member holds one until it leaves.
     pub(crate) slots: Option<Rc<dyn Slots>>,
+    /// Members [`killone`](Group::killone) has killed, so that a second call does not
+    /// throw again into one that is unwinding.
+    dying: RefCell<BTreeSet<u64>>,
+    /// `join_raise_error`s going on: while there is one, members that panic are noted
+    /// in `failures`.
+    raising: Cell<usize>,
+    /// "name: message" of each member that panicked while a `join_raise_error` went on.
+    failures: RefCell<Vec<String>>,
+}
+
+/// Ends a `join_raise_error`'s interest in failures (however it returns or unwinds).
+struct Raising<'a>(&'a GroupInner);
+
+impl Drop for Raising<'_> {
+    fn drop(&mut self) {
+        let n = self.0.raising.get() - 1;
+        self.0.raising.set(n);
+        if n == 0 {
+            self.0.failures.borrow_mut().clear();
+        }
+    }
 }
 
 impl GroupInner {
@@ -48,6 +112,9 @@ impl GroupInner {
             members: RefCell::new(BTreeMap::new()),
             empty: WaitList::default(),
             slots,
+            dying: RefCell::new(BTreeSet::new()),
+            raising: Cell::new(0),
+            failures: RefCell::new(Vec::new()),
         })
     }
 
@@ -57,6 +124,15 @@ impl GroupInner {
         let weak: Weak<GroupInner> = Rc::downgrade(self);
         g.link(move |info: &GreenletInfo| {
             if let Some(inner) = weak.upgrade() {
+                if let Outcome::Panicked(m) = &info.outcome {
+                    if inner.raising.get() > 0 {
+                        inner
+                            .failures
+                            .borrow_mut()
+                            .push(format!("{}: {m}", info.name));
+                        inner.empty.wake_all();
+                    }
+                }
                 inner.remove(info.id);
             }
         });
@@ -67,6 +143,7 @@ impl GroupInner {
         let Some(g) = self.members.borrow_mut().remove(&id) else {
             return false;
         };
+        self.dying.borrow_mut().remove(&id);
         let now_empty = self.members.borrow().is_empty();
         // In the hub, this release switches into a waiting spawner at once: nothing of
         // ours is borrowed here.
@@ -95,6 +172,121 @@ impl GroupInner {
             || self.members.borrow().is_empty(),
             |w| self.empty.push(w),
         )
+    }
+
+    /// Waits until every member has finished, or until one of them panics (gevent's
+    /// `join(raise_error=True)`, returning at the first failure as `joinall` does).
+    pub(crate) fn join_raise_error(&self, timeout: Option<Duration>) -> Result<bool> {
+        self.raising.set(self.raising.get() + 1);
+        let _raising = Raising(self);
+        let seen = self.failures.borrow().len();
+        let done = wait_until(
+            "a Group's greenlets to finish (join_raise_error)",
+            timeout,
+            || self.members.borrow().is_empty() || self.failures.borrow().len() > seen,
+            |w| self.empty.push(w),
+        )?;
+        if let Some(f) = self.failures.borrow().get(seen) {
+            return Err(Error::GreenletFailed(f.clone()));
+        }
+        Ok(done)
+    }
+
+    /// True when a spawn would wait for a slot.
+    pub(crate) fn full(&self) -> bool {
+        self.slots.as_ref().is_some_and(|s| s.available() == 0)
+    }
+
+    /// Takes finished member `g` out of the group (freeing its slot now, not at its
+    /// link), so that the handle is the last one and its value can be moved out.
+    pub(crate) fn take_result<T>(&self, g: Rc<Greenlet<T>>) -> std::result::Result<T, JoinError> {
+        self.remove(g.id());
+        match Rc::try_unwrap(g) {
+            Ok(g) => g.join(),
+            // Someone else holds a handle too: report the outcome without the value.
+            Err(g) => Err(match g.outcome() {
+                Some(Outcome::Panicked(m)) => JoinError::Panicked(Box::new(m)),
+                _ => JoinError::Killed,
+            }),
+        }
+    }
+
+    /// gevent's `apply`: runs `f` in a member and returns its value; called from a
+    /// member, runs it right there (waiting for a slot of its own pool could wait forever).
+    #[track_caller]
+    pub(crate) fn apply<T: 'static>(
+        self: &Rc<Self>,
+        f: impl FnOnce() -> T + 'static,
+    ) -> std::result::Result<T, JoinError> {
+        if self.contains(current_id()) {
+            return Ok(f());
+        }
+        // Refused before `f` is started: in the hub its result could not be waited for.
+        if crate::hub::try_get_hub()?.is_current() {
+            return Err(JoinError::Wait(Error::BlockingInHub(
+                "Group::apply (use apply_async, and join from a greenlet)",
+            )));
+        }
+        let g = self.spawn(None, f).map_err(|e| match e {
+            e @ Error::Spawn(_) => JoinError::Spawn(e),
+            e => JoinError::Wait(e),
+        })?;
+        wait_until(
+            "a Group's greenlet to finish (apply)",
+            None,
+            || g.ready(),
+            |w| g.subscribe(w),
+        )?;
+        self.take_result(g)
+    }
+
+    /// gevent's `apply_async`: never waits. With a free slot (or no bound), `f` runs in
+    /// a member; in a full pool, a greenlet outside it waits for the slot and runs `f`
+    /// there, as gevent does.
+    #[track_caller]
+    pub(crate) fn apply_async<T: 'static>(
+        self: &Rc<Self>,
+        f: impl FnOnce() -> T + 'static,
+        callback: Option<Callback<T>>,
+    ) -> Result<Rc<Greenlet<T>>> {
+        if self.full() {
+            let inner = self.clone();
+            return spawn_with_callback("apply_async", move || inner.apply(f), callback);
+        }
+        self.spawn(None, move || {
+            let v = f();
+            if let Some(cb) = callback {
+                cb(&v);
+            }
+            v
+        })
+    }
+
+    /// gevent's `killone`.
+    pub(crate) fn killone<T>(
+        &self,
+        g: &Greenlet<T>,
+        block: bool,
+        timeout: Option<Duration>,
+    ) -> Result<bool> {
+        let id = g.id();
+        if self.contains(id) && self.dying.borrow_mut().insert(id) {
+            g.kill_nowait();
+            if !block {
+                self.remove(id);
+            }
+        }
+        if !block {
+            return Ok(g.ready());
+        }
+        let done = wait_until(
+            "a killed greenlet to finish (killone)",
+            timeout,
+            || g.ready(),
+            |w| g.subscribe(w),
+        )?;
+        self.remove(id);
+        Ok(done)
     }
 
     pub(crate) fn kill_nowait(&self) {
@@ -249,6 +441,179 @@ impl Group {
     /// Kills every member without waiting (usable in the hub).
     pub fn kill_nowait(&self) {
         self.inner.kill_nowait();
+    }
+
+    /// Waits until every member has finished, or returns at the first member that
+    /// panics (gevent's `join(raise_error=True)`), with
+    /// [`Error::GreenletFailed`] naming it and its panic's message. Members that
+    /// finished (and left) before the call are not looked at; members added meanwhile
+    /// are. A killed member is no failure.
+    ///
+    /// # Examples
+    /// ```
+    /// use gevent_hub::pool::Group;
+    /// use gevent_hub::{Error, Event};
+    ///
+    /// let group = Group::new();
+    /// let never = Event::new();
+    /// let n2 = never.clone();
+    /// group.spawn(move || n2.wait().unwrap()); // would keep a plain join waiting
+    /// let parser = group.spawn(|| -> u32 { panic!("bad input") });
+    /// match group.join_raise_error() {
+    ///     Err(Error::GreenletFailed(m)) => assert_eq!(m, format!("{}: bad input", parser.name())),
+    ///     other => panic!("{other:?}"),
+    /// }
+    /// group.kill().unwrap();
+    /// ```
+    ///
+    /// # Errors
+    /// [`Error::GreenletFailed`]; as [`join`](Group::join).
+    pub fn join_raise_error(&self) -> Result<()> {
+        self.inner.join_raise_error(None).map(drop)
+    }
+
+    /// [`join_raise_error`](Group::join_raise_error) for at most `timeout`; returns
+    /// whether every member finished.
+    ///
+    /// # Errors
+    /// As [`join_raise_error`](Group::join_raise_error).
+    pub fn join_raise_error_timeout(&self, timeout: Duration) -> Result<bool> {
+        self.inner.join_raise_error(Some(timeout))
+    }
+
+    /// Kills member `g` (gevent's `killone`): with `block`, waits up to `timeout`
+    /// (`None`: as long as it takes) for it to finish, then stops tracking it; without,
+    /// stops tracking it at once (in a pool, its slot is free again while it
+    /// unwinds). Returns whether it has finished. A greenlet that is not a member is
+    /// not killed (with `block`, it is still waited for, as in gevent); a member
+    /// already being killed by `killone` is not killed twice.
+    ///
+    /// # Examples
+    /// ```
+    /// use gevent_hub::pool::Pool;
+    /// use gevent_hub::Event;
+    ///
+    /// let pool = Pool::new(1);
+    /// let never = Event::new();
+    /// let n2 = never.clone();
+    /// let stuck = pool.spawn(move || n2.wait().unwrap()).unwrap();
+    /// assert!(pool.killone(&stuck, true, None).unwrap());
+    /// assert!(pool.is_empty() && pool.free_count() == 1);
+    /// ```
+    ///
+    /// # Errors
+    /// As [`join`](Group::join).
+    pub fn killone<T>(
+        &self,
+        g: &Greenlet<T>,
+        block: bool,
+        timeout: Option<Duration>,
+    ) -> Result<bool> {
+        self.inner.killone(g, block, timeout)
+    }
+
+    /// Runs `f` in a member and returns its value (gevent's `apply`). Called from one
+    /// of the group's own members, runs `f` right there instead: in a full pool, a
+    /// member waiting for a slot could wait forever.
+    ///
+    /// # Examples
+    /// ```
+    /// use gevent_hub::pool::Pool;
+    ///
+    /// let pool = Pool::new(2);
+    /// assert_eq!(pool.apply(|| 6 * 7).unwrap(), 42);
+    /// ```
+    ///
+    /// # Errors
+    /// [`JoinError::Panicked`] (the payload) or [`JoinError::Killed`] as `f` ended;
+    /// [`JoinError::Spawn`] if it could not be started; [`JoinError::Wait`] for a wait
+    /// error: [`Error::BlockingInHub`] in the hub (before `f` is started), waiting
+    /// forever for a slot.
+    #[track_caller]
+    pub fn apply<T: 'static>(
+        &self,
+        f: impl FnOnce() -> T + 'static,
+    ) -> std::result::Result<T, JoinError> {
+        self.inner.apply(f)
+    }
+
+    /// Starts `f` and returns its greenlet at once (gevent's `apply_async`); never
+    /// waits, so it works in the hub. With a free slot (always, in a plain group) `f`
+    /// runs in a member; in a full pool, a greenlet outside the pool waits for a slot
+    /// and runs `f` there, as gevent does, and the greenlet returned is that one: its
+    /// value, panic or kill is `f`'s.
+    ///
+    /// `callback`, if any, is called with the value in the greenlet that ran `f`, right
+    /// after `f` returns and before the greenlet finishes, so once a
+    /// [`join`](Greenlet::join) returns the value, the callback has run. (gevent calls
+    /// it from a greenlet of its own; running it here keeps it ordered before the
+    /// join.) It is not called if `f` panicked or was killed; a panic in it is that
+    /// greenlet's, as if `f` had panicked.
+    ///
+    /// The handle is the [`Greenlet`] itself, as gevent returns: it joins, kills,
+    /// links and goes into [`joinall`](crate::joinall) like any other.
+    ///
+    /// # Examples
+    /// ```
+    /// use gevent_hub::pool::Pool;
+    /// use std::cell::Cell;
+    /// use std::rc::Rc;
+    ///
+    /// let pool = Pool::new(1);
+    /// let seen = Rc::new(Cell::new(0));
+    /// let s2 = seen.clone();
+    /// let first = pool.apply_async(|| 1, None).unwrap();
+    /// // The pool is full: this one waits for the slot in a greenlet of its own.
+    /// let second = pool.apply_async(|| 2, Some(Box::new(move |v: &i32| s2.set(*v)))).unwrap();
+    /// assert_eq!(Rc::try_unwrap(second).unwrap().join().unwrap(), 2);
+    /// assert_eq!(seen.get(), 2, "the callback ran before the join returned");
+    /// assert_eq!(first.get().unwrap(), 1);
+    /// ```
+    ///
+    /// # Errors
+    /// [`Error::Spawn`] if no stack could be mapped, [`Error::ThreadExiting`].
+    #[track_caller]
+    pub fn apply_async<T: 'static>(
+        &self,
+        f: impl FnOnce() -> T + 'static,
+        callback: Option<Callback<T>>,
+    ) -> Result<Rc<Greenlet<T>>> {
+        self.inner.apply_async(f, callback)
+    }
+
+    /// [`map`](Group::map) in a greenlet of its own, returned at once (gevent's
+    /// `map_async`): its value is the `Vec` of results, in input order; it ends as the
+    /// first call that failed did (that call's panic payload, or a kill). `callback`,
+    /// if any, gets the `Vec` first, as in [`apply_async`](Group::apply_async). The
+    /// greenlet is not a member.
+    ///
+    /// # Examples
+    /// ```
+    /// use gevent_hub::pool::Group;
+    /// use std::rc::Rc;
+    ///
+    /// let group = Group::new();
+    /// let g = group.map_async(|x: u32| x + 1, vec![1, 2, 3], None).unwrap();
+    /// assert_eq!(Rc::try_unwrap(g).unwrap().join().unwrap(), [2, 3, 4]);
+    /// ```
+    ///
+    /// # Errors
+    /// As [`apply_async`](Group::apply_async).
+    #[track_caller]
+    pub fn map_async<I, F, R>(
+        &self,
+        f: F,
+        input: I,
+        callback: Option<Callback<Vec<R>>>,
+    ) -> Result<Rc<Greenlet<Vec<R>>>>
+    where
+        I: IntoIterator + 'static,
+        I::Item: 'static,
+        F: Fn(I::Item) -> R + 'static,
+        R: 'static,
+    {
+        let group = self.clone();
+        spawn_with_callback("map_async", move || group.map(f, input), callback)
     }
 
     /// Runs `f` over `input` in greenlets of this group, all at once, yielding the
@@ -452,17 +817,7 @@ where
             Err(e) => return self.fail(e),
         };
         let (_, g) = self.running.remove(idx)?;
-        // Leave the group now (freeing the slot) rather than at the link, so that ours
-        // is the last handle and the value can be moved out.
-        self.group.remove(g.id());
-        Some(match Rc::try_unwrap(g) {
-            Ok(g) => g.join(),
-            // Someone else holds a handle too: report the outcome without the value.
-            Err(g) => Err(match g.outcome() {
-                Some(Outcome::Panicked(m)) => JoinError::Panicked(Box::new(m)),
-                _ => JoinError::Killed,
-            }),
-        })
+        Some(self.group.take_result(g))
     }
 }
 

@@ -91,15 +91,7 @@ fn joinall_dyn(
     timeout: Option<Duration>,
     raise_error: bool,
 ) -> Result<bool> {
-    let failed = |i: usize| -> Result<()> {
-        let g = greenlets[i];
-        match g.outcome() {
-            Some(Outcome::Panicked(m)) if raise_error => {
-                Err(Error::GreenletFailed(format!("{}: {m}", g.name())))
-            }
-            _ => Ok(()),
-        }
-    };
+    let failed = |i: usize| failure(greenlets[i], raise_error);
     let n = greenlets.len();
     let (all, _) = wait_for_many(
         "greenlets to finish (joinall)",
@@ -109,6 +101,68 @@ fn joinall_dyn(
         failed,
     )?;
     Ok(all)
+}
+
+/// [`joinall`] with gevent's `count`: waits until `count` of `greenlets` have
+/// finished (all of them if `count` is larger), or `timeout` passes, and returns the
+/// indexes of those that have finished, in order, as gevent's `joinall` returns the
+/// finished greenlets. With `raise_error`, returns at the first one that panicked,
+/// with [`Error::GreenletFailed`] naming it.
+///
+/// A separate function because [`joinall`] returns whether all finished (a `bool`):
+/// the indexes say which, and `wait`'s `count` returns the same for any
+/// [`Waitable`].
+///
+/// # Examples
+/// ```
+/// use gevent_hub::{joinall_count, spawn, Event};
+///
+/// let never = Event::new();
+/// let n2 = never.clone();
+/// let gs = vec![
+///     spawn(move || n2.wait().unwrap()),
+///     spawn(|| ()),
+///     spawn(|| ()),
+/// ];
+/// assert_eq!(joinall_count(&gs, 2, None, false).unwrap(), [1, 2]);
+/// assert!(!gs[0].ready());
+/// never.set();
+/// assert_eq!(joinall_count(&gs, 3, None, false).unwrap(), [0, 1, 2]);
+/// ```
+///
+/// # Errors
+/// Wait errors, or the first failure with `raise_error`.
+pub fn joinall_count<'a, G: AnyGreenlet + 'a>(
+    greenlets: impl IntoIterator<Item = &'a G>,
+    count: usize,
+    timeout: Option<Duration>,
+    raise_error: bool,
+) -> Result<Vec<usize>> {
+    let gs: Vec<&dyn AnyGreenlet> = greenlets.into_iter().map(|g| g as _).collect();
+    let want = count.min(gs.len());
+    let (_, ready) = wait_for_many(
+        "greenlets to finish (joinall_count)",
+        &gs,
+        timeout,
+        |n| n >= want,
+        |i| failure(gs[i], raise_error),
+    )?;
+    Ok(ready
+        .iter()
+        .enumerate()
+        .filter(|(i, r)| **r || gs[*i].is_ready())
+        .map(|(i, _)| i)
+        .collect())
+}
+
+/// With `raise_error`, a greenlet that panicked as an error naming it.
+fn failure(g: &dyn AnyGreenlet, raise_error: bool) -> Result<()> {
+    match g.outcome() {
+        Some(Outcome::Panicked(m)) if raise_error => {
+            Err(Error::GreenletFailed(format!("{}: {m}", g.name())))
+        }
+        _ => Ok(()),
+    }
 }
 
 /// Kills all `greenlets` and, unless `block` is false, waits up to `timeout` for them

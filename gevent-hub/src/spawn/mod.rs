@@ -19,11 +19,11 @@ pub(crate) mod scope;
 pub(crate) mod sleep;
 pub(crate) mod timeout;
 
-pub use group::{Group, Imap};
+pub use group::{Callback, Group, Imap};
 pub use handle::{
     spawn, spawn_later, AnyGreenlet, Builder, Greenlet, GreenletInfo, JoinError, LinkId, Outcome,
 };
-pub use join::{hub_wait, iwait, joinall, killall, wait, Iwait};
+pub use join::{hub_wait, iwait, joinall, joinall_count, killall, wait, Iwait};
 pub use local::GreenletLocal;
 pub use scope::{scope, Scope, ScopedGreenlet};
 pub use sleep::{current_id, current_name, idle, sleep, try_sleep};
