@@ -8,6 +8,10 @@
 #![deny(missing_docs, rust_2018_idioms)]
 
 pub use gevent_core as core;
+/// `gevent-http`: an HTTP/1.1 server on greenlets (gevent's `pywsgi`; the cargo
+/// feature `http`, on by default).
+#[cfg(feature = "http")]
+pub use gevent_http as http;
 pub use gevent_hub as hub;
 /// `gevent-monkey`: gevent's `monkey.patch_all()` (the cargo feature `monkey`).
 #[cfg(feature = "monkey")]

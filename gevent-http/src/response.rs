@@ -1,0 +1,495 @@
+//! Response bodies, and writing a response in HTTP/1.1's framing.
+
+use crate::conn::{Ended, Shared, WRITE_HIGH};
+use crate::head;
+use crate::upgrade::Upgraded;
+use crate::Body;
+use http::header::{CONNECTION, CONTENT_LENGTH, DATE, TRANSFER_ENCODING};
+use http::{HeaderMap, Response, StatusCode, Version};
+use std::borrow::Cow;
+use std::fmt;
+use std::io::{self, Read};
+use std::rc::Rc;
+
+/// What a handler answers with: bytes, a reader, chunks as they are made, or a
+/// takeover of the connection.
+///
+/// Strings, byte vectors, `()` and a request's [`Body`] convert into it, so a handler
+/// can return `Response<String>`, `Response<&'static str>`, `Response<Vec<u8>>` or
+/// `Response<ResponseBody>`.
+///
+/// How it is framed on the wire is the server's business: a body of known length is
+/// sent with `Content-Length`, any other with `Transfer-Encoding: chunked` (to an
+/// HTTP/1.0 client: by closing the connection after it). A `HEAD` request's response,
+/// a `204` and a `304` never carry a body.
+///
+/// ```
+/// use gevent_http::ResponseBody;
+///
+/// let bytes = ResponseBody::from("Hello, World!");
+/// assert_eq!(bytes.len(), Some(13));
+/// let lines = ResponseBody::from_chunks((0..3).map(|i| format!("line {i}\n")));
+/// assert_eq!(lines.len(), None);
+/// let file_like = ResponseBody::from_reader_with_len(std::io::repeat(b'x').take(1 << 20), 1 << 20);
+/// assert_eq!(file_like.len(), Some(1 << 20));
+/// # use std::io::Read;
+/// ```
+pub struct ResponseBody {
+    kind: Kind,
+    /// It is the request's own body (so the request body needs no draining).
+    reads_request: bool,
+}
+
+type NextChunk = Box<dyn FnMut(&mut Vec<u8>) -> Option<io::Result<()>>>;
+
+enum Kind {
+    Bytes(Cow<'static, [u8]>),
+    Reader {
+        reader: Box<dyn Read>,
+        len: Option<u64>,
+    },
+    Chunks(NextChunk),
+    Upgrade(Box<dyn FnOnce(Upgraded)>),
+}
+
+impl ResponseBody {
+    fn of(kind: Kind) -> ResponseBody {
+        ResponseBody {
+            kind,
+            reads_request: false,
+        }
+    }
+
+    /// Whether it is a request's own body, streamed back.
+    pub(crate) fn reads_request(&self) -> bool {
+        self.reads_request
+    }
+
+    /// No body.
+    pub fn empty() -> ResponseBody {
+        ResponseBody::of(Kind::Bytes(Cow::Borrowed(&[])))
+    }
+
+    /// A body read from `reader` as it is sent, of unknown length (sent chunked). What
+    /// one `read` returns goes out together; bytes are written as soon as a read
+    /// returns less than asked or 64 KiB have gathered.
+    pub fn from_reader(reader: impl Read + 'static) -> ResponseBody {
+        ResponseBody::of(Kind::Reader {
+            reader: Box::new(reader),
+            len: None,
+        })
+    }
+
+    /// A body of exactly `len` bytes read from `reader` (sent with `Content-Length`).
+    /// A reader that ends early cuts the connection (the client sees a short body);
+    /// bytes past `len` are not read.
+    pub fn from_reader_with_len(reader: impl Read + 'static, len: u64) -> ResponseBody {
+        ResponseBody::of(Kind::Reader {
+            reader: Box::new(reader),
+            len: Some(len),
+        })
+    }
+
+    /// A body made of the chunks `chunks` yields (WSGI's iterable), each written to
+    /// the client as soon as it is made: a handler can stream, sleeping between chunks.
+    /// Empty chunks are skipped.
+    pub fn from_chunks<I, T>(chunks: I) -> ResponseBody
+    where
+        I: IntoIterator<Item = T>,
+        I::IntoIter: 'static,
+        T: AsRef<[u8]>,
+    {
+        let mut it = chunks.into_iter();
+        ResponseBody::of(Kind::Chunks(Box::new(move |out: &mut Vec<u8>| {
+            let c = it.next()?;
+            out.extend_from_slice(c.as_ref());
+            Some(Ok(()))
+        })))
+    }
+
+    /// As [`from_chunks`](ResponseBody::from_chunks), for chunks that can fail: an
+    /// error ends the response early (the connection is cut, so the client sees the
+    /// body did not end) and is logged.
+    pub fn try_from_chunks<I, T>(chunks: I) -> ResponseBody
+    where
+        I: IntoIterator<Item = io::Result<T>>,
+        I::IntoIter: 'static,
+        T: AsRef<[u8]>,
+    {
+        let mut it = chunks.into_iter();
+        ResponseBody::of(Kind::Chunks(Box::new(move |out: &mut Vec<u8>| {
+            Some(it.next()?.map(|c| out.extend_from_slice(c.as_ref())))
+        })))
+    }
+
+    /// A takeover of the connection, for a `101 Switching Protocols` response: once
+    /// the response head is sent, `f` runs (in the connection's greenlet) with the raw
+    /// connection, and the connection is its to keep or close. The response's status
+    /// must be 101, and it carries the `Connection: upgrade` and `Upgrade` headers of
+    /// the protocol it switches to.
+    pub fn upgrade(f: impl FnOnce(Upgraded) + 'static) -> ResponseBody {
+        ResponseBody::of(Kind::Upgrade(Box::new(f)))
+    }
+
+    /// The body's length, if known before it is sent.
+    pub fn len(&self) -> Option<u64> {
+        match &self.kind {
+            Kind::Bytes(b) => Some(b.len() as u64),
+            Kind::Reader { len, .. } => *len,
+            Kind::Chunks(_) | Kind::Upgrade(_) => None,
+        }
+    }
+
+    /// Whether the body is known to be empty.
+    pub fn is_empty(&self) -> bool {
+        self.len() == Some(0)
+    }
+}
+
+impl Default for ResponseBody {
+    fn default() -> ResponseBody {
+        ResponseBody::empty()
+    }
+}
+
+impl fmt::Debug for ResponseBody {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let kind = match &self.kind {
+            Kind::Bytes(_) => "bytes",
+            Kind::Reader { .. } => "reader",
+            Kind::Chunks(_) => "chunks",
+            Kind::Upgrade(_) => "upgrade",
+        };
+        f.debug_struct("ResponseBody")
+            .field("kind", &kind)
+            .field("len", &self.len())
+            .finish()
+    }
+}
+
+impl From<()> for ResponseBody {
+    fn from(_: ()) -> ResponseBody {
+        ResponseBody::empty()
+    }
+}
+
+impl From<&'static str> for ResponseBody {
+    fn from(s: &'static str) -> ResponseBody {
+        ResponseBody::of(Kind::Bytes(Cow::Borrowed(s.as_bytes())))
+    }
+}
+
+impl From<String> for ResponseBody {
+    fn from(s: String) -> ResponseBody {
+        ResponseBody::of(Kind::Bytes(Cow::Owned(s.into_bytes())))
+    }
+}
+
+impl From<&'static [u8]> for ResponseBody {
+    fn from(b: &'static [u8]) -> ResponseBody {
+        ResponseBody::of(Kind::Bytes(Cow::Borrowed(b)))
+    }
+}
+
+impl From<Vec<u8>> for ResponseBody {
+    fn from(b: Vec<u8>) -> ResponseBody {
+        ResponseBody::of(Kind::Bytes(Cow::Owned(b)))
+    }
+}
+
+impl From<Cow<'static, [u8]>> for ResponseBody {
+    fn from(b: Cow<'static, [u8]>) -> ResponseBody {
+        ResponseBody::of(Kind::Bytes(b))
+    }
+}
+
+/// A request's body streamed back (its length, if it has one, is the response's).
+impl From<Body> for ResponseBody {
+    fn from(b: Body) -> ResponseBody {
+        let len = b.content_length();
+        ResponseBody {
+            kind: Kind::Reader {
+                reader: Box::new(b),
+                len,
+            },
+            reads_request: true,
+        }
+    }
+}
+
+/// What the response is written for.
+pub(crate) struct Context {
+    pub(crate) head_request: bool,
+    pub(crate) version: Version,
+    /// The connection may go on after it (the request asked, the server allows).
+    pub(crate) keep_alive: bool,
+}
+
+/// What was sent.
+pub(crate) struct Sent {
+    pub(crate) status: StatusCode,
+    pub(crate) body_bytes: u64,
+    pub(crate) keep_alive: bool,
+}
+
+pub(crate) fn push_decimal(out: &mut Vec<u8>, mut n: u64) {
+    let mut digits = [0u8; 20];
+    let mut i = digits.len();
+    loop {
+        i -= 1;
+        digits[i] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            break;
+        }
+    }
+    out.extend_from_slice(&digits[i..]);
+}
+
+fn push_hex(out: &mut Vec<u8>, n: usize) {
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    let mut digits = [0u8; 16];
+    let mut i = digits.len();
+    let mut n = n;
+    loop {
+        i -= 1;
+        digits[i] = HEX[n & 15];
+        n >>= 4;
+        if n == 0 {
+            break;
+        }
+    }
+    out.extend_from_slice(&digits[i..]);
+}
+
+/// A header's value as a list of tokens contains `token`.
+fn has_token(headers: &HeaderMap, name: http::header::HeaderName, token: &str) -> bool {
+    headers.get_all(name).iter().any(|v| {
+        v.as_bytes()
+            .split(|&b| b == b',')
+            .any(|t| t.trim_ascii().eq_ignore_ascii_case(token.as_bytes()))
+    })
+}
+
+fn valid_length(headers: &HeaderMap) -> Option<u64> {
+    let v = headers.get(CONTENT_LENGTH)?.to_str().ok()?;
+    let v = v.trim();
+    if v.is_empty() || !v.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    v.parse().ok()
+}
+
+fn internal(reason: &'static str) -> Ended {
+    log::error!("HTTP handler answered with an unusable response: {reason}");
+    Ended::Refuse(head::reject(StatusCode::INTERNAL_SERVER_ERROR, reason))
+}
+
+/// How the body is delimited on the wire.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Wire {
+    /// No body, no framing header (HEAD of an unknown length, 204, 304, 101).
+    None,
+    Length(u64),
+    Chunked,
+    /// Ended by closing the connection (an HTTP/1.0 client, unknown length).
+    Close,
+}
+
+/// Writes `resp` (its head into the connection's buffer, its body after) for a
+/// request of `ctx`.
+pub(crate) fn send(
+    shared: &Rc<Shared>,
+    resp: Response<ResponseBody>,
+    ctx: &Context,
+) -> Result<Sent, Ended> {
+    let (parts, body) = resp.into_parts();
+    let status = parts.status;
+    let headers = &parts.headers;
+    let upgrade = status == StatusCode::SWITCHING_PROTOCOLS;
+    match (&body.kind, upgrade) {
+        (Kind::Upgrade(_), false) => return Err(internal("an upgrade needs status 101")),
+        (Kind::Upgrade(_), true) => {}
+        (_, true) => return Err(internal("status 101 needs ResponseBody::upgrade")),
+        _ if status.is_informational() => {
+            return Err(internal("a handler cannot answer with a 1xx status"))
+        }
+        _ => {}
+    }
+    let mut keep = ctx.keep_alive && !has_token(headers, CONNECTION, "close");
+    let no_body = upgrade || status == StatusCode::NO_CONTENT || status == StatusCode::NOT_MODIFIED;
+    let given_length = valid_length(headers);
+    let length = match &body.kind {
+        Kind::Reader { len: None, .. } => given_length,
+        _ => body.len(),
+    };
+    let wire = if no_body {
+        Wire::None
+    } else if ctx.head_request {
+        // The headers a GET would get, without its body; a length given by the
+        // handler is what it says the GET's would be.
+        let n = if body.is_empty() {
+            given_length.or(length)
+        } else {
+            length
+        };
+        n.map_or(Wire::None, Wire::Length)
+    } else {
+        match length {
+            Some(n) => Wire::Length(n),
+            None if ctx.version == Version::HTTP_11 => Wire::Chunked,
+            None => Wire::Close,
+        }
+    };
+    if wire == Wire::Close {
+        keep = false;
+    }
+
+    {
+        let mut io = shared.io.try_borrow_mut().map_err(|_| Ended::Io)?;
+        let out = &mut io.wbuf;
+        if status == StatusCode::OK {
+            out.extend_from_slice(b"HTTP/1.1 200 OK\r\n");
+        } else {
+            out.extend_from_slice(b"HTTP/1.1 ");
+            out.extend_from_slice(status.as_str().as_bytes());
+            out.push(b' ');
+            out.extend_from_slice(status.canonical_reason().unwrap_or("").as_bytes());
+            out.extend_from_slice(b"\r\n");
+        }
+        for (name, value) in headers {
+            if name == CONTENT_LENGTH
+                || name == TRANSFER_ENCODING
+                || (name == CONNECTION && !upgrade)
+            {
+                continue;
+            }
+            out.extend_from_slice(name.as_str().as_bytes());
+            out.extend_from_slice(b": ");
+            out.extend_from_slice(value.as_bytes());
+            out.extend_from_slice(b"\r\n");
+        }
+        if !headers.contains_key(DATE) {
+            out.extend_from_slice(b"date: ");
+            crate::date::append(out);
+            out.extend_from_slice(b"\r\n");
+        }
+        match wire {
+            Wire::Length(n) => {
+                out.extend_from_slice(b"content-length: ");
+                push_decimal(out, n);
+                out.extend_from_slice(b"\r\n");
+            }
+            Wire::Chunked => out.extend_from_slice(b"transfer-encoding: chunked\r\n"),
+            Wire::None | Wire::Close => {}
+        }
+        if !upgrade {
+            match (keep, ctx.version) {
+                (false, Version::HTTP_11) => out.extend_from_slice(b"connection: close\r\n"),
+                (true, Version::HTTP_10) => out.extend_from_slice(b"connection: keep-alive\r\n"),
+                _ => {}
+            }
+        }
+        out.extend_from_slice(b"\r\n");
+    }
+
+    let mut sent = Sent {
+        status,
+        body_bytes: 0,
+        keep_alive: keep,
+    };
+    if ctx.head_request || no_body {
+        if let Kind::Upgrade(f) = body.kind {
+            shared.flush().map_err(|_| Ended::Io)?;
+            f(Upgraded::new(shared.clone()));
+            return Err(Ended::Upgraded);
+        }
+        return Ok(sent);
+    }
+    match body.kind {
+        Kind::Bytes(b) => {
+            shared.write_all(&b).map_err(|_| Ended::Io)?;
+            sent.body_bytes = b.len() as u64;
+        }
+        Kind::Reader { mut reader, .. } => {
+            sent.body_bytes = stream_reader(shared, &mut *reader, wire)?;
+        }
+        Kind::Chunks(mut next) => {
+            let mut chunk = Vec::new();
+            loop {
+                chunk.clear();
+                match next(&mut chunk) {
+                    None => break,
+                    Some(Ok(())) => {}
+                    Some(Err(e)) => {
+                        log::warn!("HTTP response body to {} failed: {e}", shared.peer);
+                        return Err(Ended::Io);
+                    }
+                }
+                if chunk.is_empty() {
+                    continue;
+                }
+                write_piece(shared, &chunk, wire)?;
+                shared.flush().map_err(|_| Ended::Io)?;
+                sent.body_bytes += chunk.len() as u64;
+            }
+        }
+        Kind::Upgrade(_) => unreachable!("an upgrade has no body (checked above)"),
+    }
+    if wire == Wire::Chunked {
+        shared.write_all(b"0\r\n\r\n").map_err(|_| Ended::Io)?;
+    }
+    Ok(sent)
+}
+
+/// Writes one piece of the body in `wire`'s framing.
+fn write_piece(shared: &Shared, data: &[u8], wire: Wire) -> Result<(), Ended> {
+    if wire == Wire::Chunked {
+        let mut size = Vec::with_capacity(18);
+        push_hex(&mut size, data.len());
+        size.extend_from_slice(b"\r\n");
+        shared.write_all(&size).map_err(|_| Ended::Io)?;
+        shared.write_all(data).map_err(|_| Ended::Io)?;
+        shared.write_all(b"\r\n").map_err(|_| Ended::Io)
+    } else {
+        shared.write_all(data).map_err(|_| Ended::Io)
+    }
+}
+
+/// Sends what `reader` gives, at most the length `wire` says.
+fn stream_reader(shared: &Shared, reader: &mut dyn Read, wire: Wire) -> Result<u64, Ended> {
+    let mut scratch = vec![0u8; WRITE_HIGH];
+    let mut left = match wire {
+        Wire::Length(n) => n,
+        _ => u64::MAX,
+    };
+    let mut total = 0u64;
+    while left > 0 {
+        let want = scratch
+            .len()
+            .min(usize::try_from(left).unwrap_or(usize::MAX));
+        let n = match reader.read(&mut scratch[..want]) {
+            Ok(0) if matches!(wire, Wire::Length(_)) => {
+                log::warn!(
+                    "HTTP response body to {} ended {left} bytes short of its length",
+                    shared.peer
+                );
+                return Err(Ended::Io);
+            }
+            Ok(0) => break,
+            Ok(n) => n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => {
+                log::warn!("HTTP response body to {} failed: {e}", shared.peer);
+                return Err(Ended::Io);
+            }
+        };
+        write_piece(shared, &scratch[..n], wire)?;
+        total += n as u64;
+        left -= n as u64;
+        if n < want {
+            shared.flush().map_err(|_| Ended::Io)?;
+        }
+    }
+    Ok(total)
+}

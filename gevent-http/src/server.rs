@@ -1,0 +1,256 @@
+//! The server: a `StreamServer` whose connection handler speaks HTTP/1.1.
+
+use crate::conn::{self, Shared};
+use crate::{Body, Config, ResponseBody};
+use gevent_hub::net::{TcpListener, ToSocketAddrs};
+use gevent_hub::server::{StopReport, StreamServer};
+use http::{Request, Response};
+use std::cell::{Cell, RefCell};
+use std::collections::HashMap;
+use std::fmt;
+use std::io;
+use std::net::{Shutdown, SocketAddr};
+use std::rc::{Rc, Weak};
+use std::time::Duration;
+
+/// What serves requests: a function or closure from the request to its response.
+///
+/// It runs in the connection's greenlet, so it can block in gevent's way (sleep,
+/// sockets, queues, locks) while other requests are served. It is implemented for
+/// every `Fn(Request<Body>) -> Response<B>` whose body `B` converts into a
+/// [`ResponseBody`]. A handler that panics is answered `500` (and logged); a kill or a
+/// `Timeout` it does not catch goes on unwinding and ends the connection.
+pub trait Handler: 'static {
+    /// Answers one request.
+    fn call(&self, req: Request<Body>) -> Response<ResponseBody>;
+}
+
+impl<F, B> Handler for F
+where
+    F: Fn(Request<Body>) -> Response<B> + 'static,
+    B: Into<ResponseBody>,
+{
+    fn call(&self, req: Request<Body>) -> Response<ResponseBody> {
+        self(req).map(Into::into)
+    }
+}
+
+/// What the server's connections share.
+pub(crate) struct ServerState {
+    pub(crate) config: Config,
+    pub(crate) handler: Box<dyn Handler>,
+    pub(crate) stopping: Cell<bool>,
+    conns: RefCell<HashMap<u64, Weak<Shared>>>,
+    next_id: Cell<u64>,
+}
+
+impl ServerState {
+    pub(crate) fn register(&self, c: &Rc<Shared>) -> u64 {
+        let id = self.next_id.get();
+        self.next_id.set(id + 1);
+        if let Ok(mut conns) = self.conns.try_borrow_mut() {
+            conns.insert(id, Rc::downgrade(c));
+        }
+        id
+    }
+
+    pub(crate) fn unregister(&self, id: u64) {
+        if let Ok(mut conns) = self.conns.try_borrow_mut() {
+            conns.remove(&id);
+        }
+    }
+}
+
+/// An HTTP/1.1 server: a greenlet per connection, the handler called for each
+/// request, in blocking style (gevent's `pywsgi.WSGIServer`).
+///
+/// Keep-alive and pipelining (answers in order, written together), HTTP/1.0,
+/// `Expect: 100-continue`, chunked bodies both ways, `HEAD`, upgrades, a cached `Date`
+/// header, access logging (through `log`, target [`ACCESS_LOG`](crate::ACCESS_LOG)),
+/// and the limits and timeouts of [`Config`] are the server's; the handler sees
+/// `http::Request<Body>` and answers `http::Response`.
+///
+/// # Examples
+/// ```
+/// use gevent_http::{Request, Response, Server, Body};
+/// use gevent_hub::net::TcpStream;
+/// use std::io::{Read, Write};
+///
+/// let server = Server::new("127.0.0.1:0", |req: Request<Body>| {
+///     Response::new(format!("you asked for {}", req.uri().path()))
+/// })?;
+/// server.start()?;
+///
+/// let mut client = TcpStream::connect(server.server_addr())?;
+/// client.write_all(b"GET /hello HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")?;
+/// let mut answer = String::new();
+/// client.read_to_string(&mut answer)?;
+/// assert!(answer.starts_with("HTTP/1.1 200 OK\r\n"));
+/// assert!(answer.ends_with("\r\n\r\nyou asked for /hello"));
+/// server.stop()?;
+/// # Ok::<(), std::io::Error>(())
+/// ```
+#[derive(Clone)]
+pub struct Server {
+    stream: StreamServer,
+    state: Rc<ServerState>,
+}
+
+impl fmt::Debug for Server {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Server")
+            .field("addr", &self.server_addr())
+            .field("connections", &self.connection_count())
+            .finish()
+    }
+}
+
+fn check(config: &Config) -> io::Result<()> {
+    let invalid = |what: &str| {
+        Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            format!("gevent_http::Config: {what}"),
+        ))
+    };
+    for (name, t) in [
+        ("header_read_timeout", config.header_read_timeout),
+        ("keep_alive_timeout", config.keep_alive_timeout),
+        ("body_read_timeout", config.body_read_timeout),
+        ("write_timeout", config.write_timeout),
+    ] {
+        if t == Some(Duration::ZERO) {
+            return invalid(&format!("{name} must not be zero (None: no bound)"));
+        }
+    }
+    if config.max_header_bytes < 64 {
+        return invalid("max_header_bytes must be at least 64");
+    }
+    if config.max_headers == 0 {
+        return invalid("max_headers must be at least 1");
+    }
+    Ok(())
+}
+
+impl Server {
+    /// Binds `addr` with the default [`Config`] and prepares to serve `handler`. Call
+    /// [`start`](Server::start) or [`serve_forever`](Server::serve_forever).
+    ///
+    /// # Errors
+    /// Resolution or `bind`/`listen` errors.
+    pub fn new<A: ToSocketAddrs>(addr: A, handler: impl Handler) -> io::Result<Server> {
+        Server::with_config(addr, Config::default(), handler)
+    }
+
+    /// [`new`](Server::new) with a configuration.
+    ///
+    /// # Errors
+    /// As [`new`](Server::new); `InvalidInput` for a configuration that cannot work (a
+    /// zero timeout, `max_headers` 0, `max_connections: Some(0)`).
+    pub fn with_config<A: ToSocketAddrs>(
+        addr: A,
+        config: Config,
+        handler: impl Handler,
+    ) -> io::Result<Server> {
+        check(&config)?;
+        let opts = config.server.clone();
+        let state = Server::state(config, handler);
+        let s = state.clone();
+        let stream = StreamServer::with_options(addr, opts, move |sock, peer| {
+            conn::serve(sock, peer, s.clone())
+        })?;
+        Ok(Server { stream, state })
+    }
+
+    /// Serves connections accepted from a listener of one's own. Of
+    /// [`Config::server`] only `max_connections` applies (the listener is made).
+    ///
+    /// # Errors
+    /// As [`with_config`](Server::with_config).
+    pub fn from_listener(
+        listener: TcpListener,
+        config: Config,
+        handler: impl Handler,
+    ) -> io::Result<Server> {
+        check(&config)?;
+        let max = config.server.max_connections;
+        let state = Server::state(config, handler);
+        let s = state.clone();
+        let stream = StreamServer::from_listener(listener, max, move |sock, peer| {
+            conn::serve(sock, peer, s.clone())
+        })?;
+        Ok(Server { stream, state })
+    }
+
+    fn state(config: Config, handler: impl Handler) -> Rc<ServerState> {
+        Rc::new(ServerState {
+            config,
+            handler: Box::new(handler),
+            stopping: Cell::new(false),
+            conns: RefCell::new(HashMap::new()),
+            next_id: Cell::new(0),
+        })
+    }
+
+    /// The address the server listens on (useful after binding port 0).
+    pub fn server_addr(&self) -> SocketAddr {
+        self.stream.server_addr()
+    }
+
+    /// Connections open right now.
+    pub fn connection_count(&self) -> usize {
+        self.stream.connection_count()
+    }
+
+    /// The server's configuration.
+    pub fn config(&self) -> &Config {
+        &self.state.config
+    }
+
+    /// Starts accepting in a background greenlet and returns.
+    ///
+    /// # Errors
+    /// `InvalidInput` if it was stopped already.
+    pub fn start(&self) -> io::Result<()> {
+        self.stream.start()
+    }
+
+    /// Starts (if needed) and serves until [`stop`](Server::stop) is called.
+    ///
+    /// # Errors
+    /// The hub's errors (e.g. called in the hub).
+    pub fn serve_forever(&self) -> io::Result<()> {
+        self.stream.serve_forever()
+    }
+
+    /// Stops gracefully with the configured grace period
+    /// ([`ServerOptions::stop_timeout`](gevent_hub::server::ServerOptions::stop_timeout)).
+    ///
+    /// # Errors
+    /// As [`stop_timeout`](Server::stop_timeout).
+    pub fn stop(&self) -> io::Result<StopReport> {
+        self.stop_timeout(self.state.config.server.stop_timeout)
+    }
+
+    /// Stops gracefully: stops accepting, closes the connections that wait idle for
+    /// a next request, lets the requests being served finish within `grace` (each
+    /// answered with `Connection: close`), then kills the connections still open.
+    ///
+    /// # Errors
+    /// The hub's errors (e.g. called in the hub).
+    pub fn stop_timeout(&self, grace: Duration) -> io::Result<StopReport> {
+        self.state.stopping.set(true);
+        let idle: Vec<Rc<Shared>> = self
+            .state
+            .conns
+            .borrow()
+            .values()
+            .filter_map(Weak::upgrade)
+            .filter(|c| c.idle.get())
+            .collect();
+        for c in idle {
+            // Their idle read ends (as if the client had closed) and they close.
+            let _ = c.stream.shutdown(Shutdown::Read);
+        }
+        self.stream.stop_timeout(grace)
+    }
+}
