@@ -3,7 +3,7 @@
 serving the routes of the http_server example:
 
   GET /plaintext    200 text/plain        Hello, World!
-  GET /json         200 application/json  {"message":"Hello, World!"}
+  GET /json         200 application/json  {"message":"Hello, World!"} (serialised per request)
   POST /echo        200, the request body back
   GET /stream?n=N   200, N lines "line i\\n", chunked (one chunk per line)
   GET /sleep?ms=N   200 "slept N" after N ms (gevent.sleep)
@@ -11,6 +11,7 @@ serving the routes of the http_server example:
 
 Usage: http_pywsgi.py [HOST:PORT]   (default 127.0.0.1:8080; a bare port means 127.0.0.1)
 """
+import json
 import socket
 import sys
 from urllib.parse import parse_qs
@@ -19,8 +20,6 @@ import gevent
 from gevent.pywsgi import WSGIServer
 
 PLAINTEXT = b"Hello, World!"
-# A constant, as in every server of the suite (none serialises per request).
-JSON = b'{"message":"Hello, World!"}'
 
 
 def query_int(environ, key):
@@ -48,7 +47,9 @@ def app(environ, start_response):
     if method == "GET" and path == "/plaintext":
         return fixed(start_response, PLAINTEXT, "text/plain")
     if method == "GET" and path == "/json":
-        return fixed(start_response, JSON, "application/json")
+        # Serialised for each request, as the example does.
+        body = json.dumps({"message": "Hello, World!"}, separators=(",", ":")).encode()
+        return fixed(start_response, body, "application/json")
     if method == "POST" and path == "/echo":
         body = environ["wsgi.input"].read()
         return fixed(start_response, body, "application/octet-stream")

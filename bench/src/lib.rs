@@ -350,7 +350,7 @@ pub mod std_server {
 /// command line (the listen address).
 ///
 /// The routes: `GET /plaintext` (`text/plain`, [`PLAINTEXT`](http::PLAINTEXT)),
-/// `GET /json` (`application/json`, [`JSON`](http::JSON)), `POST /echo` (the request
+/// `GET /json` (`application/json`, [`JSON`](http::JSON), serialised per request), `POST /echo` (the request
 /// body back), `GET /stream?n=N` (N lines `line i\n`, chunked), `GET /sleep?ms=N`
 /// (`slept N` after N ms), 404 for anything else.
 pub mod http {
@@ -358,8 +358,15 @@ pub mod http {
 
     /// The body of `GET /plaintext`.
     pub const PLAINTEXT: &str = "Hello, World!";
-    /// The body of `GET /json`: a constant in every server (none serialises per request).
+    /// The body of `GET /json`. Every server serialises it for each request, as the
+    /// example does (the Rust ones with [`json_body`]).
     pub const JSON: &str = r#"{"message":"Hello, World!"}"#;
+
+    /// `/json`'s body, serialised for this request as the example serialises it
+    /// (`serde_json::json!` to bytes).
+    pub fn json_body() -> Vec<u8> {
+        serde_json::to_vec(&serde_json::json!({ "message": "Hello, World!" })).unwrap_or_default()
+    }
 
     /// The numeric value of `key` in the query of `target` (`/path?a=1&b=2`); `None`
     /// if it is absent or not a number.

@@ -74,7 +74,7 @@ async fn route(req: Request<Incoming>) -> Result<Resp, Infallible> {
         .to_owned();
     let r = match (req.method(), http::path(&target)) {
         (&Method::GET, "/plaintext") => full(http::PLAINTEXT, "text/plain"),
-        (&Method::GET, "/json") => full(http::JSON, "application/json"),
+        (&Method::GET, "/json") => full(http::json_body(), "application/json"),
         (&Method::POST, "/echo") => {
             let mut r = Response::new(req.into_body().boxed());
             r.headers_mut().insert(

@@ -28,7 +28,7 @@ impl HttpService for Routes {
             }
             ("GET", "/json") => {
                 rsp.header("Content-Type: application/json")
-                    .body(http::JSON);
+                    .body_vec(http::json_body());
             }
             ("POST", "/echo") => {
                 let mut body = Vec::new();
