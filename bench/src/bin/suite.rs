@@ -635,7 +635,12 @@ fn parse_opts() -> Result<Opts, String> {
         out: PathBuf::from("target/bench-results"),
         python: "python3".to_owned(),
         scale: 1.0,
-        servers: SERVERS.iter().map(|s| s.name.to_owned()).collect(),
+        servers: SERVERS
+            .iter()
+            .map(|s| s.name)
+            .chain(http::HTTP_SERVERS.iter().map(|s| s.name))
+            .map(str::to_owned)
+            .collect(),
         scenarios: scenarios(1.0)
             .iter()
             .map(|s| s.id.to_owned())
