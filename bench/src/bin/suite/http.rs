@@ -8,7 +8,8 @@
 //!   totals (requests/s, p50/p90/p99 latency, its error counts: a run with any error
 //!   is flagged and never shown as a result), the server's CPU time (`/proc/PID/stat`,
 //!   utime + stime, read just before wrk starts and just after it exits) per 100,000
-//!   requests, its peak RSS (`VmHWM`) and wrk's own CPU time.
+//!   requests, its peak RSS (`VmHWM`), wrk's own CPU time, and the CPU time the rest
+//!   of the machine used meanwhile (on a shared machine, a sign of a noisy run).
 //! - HC, the conformance table: each server (fresh) gets raw requests, each on a new
 //!   TCP connection, and the status lines it answers (or that it closed, reset or
 //!   kept silent) are recorded beside what a careful server answers.
@@ -270,7 +271,9 @@ impl Ctx {
             args.push(sc.pipeline.to_string());
         }
         let cpu0 = process_cpu_secs(pid);
+        let busy0 = machine_busy_secs();
         let wrk = self.wrk(&args, Duration::from_secs(duration_s + 30));
+        let busy1 = machine_busy_secs();
         let cpu1 = process_cpu_secs(pid);
         let mem = mem_status(pid);
         stop(&mut child);
@@ -314,6 +317,12 @@ impl Ctx {
         }
         let rps = requests / duration;
         let cpu = cpu1 - cpu0;
+        // What else ran on the machine meanwhile (other users' builds, say): every
+        // core's busy time less the server's and wrk's, as a share of one core.
+        let other_pct = match (busy0, busy1) {
+            (Some(a), Some(b)) => ((b - a - cpu - wrk.cpu_s) / wrk.wall_s * 100.0).max(0.0),
+            _ => 0.0,
+        };
         let cpu_per_100k = cpu / requests * 1e5;
         let kinds = ["connect", "read", "write", "status", "timeout"];
         let errors: u64 = kinds.iter().map(|k| g(k) as u64).sum();
@@ -325,13 +334,14 @@ impl Ctx {
             .join(", ");
         self.log(&format!(
             "{what}: {} req/s, p50 {} µs, p99 {} µs, server CPU {} s per 100k requests ({}%), \
-             wrk CPU {}%, peak RSS {} MiB, errors {errors}",
+             wrk CPU {}%, others {}%, peak RSS {} MiB, errors {errors}",
             fmt::rate(rps),
             fmt::us(g("p50_us")),
             fmt::us(g("p99_us")),
             fmt::cpu100k(cpu_per_100k),
             fmt::pct(cpu / wrk.wall_s * 100.0),
             fmt::pct(wrk.cpu_s / wrk.wall_s * 100.0),
+            fmt::pct(other_pct),
             fmt::mib(mem.hwm_kib),
         ));
         if errors > 0 {
@@ -352,7 +362,7 @@ impl Ctx {
                 .collect::<serde_json::Map<_, _>>(),
             "server_cpu_s": cpu, "server_cpu_s_per_100k": cpu_per_100k,
             "server_cpu_pct": cpu / wrk.wall_s * 100.0,
-            "wrk_cpu_pct": wrk.cpu_s / wrk.wall_s * 100.0,
+            "wrk_cpu_pct": wrk.cpu_s / wrk.wall_s * 100.0, "other_cpu_pct": other_pct,
             "server_hwm_kib": mem.hwm_kib, "server_threads": mem.threads,
         }))
     }
@@ -400,6 +410,21 @@ impl Ctx {
         stop(&mut child);
         Ok(())
     }
+}
+
+/// The busy time of every core so far (`/proc/stat`: all but idle and iowait), in
+/// seconds.
+fn machine_busy_secs() -> Option<f64> {
+    let stat = std::fs::read_to_string("/proc/stat").ok()?;
+    let line = stat.lines().find(|l| l.starts_with("cpu "))?;
+    let t: Vec<u64> = line
+        .split_whitespace()
+        .skip(1)
+        .filter_map(|v| v.parse().ok())
+        .collect();
+    // user nice system idle iowait irq softirq steal (guest is counted in user).
+    let busy: u64 = t.iter().take(8).sum::<u64>() - t.get(3)? - t.get(4)?;
+    Some(busy as f64 / gevent_bench::clock_ticks_per_sec() as f64)
 }
 
 // ---- conformance probes ---------------------------------------------------------
