@@ -48,10 +48,12 @@ fn bad(reason: &'static str) -> Reject {
     reject(StatusCode::BAD_REQUEST, reason)
 }
 
+// A head is the common case: boxing it would cost an allocation per request.
+#[allow(clippy::large_enum_variant)]
 pub(crate) enum Parsed {
     /// More bytes are needed.
     Partial,
-    Head(Box<Head>),
+    Head(Head),
     Reject(Reject),
 }
 
@@ -101,7 +103,7 @@ pub(crate) fn parse(buf: &[u8], cfg: &Config) -> Parsed {
         return Parsed::Reject(too_large(buf, cfg));
     }
     match build(&req, len, cfg) {
-        Ok(head) => Parsed::Head(Box::new(head)),
+        Ok(head) => Parsed::Head(head),
         Err(r) => Parsed::Reject(r),
     }
 }
@@ -330,7 +332,7 @@ mod tests {
 
     fn status(raw: &str) -> Result<Head, StatusCode> {
         match parse(raw.as_bytes(), &Config::default()) {
-            Parsed::Head(h) => Ok(*h),
+            Parsed::Head(h) => Ok(h),
             Parsed::Reject(r) => Err(r.status),
             Parsed::Partial => panic!("partial: {raw:?}"),
         }

@@ -69,13 +69,16 @@ mod conn;
 mod date;
 mod head;
 mod response;
+mod serve;
 mod server;
+mod state;
 mod upgrade;
 
 pub use body::Body;
 pub use config::Config;
 pub use response::ResponseBody;
-pub use server::{Handler, Server};
+pub use server::Server;
+pub use state::Handler;
 pub use upgrade::Upgraded;
 
 /// The `http` crate, whose types handlers see.

@@ -1,7 +1,7 @@
 //! Response bodies, and writing a response in HTTP/1.1's framing.
 
-use crate::conn::{Ended, Shared, WRITE_HIGH};
-use crate::head;
+use crate::conn::{Shared, WRITE_HIGH};
+use crate::head::{self, Reject};
 use crate::upgrade::Upgraded;
 use crate::Body;
 use http::header::{CONNECTION, CONTENT_LENGTH, DATE, TRANSFER_ENCODING};
@@ -217,6 +217,16 @@ impl From<Body> for ResponseBody {
     }
 }
 
+/// Why a request's service ended the connection.
+pub(crate) enum Ended {
+    /// The connection broke, or a response could not be finished.
+    Io,
+    /// The handler took the connection over.
+    Upgraded,
+    /// Answer with this error and close.
+    Refuse(Reject),
+}
+
 /// What the response is written for.
 pub(crate) struct Context {
     pub(crate) head_request: bool,
@@ -346,8 +356,17 @@ pub(crate) fn send(
     }
 
     {
+        let mut st = shared.body.try_borrow_mut().map_err(|_| Ended::Io)?;
         let mut io = shared.io.try_borrow_mut().map_err(|_| Ended::Io)?;
         let out = &mut io.wbuf;
+        // A response that streams the request's body back asks for that body: the
+        // client is told to send it before the head that answers it.
+        if st.continue_owed && body.reads_request && !ctx.head_request && !no_body {
+            st.continue_owed = false;
+            out.extend_from_slice(crate::conn::CONTINUE);
+        }
+        st.head_sent = true;
+        drop(st);
         if status == StatusCode::OK {
             out.extend_from_slice(b"HTTP/1.1 200 OK\r\n");
         } else {

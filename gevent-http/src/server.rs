@@ -1,65 +1,15 @@
 //! The server: a `StreamServer` whose connection handler speaks HTTP/1.1.
 
-use crate::conn::{self, Shared};
-use crate::{Body, Config, ResponseBody};
+use crate::serve;
+use crate::state::{Handler, ServerState};
+use crate::Config;
 use gevent_hub::net::{TcpListener, ToSocketAddrs};
 use gevent_hub::server::{StopReport, StreamServer};
-use http::{Request, Response};
-use std::cell::{Cell, RefCell};
-use std::collections::HashMap;
 use std::fmt;
 use std::io;
-use std::net::{Shutdown, SocketAddr};
-use std::rc::{Rc, Weak};
+use std::net::SocketAddr;
+use std::rc::Rc;
 use std::time::Duration;
-
-/// What serves requests: a function or closure from the request to its response.
-///
-/// It runs in the connection's greenlet, so it can block in gevent's way (sleep,
-/// sockets, queues, locks) while other requests are served. It is implemented for
-/// every `Fn(Request<Body>) -> Response<B>` whose body `B` converts into a
-/// [`ResponseBody`]. A handler that panics is answered `500` (and logged); a kill or a
-/// `Timeout` it does not catch goes on unwinding and ends the connection.
-pub trait Handler: 'static {
-    /// Answers one request.
-    fn call(&self, req: Request<Body>) -> Response<ResponseBody>;
-}
-
-impl<F, B> Handler for F
-where
-    F: Fn(Request<Body>) -> Response<B> + 'static,
-    B: Into<ResponseBody>,
-{
-    fn call(&self, req: Request<Body>) -> Response<ResponseBody> {
-        self(req).map(Into::into)
-    }
-}
-
-/// What the server's connections share.
-pub(crate) struct ServerState {
-    pub(crate) config: Config,
-    pub(crate) handler: Box<dyn Handler>,
-    pub(crate) stopping: Cell<bool>,
-    conns: RefCell<HashMap<u64, Weak<Shared>>>,
-    next_id: Cell<u64>,
-}
-
-impl ServerState {
-    pub(crate) fn register(&self, c: &Rc<Shared>) -> u64 {
-        let id = self.next_id.get();
-        self.next_id.set(id + 1);
-        if let Ok(mut conns) = self.conns.try_borrow_mut() {
-            conns.insert(id, Rc::downgrade(c));
-        }
-        id
-    }
-
-    pub(crate) fn unregister(&self, id: u64) {
-        if let Ok(mut conns) = self.conns.try_borrow_mut() {
-            conns.remove(&id);
-        }
-    }
-}
 
 /// An HTTP/1.1 server: a greenlet per connection, the handler called for each
 /// request, in blocking style (gevent's `pywsgi.WSGIServer`).
@@ -153,10 +103,10 @@ impl Server {
     ) -> io::Result<Server> {
         check(&config)?;
         let opts = config.server.clone();
-        let state = Server::state(config, handler);
+        let state = ServerState::new(config, handler);
         let s = state.clone();
         let stream = StreamServer::with_options(addr, opts, move |sock, peer| {
-            conn::serve(sock, peer, s.clone())
+            serve::serve(sock, peer, s.clone())
         })?;
         Ok(Server { stream, state })
     }
@@ -173,22 +123,12 @@ impl Server {
     ) -> io::Result<Server> {
         check(&config)?;
         let max = config.server.max_connections;
-        let state = Server::state(config, handler);
+        let state = ServerState::new(config, handler);
         let s = state.clone();
         let stream = StreamServer::from_listener(listener, max, move |sock, peer| {
-            conn::serve(sock, peer, s.clone())
+            serve::serve(sock, peer, s.clone())
         })?;
         Ok(Server { stream, state })
-    }
-
-    fn state(config: Config, handler: impl Handler) -> Rc<ServerState> {
-        Rc::new(ServerState {
-            config,
-            handler: Box::new(handler),
-            stopping: Cell::new(false),
-            conns: RefCell::new(HashMap::new()),
-            next_id: Cell::new(0),
-        })
     }
 
     /// The address the server listens on (useful after binding port 0).
@@ -238,19 +178,7 @@ impl Server {
     /// # Errors
     /// The hub's errors (e.g. called in the hub).
     pub fn stop_timeout(&self, grace: Duration) -> io::Result<StopReport> {
-        self.state.stopping.set(true);
-        let idle: Vec<Rc<Shared>> = self
-            .state
-            .conns
-            .borrow()
-            .values()
-            .filter_map(Weak::upgrade)
-            .filter(|c| c.idle.get())
-            .collect();
-        for c in idle {
-            // Their idle read ends (as if the client had closed) and they close.
-            let _ = c.stream.shutdown(Shutdown::Read);
-        }
+        self.state.stop_idle();
         self.stream.stop_timeout(grace)
     }
 }

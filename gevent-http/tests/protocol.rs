@@ -266,6 +266,24 @@ fn expect_100_continue_is_answered_when_the_handler_reads() {
 }
 
 #[test]
+fn expect_100_continue_comes_before_the_head_of_an_echo_of_the_body() {
+    on_thread(|| {
+        let s = serve(Config::default(), |req: Request<Body>| {
+            Response::new(ResponseBody::from(req.into_body()))
+        });
+        let mut c = Client::connect(s.server_addr());
+        c.send(
+            b"POST /echo HTTP/1.1\r\nHost: t\r\nExpect: 100-continue\r\nContent-Length: 5\r\n\r\n",
+        );
+        assert_eq!(c.response().unwrap().status, 100);
+        c.send(b"hello");
+        let r = c.response().unwrap();
+        assert_eq!((r.status, r.text().as_str()), (200, "hello"));
+        s.stop().unwrap();
+    });
+}
+
+#[test]
 fn a_body_the_handler_leaves_unread_is_read_past_or_the_connection_closes() {
     on_thread(|| {
         let config = Config {
@@ -417,7 +435,10 @@ fn malformed_and_ambiguous_requests_are_refused_and_their_connection_closed() {
             assert!(closed, "{name}: the connection stays open");
         }
         // And the server still serves.
-        let (r, _) = once(s.server_addr(), b"GET /fine HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n");
+        let (r, _) = once(
+            s.server_addr(),
+            b"GET /fine HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n",
+        );
         assert_eq!(r.text(), "GET /fine ");
         s.stop().unwrap();
     });

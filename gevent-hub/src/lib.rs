@@ -53,9 +53,11 @@
 //! [`Greenlet::join`], [`pool::Group::join`]/[`kill`](pool::Group::kill),
 //! [`pool::Pool::wait_available`], [`Semaphore::acquire`], `Queue::get`/`put`,
 //! `StreamServer::stop`/`DatagramServer::stop` (whose plain form uses gevent's
-//! default grace of 1 s). gevent's module-level functions keep gevent's
+//! default grace of 1 s), [`process::Child::wait`]/[`wait_timeout`](process::Child::wait_timeout)
+//! (which returns `Ok(None)`, as the `wait-timeout` crate's). gevent's module-level functions keep gevent's
 //! `timeout=None` parameter as an `Option<Duration>`: [`joinall`], [`killall`],
-//! [`wait`], [`iwait`], [`net::wait_read`]/[`wait_write`](net::wait_write).
+//! [`wait`], [`iwait`], [`net::wait_read`]/[`wait_write`](net::wait_write),
+//! [`select::poll`]/[`select`](select::select).
 //!
 //! ## Thread exit
 //! When a thread ends (`main` returns, or a spawned thread's closure does) with
@@ -79,15 +81,19 @@
 //! | [`sync`] | [`Event`], [`AsyncResult`], [`Semaphore`], [`Lock`], [`Queue`], … | synchronisation between greenlets. |
 //! | [`pool`] | [`pool::Pool`] | a bounded group. |
 //! | [`threadpool`] | [`ThreadPool`], [`spawn_blocking`] | blocking work on OS threads. |
+//! | [`fileobject`] | [`fileobject::FileObjectThread`] | a file whose calls run on the thread pool (gevent's `FileObjectThread`). |
 //! | [`signal`] | [`signal::signal_handler`] | signals run greenlets. |
 //! | [`net`] | `TcpStream`, `TcpListener`, `UdpSocket`, Unix sockets, `wait_read`/`wait_write` | cooperative sockets with `std::net`'s surface, on one fd-keyed readiness core. |
 //! | [`server`] | `StreamServer`, `DatagramServer` | servers. |
+//! | [`select`] | [`select::poll`], [`select::select`] | many fds at once (gevent's `select`), with libc's semantics. |
+//! | [`process`] | [`process::Command`], [`process::Child`] | child processes (gevent's `subprocess`): waits and pipes park the greenlet. |
 #![deny(missing_docs, missing_debug_implementations, rust_2018_idioms)]
 #![deny(unsafe_op_in_unsafe_fn)]
 #![deny(clippy::undocumented_unsafe_blocks)]
 
 mod diag;
 mod error;
+pub mod fileobject;
 pub mod greenlet;
 mod hub;
 mod ids;
@@ -95,6 +101,8 @@ mod ids;
 pub mod monkey_seam;
 pub mod net;
 pub mod pool;
+pub mod process;
+pub mod select;
 pub mod server;
 pub mod signal;
 mod spawn;

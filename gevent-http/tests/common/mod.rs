@@ -195,3 +195,72 @@ pub fn once(addr: SocketAddr, raw: &[u8]) -> (Resp, bool) {
     let closed = c.closed();
     (r, closed)
 }
+
+/// The routes of `examples/http_server.rs`, for the tests that drive real clients.
+pub fn routes(
+    req: gevent_http::Request<gevent_http::Body>,
+) -> gevent_http::Response<gevent_http::ResponseBody> {
+    use gevent_http::{Method, Response, ResponseBody, StatusCode};
+    let number = |key: &str| -> Option<u64> {
+        req.uri().query()?.split('&').find_map(|p| {
+            let (k, v) = p.split_once('=')?;
+            (k == key).then(|| v.parse().ok()).flatten()
+        })
+    };
+    let get = req.method() == Method::GET || req.method() == Method::HEAD;
+    let body: ResponseBody = match (req.uri().path(), get) {
+        ("/plaintext", true) => "Hello, World!".into(),
+        ("/json", true) => r#"{"message":"Hello, World!"}"#.into(),
+        ("/stream", true) => match number("n") {
+            Some(n) => ResponseBody::from_chunks((0..n).map(|i| format!("line {i}\n"))),
+            None => "n?".into(),
+        },
+        ("/sleep", true) => match number("ms") {
+            Some(ms) => {
+                gevent_hub::sleep(Duration::from_millis(ms));
+                format!("slept {ms}").into()
+            }
+            None => "ms?".into(),
+        },
+        ("/echo", false) if req.method() == Method::POST => req.into_body().into(),
+        _ => {
+            let mut r = Response::new(ResponseBody::from("not found\n"));
+            *r.status_mut() = StatusCode::NOT_FOUND;
+            return r;
+        }
+    };
+    Response::new(body)
+}
+
+/// Runs a program to its end on the hub's thread pool (the hub serves meanwhile).
+pub fn run(program: &str, args: Vec<String>) -> std::process::Output {
+    let p = program.to_owned();
+    let out =
+        gevent_hub::spawn_blocking(move || std::process::Command::new(&p).args(&args).output())
+            .join()
+            .expect("the pool ran it");
+    match out {
+        Ok(o) => o,
+        Err(e) => panic!("cannot run {program} (.ci/run installs it): {e}"),
+    }
+}
+
+/// A writer of `len` deterministic bytes, and their FNV-1a hash, for bodies too big
+/// to keep.
+pub fn pattern_byte(i: u64) -> u8 {
+    (i.wrapping_mul(2_654_435_761) >> 13) as u8
+}
+
+pub struct Fnv(pub u64);
+
+impl Fnv {
+    pub fn new() -> Fnv {
+        Fnv(0xcbf2_9ce4_8422_2325)
+    }
+
+    pub fn update(&mut self, data: &[u8]) {
+        for &b in data {
+            self.0 = (self.0 ^ u64::from(b)).wrapping_mul(0x100_0000_01b3);
+        }
+    }
+}

@@ -25,6 +25,9 @@
 //! While nobody waits, a watcher does not keep the hub's loop alive (it is unreferenced),
 //! so an idle socket never turns "would block forever" into a hang.
 //!
+//! [`wait_any`] parks one wait on many fds (a child's two output pipes, `poll` and
+//! `select` over many fds), each through its own state as above.
+//!
 //! What the watcher is left as after a wait depends on who closes the fd ([`Closes`]):
 //! - [`Closes::Reported`] (the net types; the monkey layer, which hooks `close`):
 //!   *lazy disarm*. The watcher stays armed after a wake-up; if it fires while nobody
@@ -448,6 +451,73 @@ impl FdState {
         for w in waiters {
             w.wake();
         }
+    }
+}
+
+/// Waits until one of `fds` is ready in its direction (`Ok(true)`), or `timeout`
+/// passes (`Ok(false)`): one wait parked on many fds, for `poll`/`select` and a child
+/// process's two output pipes. Which one is ready is the caller's to find out (a
+/// `poll` of timeout zero, or trying each).
+///
+/// Each fd and direction waits through its own state in the core, its watcher made
+/// once and reused, as [`FdState::wait`]. One that another greenlet (or an earlier
+/// entry of `fds`) already waits on gets a watcher of its own for this wait instead
+/// of [`WaitError::Busy`], and is told of a close like the direction's waiter.
+///
+/// # Errors
+/// [`WaitError::Closed`] if one of the fds was closed through the core before or
+/// during the wait; libev's refusal of an fd; the hub's errors.
+///
+/// # Panics
+/// A kill or a [`Timeout`](crate::Timeout) unwinds from here, as from [`Wait::park`].
+pub(crate) fn wait_any(
+    fds: &[(Rc<FdState>, Direction)],
+    timeout: Option<Duration>,
+    closes: Closes,
+) -> Result<bool, WaitError> {
+    let w = Wait::timed("one of several file descriptors to become ready", timeout)
+        .map_err(WaitError::Hub)?;
+    // Dropped before `w`: each restores its direction however the wait ends.
+    let mut parked = Vec::with_capacity(fds.len());
+    let mut own = Vec::new();
+    for (st, dir) in fds {
+        if st.retired.get() {
+            return Err(WaitError::Closed);
+        }
+        let d = st.dir(*dir);
+        if d.waiter.borrow().as_ref().is_some_and(Waker::is_valid) {
+            let io = get_hub()
+                .get_loop()
+                .io(st.fd, dir.events())
+                .map_err(WaitError::Watcher)?;
+            let k = w.waker();
+            io.start(move |_, _| k.wake_now())
+                .map_err(WaitError::Watcher)?;
+            st.add_other_waiter(*dir, w.waker());
+            own.push(io);
+            continue;
+        }
+        st.arm(*dir, closes)?;
+        *d.waiter.borrow_mut() = Some(w.waker());
+        parked.push(Parked {
+            d,
+            keep_armed: false,
+        });
+    }
+    let r = w.park();
+    drop(own);
+    if fds.iter().any(|(st, _)| st.retired.get()) {
+        return Err(WaitError::Closed);
+    }
+    match r {
+        Ok(true) => {
+            for p in &mut parked {
+                p.keep_armed = closes == Closes::Reported;
+            }
+            Ok(true)
+        }
+        Ok(false) => Ok(false),
+        Err(e) => Err(WaitError::Hub(e)),
     }
 }
 
