@@ -7,7 +7,8 @@
 //!   responses): `/stream?n=` is the same N lines, but in one counted body;
 //! - `/echo` reads the whole body before answering (a body is read by its
 //!   `Content-Length`; may_minihttp knows no chunked request bodies);
-//! - may_minihttp cannot set the listen backlog (it binds the listener itself).
+//! - it binds the listener itself (backlog 1024, as the others) and sets no
+//!   `TCP_NODELAY`, but writes all the responses to one read in one write.
 //!
 //! Run: `cargo run --release -p gevent-bench --bin http_may -- [HOST:PORT]`
 

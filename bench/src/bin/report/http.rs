@@ -119,7 +119,7 @@ fn sat_note(d: &Data, sc: &str, servers: &[&str]) -> String {
     if !busy.is_empty() {
         let _ = write!(
             note,
-            " (others used ≥ {}% of a core during {}'s run)",
+            " (the rest of the machine used ≥ {}% of a core while {} ran)",
             fmt::pct(BUSY_PCT),
             busy.join(" and ")
         );
@@ -549,9 +549,9 @@ pub fn section(d: &Data, svgs: &[(String, String)], svg_rel: &str, out: &mut Str
     out.push_str(
         "\nWhat the peers cannot do as the example does: may_minihttp has no chunked \
          responses (`/stream` is one counted body), reads request bodies by \
-         `Content-Length` only (a chunked `/echo` fails), and binds its listener itself \
-         (its backlog is std's, not 1024). hyper and pywsgi set `TCP_NODELAY`; may_minihttp \
-         cannot, but writes all the responses to one read in one write.\n\n",
+         `Content-Length` only (a chunked `/echo` fails), and binds its listener itself, \
+         without `TCP_NODELAY` (gevent-rs, hyper and pywsgi set it), but it writes all the \
+         responses to one read in one write. Every listener has a backlog of 1024. Every server serialises `/json`'s body for each request, as the example does.\n\n",
     );
     out.push_str("### HTTP goals\n\n");
     let _ = writeln!(
