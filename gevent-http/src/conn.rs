@@ -4,6 +4,7 @@
 use crate::chunked::{DecodeError, Decoder};
 use crate::config::Config;
 use crate::head::Framing;
+use bytes::{Buf, Bytes, BytesMut};
 use gevent_hub::net::TcpStream;
 use std::cell::{Cell, RefCell};
 use std::io::{self, Read, Write};
@@ -16,52 +17,59 @@ pub(crate) const READ_BUF: usize = 8 * 1024;
 /// Buffered response bytes are written out once there are this many.
 pub(crate) const WRITE_HIGH: usize = 64 * 1024;
 
+/// The most one read asks for: the room read into is zeroed first (it is handed to
+/// `read` as initialised bytes), so it is kept to what reads typically bring.
+const READ_ROOM: usize = 16 * 1024;
+
 /// The connection's bytes: what was read and not yet parsed, and the responses not
 /// yet written.
 pub(crate) struct Io {
-    rbuf: Vec<u8>,
-    rpos: usize,
-    rend: usize,
+    /// Request heads are split off it and frozen, so that a request's target and
+    /// header values share its bytes instead of copying each; once the request is
+    /// dropped, the buffer's space is reused.
+    rbuf: BytesMut,
     pub(crate) wbuf: Vec<u8>,
 }
 
 impl Io {
     pub(crate) fn new() -> Io {
         Io {
-            rbuf: vec![0; READ_BUF],
-            rpos: 0,
-            rend: 0,
+            rbuf: BytesMut::with_capacity(READ_BUF),
             wbuf: Vec::with_capacity(READ_BUF),
         }
+    }
+
+    /// The first `n` buffered bytes, taken out of the buffer.
+    pub(crate) fn take(&mut self, n: usize) -> Bytes {
+        self.rbuf.split_to(n).freeze()
     }
 }
 
 impl Io {
     pub(crate) fn buffered(&self) -> &[u8] {
-        &self.rbuf[self.rpos..self.rend]
+        &self.rbuf
     }
 
     pub(crate) fn consume(&mut self, n: usize) {
-        self.rpos += n;
-        if self.rpos == self.rend {
-            self.rpos = 0;
-            self.rend = 0;
-        }
+        self.rbuf.advance(n);
     }
 
-    /// Room to read into, growing the buffer up to `limit` bytes when it is full.
-    fn room(&mut self, limit: usize) -> &mut [u8] {
-        if self.rend == self.rbuf.len() {
-            if self.rpos > 0 {
-                self.rbuf.copy_within(self.rpos..self.rend, 0);
-                self.rend -= self.rpos;
-                self.rpos = 0;
-            } else if self.rbuf.len() < limit {
-                let size = (self.rbuf.len() * 2).clamp(READ_BUF, limit);
-                self.rbuf.resize(size, 0);
-            }
+    /// Reads once from `stream` into the buffer, which holds at most `limit` bytes;
+    /// `Ok(0)` at EOF or when the buffer is full.
+    fn read_from(&mut self, stream: &TcpStream, limit: usize) -> io::Result<usize> {
+        let len = self.rbuf.len();
+        if len >= limit {
+            return Ok(0);
         }
-        &mut self.rbuf[self.rend..]
+        if self.rbuf.capacity() - len < READ_BUF / 2 {
+            // Reclaims the space of heads already dropped, or grows.
+            self.rbuf.reserve(READ_BUF);
+        }
+        let room = (self.rbuf.capacity() - len).min(limit - len).min(READ_ROOM);
+        self.rbuf.resize(len + room, 0);
+        let r = (&*stream).read(&mut self.rbuf[len..]);
+        self.rbuf.truncate(len + *r.as_ref().unwrap_or(&0));
+        r
     }
 }
 
@@ -169,13 +177,7 @@ impl Shared {
         }
         self.stream.set_read_timeout(timeout)?;
         let mut io = self.io.try_borrow_mut().map_err(|_| busy())?;
-        let room = io.room(limit);
-        if room.is_empty() {
-            return Ok(0);
-        }
-        let n = (&self.stream).read(room)?;
-        io.rend += n;
-        Ok(n)
+        io.read_from(&self.stream, limit)
     }
 
     /// The request body's `read`, for the body of request `seq`.

@@ -2,9 +2,11 @@
 //! one request from being read as another (request smuggling), into `http` types.
 
 use crate::config::Config;
+use bytes::Bytes;
 use http::header::{HeaderName, HeaderValue};
 use http::{HeaderMap, Method, StatusCode, Uri, Version};
 use std::mem::MaybeUninit;
+use std::ops::Range;
 
 /// How the request's body is delimited.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -29,8 +31,33 @@ pub(crate) struct Head {
     pub(crate) keep_alive: bool,
     /// `Expect: 100-continue` from an HTTP/1.1 client.
     pub(crate) expect_continue: bool,
-    /// The bytes the head took in the buffer.
+}
+
+/// A complete head checked for framing, whose target and fields are still
+/// positions in the read buffer: [`finish`] makes them `http` types that share the
+/// head's bytes instead of copying each.
+pub(crate) struct Scan {
+    pub(crate) method: Method,
+    target: Range<usize>,
+    pub(crate) version: Version,
+    pub(crate) framing: Framing,
+    pub(crate) keep_alive: bool,
+    pub(crate) expect_continue: bool,
+    /// The bytes the head takes at the start of the buffer.
     pub(crate) len: usize,
+}
+
+/// Where a header field's name and value are in the head.
+#[derive(Debug, Clone)]
+pub(crate) struct FieldPos {
+    name: Range<usize>,
+    value: Range<usize>,
+}
+
+/// The position of `part` (a slice of `base`) in `base`.
+fn position(base: &[u8], part: &[u8]) -> Range<usize> {
+    let start = (part.as_ptr() as usize).wrapping_sub(base.as_ptr() as usize);
+    start..start + part.len()
 }
 
 /// Why a request is refused before any handler sees it.
@@ -53,15 +80,16 @@ fn bad(reason: &'static str) -> Reject {
 pub(crate) enum Parsed {
     /// More bytes are needed.
     Partial,
-    Head(Head),
+    Head(Scan),
     Reject(Reject),
 }
 
 /// Header slots on the stack; more (a `max_headers` over this) are on the heap.
 const STACK_HEADERS: usize = 128;
 
-/// Parses the head at the start of `buf`.
-pub(crate) fn parse(buf: &[u8], cfg: &Config) -> Parsed {
+/// Parses the head at the start of `buf`; a complete one's field positions are left
+/// in `fields`.
+pub(crate) fn parse(buf: &[u8], cfg: &Config, fields: &mut Vec<FieldPos>) -> Parsed {
     if buf.is_empty() {
         return Parsed::Partial;
     }
@@ -102,10 +130,33 @@ pub(crate) fn parse(buf: &[u8], cfg: &Config) -> Parsed {
     if len > cfg.max_header_bytes {
         return Parsed::Reject(too_large(buf, cfg));
     }
-    match build(&req, len, cfg) {
+    match scan(buf, &req, len, cfg, fields) {
         Ok(head) => Parsed::Head(head),
         Err(r) => Parsed::Reject(r),
     }
+}
+
+/// The head `scan` found, in `http` types: `head` is its bytes (the buffer's first
+/// `scan.len`), which the target and the field values share.
+pub(crate) fn finish(scan: Scan, head: &Bytes, fields: &[FieldPos]) -> Result<Head, Reject> {
+    let uri = target_uri(&scan.method, head.slice(scan.target))?;
+    let mut headers = HeaderMap::with_capacity(fields.len());
+    for f in fields {
+        let name = HeaderName::from_bytes(&head[f.name.clone()])
+            .map_err(|_| bad("invalid header name"))?;
+        let value = HeaderValue::from_maybe_shared(head.slice(f.value.clone()))
+            .map_err(|_| bad("invalid header value"))?;
+        headers.append(name, value);
+    }
+    Ok(Head {
+        method: scan.method,
+        uri,
+        version: scan.version,
+        headers,
+        framing: scan.framing,
+        keep_alive: scan.keep_alive,
+        expect_continue: scan.expect_continue,
+    })
 }
 
 /// The refusal for a head that does not fit in `max_header_bytes`: 414 when the
@@ -150,7 +201,13 @@ fn names_a_version(buf: &[u8]) -> bool {
     }
 }
 
-fn build(req: &httparse::Request<'_, '_>, len: usize, cfg: &Config) -> Result<Head, Reject> {
+fn scan(
+    buf: &[u8],
+    req: &httparse::Request<'_, '_>,
+    len: usize,
+    cfg: &Config,
+    fields: &mut Vec<FieldPos>,
+) -> Result<Scan, Reject> {
     let (Some(method), Some(target), Some(minor)) = (req.method, req.path, req.version) else {
         return Err(bad("incomplete request line"));
     };
@@ -160,9 +217,9 @@ fn build(req: &httparse::Request<'_, '_>, len: usize, cfg: &Config) -> Result<He
         Version::HTTP_11
     };
     let method = Method::from_bytes(method.as_bytes()).map_err(|_| bad("invalid method"))?;
-    let uri = target_uri(&method, target)?;
+    let target = position(buf, target.as_bytes());
 
-    let mut headers = HeaderMap::with_capacity(req.headers.len());
+    fields.clear();
     let mut hosts = 0u32;
     let mut length: Option<u64> = None;
     let mut chunked = 0u32;
@@ -222,9 +279,10 @@ fn build(req: &httparse::Request<'_, '_>, len: usize, cfg: &Config) -> Result<He
             }
             _ => {}
         }
-        let name = HeaderName::from_bytes(name).map_err(|_| bad("invalid header name"))?;
-        let value = HeaderValue::from_bytes(value).map_err(|_| bad("invalid header value"))?;
-        headers.append(name, value);
+        fields.push(FieldPos {
+            name: position(buf, name),
+            value: position(buf, value),
+        });
     }
 
     if version == Version::HTTP_11 && hosts != 1 {
@@ -259,11 +317,10 @@ fn build(req: &httparse::Request<'_, '_>, len: usize, cfg: &Config) -> Result<He
     };
     let keep_alive =
         cfg.keep_alive && !conn_close && (version == Version::HTTP_11 || conn_keep_alive);
-    Ok(Head {
+    Ok(Scan {
         method,
-        uri,
+        target,
         version,
-        headers,
         framing,
         keep_alive,
         expect_continue: expect_continue
@@ -274,15 +331,17 @@ fn build(req: &httparse::Request<'_, '_>, len: usize, cfg: &Config) -> Result<He
 }
 
 /// The request target as a `Uri`, in the form its method allows (RFC 9112, 3.2).
-fn target_uri(method: &Method, target: &str) -> Result<Uri, Reject> {
-    let uri: Uri = target.parse().map_err(|_| bad("invalid request target"))?;
+fn target_uri(method: &Method, target: Bytes) -> Result<Uri, Reject> {
+    let star = &target[..] == b"*";
+    let origin = target.first() == Some(&b'/');
+    let uri = Uri::from_maybe_shared(target).map_err(|_| bad("invalid request target"))?;
     let ok = if method == Method::CONNECT {
         // authority-form: host:port only.
-        uri.scheme().is_none() && uri.authority().is_some() && !target.starts_with('/')
-    } else if target == "*" {
+        uri.scheme().is_none() && uri.authority().is_some() && !origin
+    } else if star {
         method == Method::OPTIONS
     } else {
-        target.starts_with('/') || (uri.scheme().is_some() && uri.authority().is_some())
+        origin || (uri.scheme().is_some() && uri.authority().is_some())
     };
     if ok {
         Ok(uri)
@@ -331,8 +390,12 @@ mod tests {
     use super::*;
 
     fn status(raw: &str) -> Result<Head, StatusCode> {
-        match parse(raw.as_bytes(), &Config::default()) {
-            Parsed::Head(h) => Ok(h),
+        let mut fields = Vec::new();
+        match parse(raw.as_bytes(), &Config::default(), &mut fields) {
+            Parsed::Head(h) => {
+                let bytes = Bytes::copy_from_slice(&raw.as_bytes()[..h.len]);
+                finish(h, &bytes, &fields).map_err(|r| r.status)
+            }
             Parsed::Reject(r) => Err(r.status),
             Parsed::Partial => panic!("partial: {raw:?}"),
         }

@@ -70,10 +70,12 @@ fn run(shared: &Rc<Shared>, server: &Rc<ServerState>) -> End {
     // A connection's first request must arrive within the head timeout of the accept.
     let mut deadline = cfg.header_read_timeout.map(|t| Instant::now() + t);
     let mut first = true;
+    // Where the fields of the head being read are (kept, to reuse its allocation).
+    let mut fields = Vec::new();
     loop {
         let parsed = {
             let io = shared.io.borrow();
-            head::parse(io.buffered(), cfg)
+            head::parse(io.buffered(), cfg, &mut fields)
         };
         match parsed {
             Parsed::Partial => {
@@ -116,8 +118,13 @@ fn run(shared: &Rc<Shared>, server: &Rc<ServerState>) -> End {
                 }
             }
             Parsed::Reject(r) => return refuse(shared, r),
-            Parsed::Head(h) => {
-                shared.io.borrow_mut().consume(h.len);
+            Parsed::Head(scan) => {
+                let bytes = shared.io.borrow_mut().take(scan.len);
+                let h = match head::finish(scan, &bytes, &fields) {
+                    Ok(h) => h,
+                    Err(r) => return refuse(shared, r),
+                };
+                drop(bytes);
                 first = false;
                 deadline = None;
                 match handle(shared, server, h) {
