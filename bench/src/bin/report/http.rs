@@ -462,7 +462,7 @@ fn conformance_table(d: &Data, out: &mut String) {
          of quiet after the responses wanted), or how the connection ended without one \
          (`closed`: the server closed it; `reset`; `timeout`: open and silent). ✓: what a \
          careful server answers (the \"want\" column, exactly one response unless said); \
-         ✗: anything else. The first rows are the protective limits; `route:` rows check \
+         ✗: anything else, with how the connection ended after an unwanted answer. The first rows are the protective limits; `route:` rows check \
          that every server serves the same routes.\n\n",
     );
     out.push_str("| request | want |");
@@ -495,11 +495,27 @@ fn conformance_table(d: &Data, out: &mut String) {
                     } else {
                         "✗"
                     };
+                    let mut notes: Vec<String> = Vec::new();
                     let note = text(p, "note");
-                    let note = if note.is_empty() || note == "?" {
+                    if !note.is_empty() && note != "?" {
+                        notes.push(esc_md(note));
+                    }
+                    // How a connection that got an unwanted answer ended: closed after
+                    // it, or kept open for whatever the client sends next.
+                    let answered = p
+                        .get("answers")
+                        .and_then(Value::as_array)
+                        .is_some_and(|a| !a.is_empty());
+                    if mark == "✗" && answered {
+                        notes.push(match text(p, "end") {
+                            "open" => "kept open".to_owned(),
+                            end => format!("then {end}"),
+                        });
+                    }
+                    let note = if notes.is_empty() {
                         String::new()
                     } else {
-                        format!(" ({})", esc_md(note))
+                        format!(" ({})", notes.join("; "))
                     };
                     format!("{mark} {}{note}", esc_md(text(p, "shown")))
                 }
