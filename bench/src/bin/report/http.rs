@@ -551,7 +551,7 @@ pub fn section(d: &Data, svgs: &[(String, String)], svg_rel: &str, out: &mut Str
          percent means the run competed for the cores. Peak RSS: the server's `VmHWM`. Errors: wrk's \
          connect, read, write, timeout and non-2xx/3xx counts over every run; a run with any \
          is flagged and never shown as a result.\n",
-        text(h, "wrk"),
+        text(h, "wrk").trim_start_matches("wrk "),
         cell(int(h, "wrk_threads"), |n| n.to_string()),
         cell(int(h, "connections"), |n| n.to_string()),
         cell(int(h, "duration_s"), |n| n.to_string()),
