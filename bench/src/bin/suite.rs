@@ -191,6 +191,8 @@ struct Ctx {
     failures: u32,
     /// HTTP runs in which wrk counted errors (recorded, never shown as results).
     flagged: u32,
+    /// Seconds the HTTP part may still spend waiting for a quiet machine.
+    quiet_budget_s: f64,
 }
 
 impl Ctx {
@@ -770,6 +772,7 @@ fn run(opts: Opts) -> io::Result<u32> {
         next_port: BASE_PORT,
         failures: 0,
         flagged: 0,
+        quiet_budget_s: http::QUIET_BUDGET_S,
     };
     let started = Instant::now();
     let m = meta(

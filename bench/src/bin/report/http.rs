@@ -548,7 +548,8 @@ pub fn section(d: &Data, svgs: &[(String, String)], svg_rel: &str, out: &mut Str
          bottleneck and the server faster than measured). Others' CPU: what the rest of the \
          machine used meanwhile (every core's busy time in `/proc/stat` less the server's and \
          wrk's), as a share of one core: on a machine shared with other work, more than a few \
-         percent means the run competed for the cores. Peak RSS: the server's `VmHWM`. Errors: wrk's \
+         percent means the run competed for the cores (before each run the suite waits, up \
+         to 10 s and 60 s in all, for the rest of the machine to use less than 20% of a core). Peak RSS: the server's `VmHWM`. Errors: wrk's \
          connect, read, write, timeout and non-2xx/3xx counts over every run; a run with any \
          is flagged and never shown as a result.\n",
         text(h, "wrk").trim_start_matches("wrk "),

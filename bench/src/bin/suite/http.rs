@@ -9,7 +9,8 @@
 //!   is flagged and never shown as a result), the server's CPU time (`/proc/PID/stat`,
 //!   utime + stime, read just before wrk starts and just after it exits) per 100,000
 //!   requests, its peak RSS (`VmHWM`), wrk's own CPU time, and the CPU time the rest
-//!   of the machine used meanwhile (on a shared machine, a sign of a noisy run).
+//!   of the machine used meanwhile (on a shared machine, a sign of a noisy run). Each
+//!   run first waits, boundedly, for the rest of the machine to be quiet.
 //! - HC, the conformance table: each server (fresh) gets raw requests, each on a new
 //!   TCP connection, and the status lines it answers (or that it closed, reset or
 //!   kept silent) are recorded beside what a careful server answers.
@@ -29,6 +30,14 @@ const WRK_THREADS: u32 = 1;
 
 /// Seconds of load per run at `--scale 1` (`--http-duration` overrides).
 pub const DURATION_S: f64 = 5.0;
+
+/// Before each run, wait (at most `QUIET_WAIT_S`, and `QUIET_BUDGET_S` over the whole
+/// HTTP part) for the rest of the machine to use less than `QUIET_PCT` of a core: on a
+/// machine shared with other work, a build running beside wrk and the server skews the
+/// figures (the report shows what the rest of the machine used during each run).
+const QUIET_PCT: f64 = 20.0;
+const QUIET_WAIT_S: f64 = 10.0;
+pub const QUIET_BUDGET_S: f64 = 60.0;
 
 /// The conformance table's id in `--scenarios`.
 pub const CONFORMANCE: &str = "HC";
@@ -169,6 +178,39 @@ impl Ctx {
         }
     }
 
+    /// Waits, within what is left of `quiet_budget_s` and at most `QUIET_WAIT_S`, until
+    /// the rest of the machine uses less than `QUIET_PCT` of a core (the server is
+    /// started and idle, wrk not yet running: all the machine's busy time is others').
+    /// Returns the seconds waited.
+    fn wait_for_quiet(&mut self, what: &str) -> f64 {
+        let started = Instant::now();
+        let limit = QUIET_WAIT_S.min(self.quiet_budget_s);
+        let others = loop {
+            let (Some(a), t) = (machine_busy_secs(), Instant::now()) else {
+                return 0.0;
+            };
+            std::thread::sleep(Duration::from_millis(250));
+            let Some(b) = machine_busy_secs() else {
+                return 0.0;
+            };
+            let others = (b - a) / t.elapsed().as_secs_f64() * 100.0;
+            if others < QUIET_PCT || started.elapsed().as_secs_f64() >= limit {
+                break others;
+            }
+        };
+        let waited = started.elapsed().as_secs_f64();
+        // The 250 ms sample itself is no wait.
+        if waited > 0.5 {
+            self.quiet_budget_s = (self.quiet_budget_s - waited).max(0.0);
+            self.log(&format!(
+                "{what}: waited {} s for the rest of the machine to quieten (now {}% of a core)",
+                fmt::secs(waited),
+                fmt::pct(others)
+            ));
+        }
+        waited
+    }
+
     /// Why `server` cannot run: its binary is not built (`bench/run` builds them all).
     fn unbuilt(&self, server: &str) -> Option<String> {
         let python = HTTP_SERVERS.iter().any(|s| s.name == server && s.python);
@@ -270,6 +312,7 @@ impl Ctx {
             args.push("--".into());
             args.push(sc.pipeline.to_string());
         }
+        let quiet_wait_s = self.wait_for_quiet(&what);
         let cpu0 = process_cpu_secs(pid);
         let busy0 = machine_busy_secs();
         let wrk = self.wrk(&args, Duration::from_secs(duration_s + 30));
@@ -363,6 +406,7 @@ impl Ctx {
             "server_cpu_s": cpu, "server_cpu_s_per_100k": cpu_per_100k,
             "server_cpu_pct": cpu / wrk.wall_s * 100.0,
             "wrk_cpu_pct": wrk.cpu_s / wrk.wall_s * 100.0, "other_cpu_pct": other_pct,
+            "quiet_wait_s": quiet_wait_s,
             "server_hwm_kib": mem.hwm_kib, "server_threads": mem.threads,
         }))
     }
