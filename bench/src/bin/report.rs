@@ -1191,6 +1191,9 @@ fn document(
 
     out.push_str("## Headline: the goals\n\n");
     out.push_str("gevent-rs is this project's `echo_server` example; its peers are the C server on raw libev callbacks (same vendored libev) and tokio's current-thread runtime. Throughput ratios are gevent-rs ÷ peer.\n\n");
+    if !d.http.is_empty() || !d.probes.is_empty() {
+        out.push_str("The HTTP server's goals (the `http_server` example against may_minihttp, hyper and gevent.pywsgi) are in [HTTP goals](#http-goals).\n\n");
+    }
     out.push_str("| goal | measured | verdict |\n|---|---|---|\n");
     for g in goals(d) {
         let _ = writeln!(out, "| {} | {} | {} |", g.goal, g.measured, g.verdict);
@@ -1328,9 +1331,13 @@ fn document(
          - gevent-monkey runs `bench/src/bin/echo_monkey_std.rs`: `echo_threads`' std code (its `--busy` too) under `gevent_monkey::patch_all()`, with `gevent_hub::spawn` for `std::thread::spawn`. It is one of the native servers, run right after gevent-rs in every round; `micro_monkey` times the hooks' pass-through (`recv` with `MSG_DONTWAIT` on an empty socketpair, `EAGAIN`) on a thread that did not patch, against libc's `recv` found with `dlsym(RTLD_NEXT, ..)`, the rows interleaved.\n\
          - Every timed scenario runs the native servers (all but the Python ones) several times (`--repeat`, 3 by default), interleaved, each time with a fresh server: the tables show the median run by throughput, with the spread; the Python servers run once.\n\
          - S4-idle: RSS per connection = (server RSS with all 10,000 connections open, after one message each − RSS before the first connect) ÷ 10,000. Kernel socket buffers are not in RSS.\n\
-         - Thread servers use their platform's default thread stacks (2 MiB Rust, 8 MiB Python via `ulimit -s`): their VSZ is mostly reserved, untouched stack.\n\
-         - HTTP: `wrk` (Debian's package) runs `bench/wrk/http.lua`, which pipelines by sending 16 copies of the request per write (H2) and otherwise leaves wrk's own static request alone; its `done` hook prints wrk's totals unrounded (the figures `--latency` prints rounded), which the suite records. The conformance requests are written by the suite (`bench/src/bin/suite/http.rs`) byte for byte; each response is parsed by its `Content-Length` or chunked framing.\n",
+         - Thread servers use their platform's default thread stacks (2 MiB Rust, 8 MiB Python via `ulimit -s`): their VSZ is mostly reserved, untouched stack.\n",
     );
+    if !d.http.is_empty() || !d.probes.is_empty() {
+        out.push_str(
+            "- HTTP: `wrk` (Debian's package) runs `bench/wrk/http.lua`, which pipelines by sending 16 copies of the request per write (H2) and otherwise leaves wrk's own static request alone; its `done` hook prints wrk's totals unrounded (the figures `--latency` prints rounded), which the suite records. The conformance requests are written by the suite (`bench/src/bin/suite/http.rs`) byte for byte; each response is parsed by its `Content-Length` or chunked framing.\n",
+        );
+    }
     out
 }
 
