@@ -8,6 +8,10 @@
 //!   (tokio current-thread), `echo_threads` (std, a thread per connection), `echo_hub`
 //!   (the `echo_server` example's handler plus the busy loop): the servers compared
 //!   with the `echo_server` example and the Python ones in `py/`.
+//! - `http_hyper` (hyper 1.x on tokio's current-thread runtime), `http_may`
+//!   (may_minihttp on one may worker) and `py/http_pywsgi.py` (gevent.pywsgi): the HTTP
+//!   servers compared with the `http_server` example, all serving the same routes
+//!   ([`http`]).
 //! - `micro_core`, `micro_hub`: micro-benchmarks, each beside its peer.
 //! - `parked`: memory and time per parked greenlet at 100,000, and the chunked stack
 //!   layout against one mapping per stack.
@@ -240,6 +244,10 @@ pub mod fmt {
     pub fn mib(kib: u64) -> String {
         format!("{:.1}", kib as f64 / 1024.0)
     }
+    /// CPU seconds per 100,000 requests: three decimals.
+    pub fn cpu100k(x: f64) -> String {
+        format!("{x:.3}")
+    }
     /// KiB per connection: two decimals.
     pub fn kib2(x: f64) -> String {
         format!("{x:.2}")
@@ -334,5 +342,68 @@ pub mod std_server {
             }
         }
         Ok(())
+    }
+}
+
+/// What the HTTP servers of the suite share with the `http_server` example: its
+/// routes' fixed bodies, the query of `/stream?n=` and `/sleep?ms=`, and the
+/// command line (the listen address).
+///
+/// The routes: `GET /plaintext` (`text/plain`, [`PLAINTEXT`](http::PLAINTEXT)),
+/// `GET /json` (`application/json`, [`JSON`](http::JSON), serialised per request), `POST /echo` (the request
+/// body back), `GET /stream?n=N` (N lines `line i\n`, chunked), `GET /sleep?ms=N`
+/// (`slept N` after N ms), 404 for anything else.
+pub mod http {
+    use std::net::SocketAddr;
+
+    /// The body of `GET /plaintext`.
+    pub const PLAINTEXT: &str = "Hello, World!";
+    /// The body of `GET /json`. Every server serialises it for each request, as the
+    /// example does (the Rust ones with [`json_body`]).
+    pub const JSON: &str = r#"{"message":"Hello, World!"}"#;
+
+    /// `/json`'s body, serialised for this request as the example serialises it
+    /// (`serde_json::json!` to bytes).
+    pub fn json_body() -> Vec<u8> {
+        serde_json::to_vec(&serde_json::json!({ "message": "Hello, World!" })).unwrap_or_default()
+    }
+
+    /// The numeric value of `key` in the query of `target` (`/path?a=1&b=2`); `None`
+    /// if it is absent or not a number.
+    pub fn query_u64(target: &str, key: &str) -> Option<u64> {
+        let (_, query) = target.split_once('?')?;
+        query.split('&').find_map(|kv| {
+            let (k, v) = kv.split_once('=')?;
+            if k == key {
+                v.parse().ok()
+            } else {
+                None
+            }
+        })
+    }
+
+    /// The path of `target` without its query.
+    pub fn path(target: &str) -> &str {
+        target.split_once('?').map_or(target, |(p, _)| p)
+    }
+
+    /// Line `i` of `/stream`.
+    pub fn stream_line(i: u64) -> String {
+        format!("line {i}\n")
+    }
+
+    /// The listen address, the first argument as the example takes it (`HOST:PORT`, or
+    /// a bare port on 127.0.0.1); `127.0.0.1:8080` without one.
+    pub fn listen_addr() -> SocketAddr {
+        let Some(a) = std::env::args().nth(1) else {
+            return ([127, 0, 0, 1], 8080).into();
+        };
+        if let Ok(port) = a.parse::<u16>() {
+            return ([127, 0, 0, 1], port).into();
+        }
+        a.parse().unwrap_or_else(|e| {
+            eprintln!("bad listen address {a:?} ({e}); usage: [HOST:PORT]");
+            std::process::exit(2)
+        })
     }
 }

@@ -8,6 +8,10 @@
 //! measured it printed it with, from the value that run wrote: the report shows the
 //! numbers exactly as the tools printed them. Ratios and verdicts are computed here.
 
+// The HTTP section, in a directory of its own (a file beside this one would be a binary).
+#[path = "report/http.rs"]
+mod http;
+
 use gevent_bench::fmt;
 use serde_json::Value;
 use std::fmt::Write as _;
@@ -52,6 +56,9 @@ struct Data {
     micro: Vec<Value>,
     syscalls: Vec<Value>,
     failures: Vec<Value>,
+    /// The HTTP runs (`wrk`) and the conformance probes.
+    http: Vec<Value>,
+    probes: Vec<Value>,
 }
 
 fn num(v: &Value, key: &str) -> Option<f64> {
@@ -76,6 +83,8 @@ impl Data {
             micro: Vec::new(),
             syscalls: Vec::new(),
             failures: Vec::new(),
+            http: Vec::new(),
+            probes: Vec::new(),
         };
         for (i, line) in body.lines().enumerate() {
             if line.trim().is_empty() {
@@ -94,6 +103,8 @@ impl Data {
                 Some("micro") => d.micro.push(v),
                 Some("syscalls") => d.syscalls.push(v),
                 Some("failure") => d.failures.push(v),
+                Some("http") => d.http.push(v),
+                Some("http_probe") => d.probes.push(v),
                 _ => {}
             }
         }
@@ -586,6 +597,11 @@ fn monkey_section(d: &Data, out: &mut String) {
         );
     }
     out.push('\n');
+}
+
+/// Text for a Markdown table cell (a `|` would end it).
+fn esc_md(s: &str) -> String {
+    s.replace('|', "\\|")
 }
 
 fn cell<T>(v: Option<T>, f: impl Fn(T) -> String) -> String {
@@ -1099,7 +1115,12 @@ fn monkey_micro(d: &Data, out: &mut String) {
     );
 }
 
-fn document(d: &Data, svgs: &[(String, String)], svg_rel: &str) -> String {
+fn document(
+    d: &Data,
+    svgs: &[(String, String)],
+    http_svgs: &[(String, String)],
+    svg_rel: &str,
+) -> String {
     let m = &d.meta;
     let mut out = String::new();
     out.push_str("# Benchmarks\n\n");
@@ -1131,6 +1152,19 @@ fn document(d: &Data, svgs: &[(String, String)], svg_rel: &str) -> String {
     ] {
         let _ = writeln!(out, "| {label} | {} |", text(m, k));
     }
+    if let Some(h) = m
+        .get("http")
+        .filter(|_| !d.http.is_empty() || !d.probes.is_empty())
+    {
+        for (k, label) in [
+            ("wrk", "wrk"),
+            ("hyper", "hyper"),
+            ("may_minihttp", "may_minihttp"),
+            ("may", "may"),
+        ] {
+            let _ = writeln!(out, "| {label} | {} |", text(h, k));
+        }
+    }
     let _ = writeln!(
         out,
         "| cores (nproc) | {} |",
@@ -1157,6 +1191,9 @@ fn document(d: &Data, svgs: &[(String, String)], svg_rel: &str) -> String {
 
     out.push_str("## Headline: the goals\n\n");
     out.push_str("gevent-rs is this project's `echo_server` example; its peers are the C server on raw libev callbacks (same vendored libev) and tokio's current-thread runtime. Throughput ratios are gevent-rs ÷ peer.\n\n");
+    if !d.http.is_empty() || !d.probes.is_empty() {
+        out.push_str("The HTTP server's goals (the `http_server` example against may_minihttp, hyper and gevent.pywsgi) are in [HTTP goals](#http-goals).\n\n");
+    }
     out.push_str("| goal | measured | verdict |\n|---|---|---|\n");
     for g in goals(d) {
         let _ = writeln!(out, "| {} | {} | {} |", g.goal, g.measured, g.verdict);
@@ -1190,7 +1227,8 @@ fn document(d: &Data, svgs: &[(String, String)], svg_rel: &str) -> String {
             }
         }
     }
-    if sat.is_empty() {
+    if d.echo.is_empty() {
+    } else if sat.is_empty() {
         out.push_str("The load generator used less than 90% of its core in every run: it was not the bottleneck.\n\n");
     } else {
         let _ = writeln!(
@@ -1227,10 +1265,18 @@ fn document(d: &Data, svgs: &[(String, String)], svg_rel: &str) -> String {
          the bottleneck).\n",
         cell(int(m, "msg_size"), |n| n.to_string())
     );
-    for sc in d.scenarios() {
-        scenario_table(d, sc, &mut out);
+    // A run without echo scenarios (`--http-only`, say) has no tables to show here.
+    let echo_failed = d.failures.iter().any(|f| text(f, "what").starts_with('S'));
+    if d.echo.is_empty() && !echo_failed {
+        out.push_str("Not measured in this run.\n\n");
+    } else {
+        for sc in d.scenarios() {
+            scenario_table(d, sc, &mut out);
+        }
     }
     monkey_section(d, &mut out);
+
+    http::section(d, http_svgs, svg_rel, &mut out);
 
     out.push_str("## System calls per message\n\n");
     if d.syscalls.is_empty() {
@@ -1287,6 +1333,11 @@ fn document(d: &Data, svgs: &[(String, String)], svg_rel: &str) -> String {
          - S4-idle: RSS per connection = (server RSS with all 10,000 connections open, after one message each − RSS before the first connect) ÷ 10,000. Kernel socket buffers are not in RSS.\n\
          - Thread servers use their platform's default thread stacks (2 MiB Rust, 8 MiB Python via `ulimit -s`): their VSZ is mostly reserved, untouched stack.\n",
     );
+    if !d.http.is_empty() || !d.probes.is_empty() {
+        out.push_str(
+            "- HTTP: `wrk` (Debian's package) runs `bench/wrk/http.lua`, which pipelines by sending 16 copies of the request per write (H2) and otherwise leaves wrk's own static request alone; its `done` hook prints wrk's totals unrounded (the figures `--latency` prints rounded), which the suite records. The conformance requests are written by the suite (`bench/src/bin/suite/http.rs`) byte for byte; each response is parsed by its `Content-Length` or chunked framing.\n",
+        );
+    }
     out
 }
 
@@ -1320,6 +1371,7 @@ fn main() {
 fn run(results: &Path, out: &Path, svg_dir: &Path) -> io::Result<()> {
     let d = Data::load(results)?;
     let svgs = write_svgs(&d, svg_dir)?;
+    let http_svgs = http::write_svgs(&d, svg_dir)?;
     // The plots are linked relative to the document.
     let rel = match (svg_dir.parent(), out.parent()) {
         (Some(a), Some(b)) if a == b => svg_dir
@@ -1328,11 +1380,11 @@ fn run(results: &Path, out: &Path, svg_dir: &Path) -> io::Result<()> {
             .unwrap_or_default(),
         _ => svg_dir.display().to_string(),
     };
-    std::fs::write(out, document(&d, &svgs, &rel))?;
+    std::fs::write(out, document(&d, &svgs, &http_svgs, &rel))?;
     println!(
         "report: wrote {} and {} plot(s) in {}",
         out.display(),
-        svgs.len(),
+        svgs.len() + http_svgs.len(),
         svg_dir.display()
     );
     Ok(())

@@ -3,7 +3,7 @@
 //!
 //! Run: `suite --out DIR --python PY [--scale F] [--servers a,b] [--scenarios S1,S3]
 //!       [--repeat N] [--python-busy-scale F] [--micros a,b] [--no-micro] [--no-echo]
-//!       [--no-strace]`
+//!       [--no-strace] [--no-http] [--http-only] [--http-duration SECS]`
 //!
 //! - Every echo server runs pinned to core 1 (`taskset -c 1`), the load generator to
 //!   core 0; each (server, scenario) gets a fresh server process on its own port, so
@@ -22,8 +22,20 @@
 //!   messages (Python threads need minutes there; `bench/run` passes 0.2 to stay
 //!   within its time budget, and the report says so).
 //!
+//! - The HTTP part (`suite/http.rs`): `wrk` against the `http_server` example and its
+//!   peers in H1 (`/plaintext`), H2 (`/plaintext` pipelined 16 deep) and H3 (`/json`),
+//!   and HC, a conformance table of raw requests. `--servers` and `--scenarios` pick
+//!   from these too (HTTP servers: gevent-rs, may-minihttp, hyper, py-pywsgi); each
+//!   run lasts `--http-duration` seconds (default 5 × `--scale`, at least 1);
+//!   `--http-only` runs nothing else, `--no-http` skips it.
+//!
 //! Everything lands in `DIR/results.jsonl` (one record per line: `meta`, `echo`,
-//! `syscalls`, `micro`, `failure`) and the runs' own output in `DIR/log.txt`.
+//! `syscalls`, `micro`, `http`, `http_probe`, `failure`) and the runs' own output in
+//! `DIR/log.txt`.
+
+// The HTTP part, in a directory of its own (a file beside this one would be a binary).
+#[path = "suite/http.rs"]
+mod http;
 
 use gevent_bench::fmt;
 use serde_json::json;
@@ -177,6 +189,10 @@ struct Ctx {
     release: PathBuf,
     next_port: u16,
     failures: u32,
+    /// HTTP runs in which wrk counted errors (recorded, never shown as results).
+    flagged: u32,
+    /// Seconds the HTTP part may still spend waiting for a quiet machine.
+    quiet_budget_s: f64,
 }
 
 impl Ctx {
@@ -539,7 +555,13 @@ fn lock_version(krate: &str) -> String {
     "unknown".to_owned()
 }
 
-fn meta(python: &str, scale: f64, repeat: u32, python_busy_scale: f64) -> serde_json::Value {
+fn meta(
+    python: &str,
+    scale: f64,
+    repeat: u32,
+    python_busy_scale: f64,
+    http_duration: u64,
+) -> serde_json::Value {
     let cpuinfo = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
     let model = cpuinfo
         .lines()
@@ -582,6 +604,7 @@ fn meta(python: &str, scale: f64, repeat: u32, python_busy_scale: f64) -> serde_
             "id": s.id, "what": s.what, "clients": s.clients, "messages": s.messages,
             "busy": s.busy, "hold": s.hold,
         })).collect::<Vec<_>>(),
+        "http": http::meta(http_duration),
     })
 }
 
@@ -595,8 +618,18 @@ struct Opts {
     micros: Vec<String>,
     echo: bool,
     strace: bool,
+    http: bool,
+    /// Seconds of load per HTTP run; `None`: `http::DURATION_S` × scale.
+    http_duration: Option<u64>,
     repeat: u32,
     python_busy_scale: f64,
+}
+
+impl Opts {
+    fn http_duration(&self) -> u64 {
+        self.http_duration
+            .unwrap_or_else(|| ((http::DURATION_S * self.scale).round() as u64).max(1))
+    }
 }
 
 fn parse_opts() -> Result<Opts, String> {
@@ -604,12 +637,23 @@ fn parse_opts() -> Result<Opts, String> {
         out: PathBuf::from("target/bench-results"),
         python: "python3".to_owned(),
         scale: 1.0,
-        servers: SERVERS.iter().map(|s| s.name.to_owned()).collect(),
-        scenarios: scenarios(1.0).iter().map(|s| s.id.to_owned()).collect(),
+        servers: SERVERS
+            .iter()
+            .map(|s| s.name)
+            .chain(http::HTTP_SERVERS.iter().map(|s| s.name))
+            .map(str::to_owned)
+            .collect(),
+        scenarios: scenarios(1.0)
+            .iter()
+            .map(|s| s.id.to_owned())
+            .chain(http::ids().into_iter().map(str::to_owned))
+            .collect(),
         micro: true,
         micros: MICROS.iter().map(|m| (*m).to_owned()).collect(),
         echo: true,
         strace: true,
+        http: true,
+        http_duration: None,
         repeat: 3,
         python_busy_scale: 1.0,
     };
@@ -619,6 +663,12 @@ fn parse_opts() -> Result<Opts, String> {
             "--no-micro" => o.micro = false,
             "--no-echo" => o.echo = false,
             "--no-strace" => o.strace = false,
+            "--no-http" => o.http = false,
+            "--http-only" => {
+                o.micro = false;
+                o.echo = false;
+                o.strace = false;
+            }
             _ => {
                 let v = args.next().ok_or_else(|| format!("{a} needs a value"))?;
                 match a.as_str() {
@@ -645,13 +695,19 @@ fn parse_opts() -> Result<Opts, String> {
                         }
                     }
                     "--scenarios" => o.scenarios = v.split(',').map(str::to_owned).collect(),
+                    "--http-duration" => {
+                        let d: u64 = v
+                            .parse()
+                            .map_err(|e| format!("--http-duration {v:?}: {e}"))?;
+                        o.http_duration = Some(d.max(1));
+                    }
                     _ => return Err(format!("unknown option {a}")),
                 }
             }
         }
     }
     for s in &o.servers {
-        if !SERVERS.iter().any(|k| k.name == s) {
+        if !SERVERS.iter().any(|k| k.name == s) && !http::HTTP_SERVERS.iter().any(|k| k.name == s) {
             return Err(format!("unknown server {s}"));
         }
     }
@@ -664,7 +720,7 @@ fn parse_opts() -> Result<Opts, String> {
         }
     }
     for s in &o.scenarios {
-        if !scenarios(1.0).iter().any(|k| k.id == s) {
+        if !scenarios(1.0).iter().any(|k| k.id == s) && !http::ids().contains(&s.as_str()) {
             return Err(format!("unknown scenario {s}"));
         }
     }
@@ -679,7 +735,8 @@ fn main() {
             eprintln!(
                 "usage: suite --out DIR --python PY [--scale F] [--servers a,b] \
                  [--scenarios S1,S3] [--repeat N] [--python-busy-scale F] [--micros a,b] \
-                 [--no-micro] [--no-echo] [--no-strace]"
+                 [--no-micro] [--no-echo] [--no-strace] [--no-http] [--http-only] \
+                 [--http-duration SECS]"
             );
             std::process::exit(2);
         }
@@ -714,6 +771,8 @@ fn run(opts: Opts) -> io::Result<u32> {
         release,
         next_port: BASE_PORT,
         failures: 0,
+        flagged: 0,
+        quiet_budget_s: http::QUIET_BUDGET_S,
     };
     let started = Instant::now();
     let m = meta(
@@ -721,6 +780,7 @@ fn run(opts: Opts) -> io::Result<u32> {
         opts.scale,
         opts.repeat,
         opts.python_busy_scale,
+        opts.http_duration(),
     );
     cx.log(&format!(
         "suite started {}, load average {}",
@@ -807,14 +867,74 @@ fn run(opts: Opts) -> io::Result<u32> {
         }
     }
 
+    if opts.http {
+        run_http_part(&mut cx, &opts)?;
+    }
+
     let elapsed = started.elapsed().as_secs_f64();
-    let end = json!({"kind": "end", "suite_s": elapsed, "loadavg_end": loadavg(), "failures": cx.failures});
+    let end = json!({
+        "kind": "end", "suite_s": elapsed, "loadavg_end": loadavg(),
+        "failures": cx.failures, "http_flagged": cx.flagged,
+    });
     cx.record(end)?;
     cx.log(&format!(
-        "suite done in {} s, load average {}, {} failure(s)",
+        "suite done in {} s, load average {}, {} failure(s), {} HTTP run(s) with errors",
         fmt::secs(elapsed),
         loadavg(),
-        cx.failures
+        cx.failures,
+        cx.flagged
     ));
     Ok(cx.failures)
+}
+
+/// The HTTP part: the conformance table (HC), then H1-H3, the servers interleaved.
+fn run_http_part(cx: &mut Ctx, opts: &Opts) -> io::Result<()> {
+    let servers: Vec<&http::HttpServer> = http::HTTP_SERVERS
+        .iter()
+        .filter(|s| opts.servers.iter().any(|n| n == s.name))
+        .collect();
+    let wanted = |id: &str| opts.scenarios.iter().any(|s| s == id);
+    if servers.is_empty() || !http::ids().iter().any(|id| wanted(id)) {
+        return Ok(());
+    }
+    if !http::wrk_available() {
+        return cx.fail("HTTP", "wrk is not installed (bench/run installs it)");
+    }
+    let started = Instant::now();
+    if wanted(http::CONFORMANCE) {
+        cx.log(&format!(
+            "== {}: conformance, raw requests on new connections",
+            http::CONFORMANCE
+        ));
+        for s in &servers {
+            cx.run_conformance(s.name)?;
+        }
+    }
+    let duration = opts.http_duration();
+    for sc in http::http_scenarios() {
+        if !wanted(sc.id) {
+            continue;
+        }
+        cx.log(&format!(
+            "== {}: {} (wrk -t1 -c{} -d{duration}s)",
+            sc.id,
+            sc.what,
+            http::CONNECTIONS
+        ));
+        // As the echo scenarios: the native servers `repeat` times, interleaved; the
+        // Python server once.
+        for run in 0..opts.repeat {
+            for s in &servers {
+                if s.python && run > 0 {
+                    continue;
+                }
+                cx.run_http(s.name, &sc, duration, run)?;
+            }
+        }
+    }
+    cx.log(&format!(
+        "HTTP part done in {} s",
+        fmt::secs(started.elapsed().as_secs_f64())
+    ));
+    Ok(())
 }
