@@ -37,6 +37,11 @@ pub struct Config {
     pub header_read_timeout: Option<Duration>,
     /// How long a kept-alive connection may sit idle between requests before the
     /// server closes it (default 60 s; `None`: no bound).
+    ///
+    /// This and [`header_read_timeout`](Config::header_read_timeout) are enforced by
+    /// one sweep of the server's connections every eighth of the shorter of the two
+    /// (between 5 ms and 1 s), not by a timer per read: a connection is cut off up
+    /// to that much after its time is up.
     pub keep_alive_timeout: Option<Duration>,
     /// Whether connections are kept alive between requests at all (default true).
     pub keep_alive: bool,

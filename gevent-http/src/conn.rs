@@ -10,16 +10,18 @@ use std::cell::{Cell, RefCell};
 use std::io::{self, Read, Write};
 use std::net::SocketAddr;
 use std::rc::Rc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 /// The read buffer's first size; it grows (up to the head limit) for larger heads.
 pub(crate) const READ_BUF: usize = 8 * 1024;
 /// Buffered response bytes are written out once there are this many.
 pub(crate) const WRITE_HIGH: usize = 64 * 1024;
 
-/// The most one read asks for: the room read into is zeroed first (it is handed to
-/// `read` as initialised bytes), so it is kept to what reads typically bring.
+/// The most and the least one read asks for. The room read into is zeroed first (it
+/// is handed to `read` as initialised bytes), so it follows what reads bring: it
+/// doubles after a read that filled it and halves after one that used a quarter.
 const READ_ROOM: usize = 16 * 1024;
+const MIN_READ_ROOM: usize = 2 * 1024;
 
 /// The connection's bytes: what was read and not yet parsed, and the responses not
 /// yet written.
@@ -28,6 +30,8 @@ pub(crate) struct Io {
     /// header values share its bytes instead of copying each; once the request is
     /// dropped, the buffer's space is reused.
     rbuf: BytesMut,
+    /// How much the next read asks for (between `MIN_READ_ROOM` and `READ_ROOM`).
+    room: usize,
     pub(crate) wbuf: Vec<u8>,
 }
 
@@ -35,6 +39,7 @@ impl Io {
     pub(crate) fn new() -> Io {
         Io {
             rbuf: BytesMut::with_capacity(READ_BUF),
+            room: MIN_READ_ROOM,
             wbuf: Vec::with_capacity(READ_BUF),
         }
     }
@@ -65,10 +70,16 @@ impl Io {
             // Reclaims the space of heads already dropped, or grows.
             self.rbuf.reserve(READ_BUF);
         }
-        let room = (self.rbuf.capacity() - len).min(limit - len).min(READ_ROOM);
+        let room = (self.rbuf.capacity() - len).min(limit - len).min(self.room);
         self.rbuf.resize(len + room, 0);
         let r = (&*stream).read(&mut self.rbuf[len..]);
-        self.rbuf.truncate(len + *r.as_ref().unwrap_or(&0));
+        let n = *r.as_ref().unwrap_or(&0);
+        self.rbuf.truncate(len + n);
+        if n == room {
+            self.room = (self.room * 2).min(READ_ROOM);
+        } else if n < self.room / 4 {
+            self.room = (self.room / 2).max(MIN_READ_ROOM);
+        }
         r
     }
 }
@@ -125,8 +136,23 @@ pub(crate) struct Shared {
     pub(crate) io: RefCell<Io>,
     pub(crate) body: RefCell<BodyState>,
     pub(crate) config: Rc<Config>,
-    /// Waiting for a next request with nothing buffered (a graceful stop closes it).
-    pub(crate) idle: Cell<bool>,
+    /// What the connection is waiting for, for the server's timeout sweep (and a
+    /// graceful stop, which closes the idle ones).
+    pub(crate) phase: Cell<Phase>,
+    /// The sweep cut the connection's read off: its wait ran out.
+    pub(crate) swept: Cell<bool>,
+}
+
+/// What a connection waits for, as the timeout sweep sees it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Phase {
+    /// Reading a body, running the handler, writing: bounded per call, if at all.
+    Busy,
+    /// Waiting for a next request with nothing buffered, since then (`None`: with
+    /// no keep-alive timeout).
+    Idle(Option<Instant>),
+    /// Reading a request head, which must be complete by then (`None`: no bound).
+    Head(Option<Instant>),
 }
 
 /// The interim answer to `Expect: 100-continue`.

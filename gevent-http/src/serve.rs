@@ -3,7 +3,7 @@
 
 use crate::body::Body;
 use crate::chunked::Decoder;
-use crate::conn::{BodyState, Io, Shared};
+use crate::conn::{BodyState, Io, Phase, Shared};
 use crate::head::{self, Framing, Head, Parsed, Reject};
 use crate::response::{self, Ended, Sent};
 use crate::state::ServerState;
@@ -11,7 +11,7 @@ use gevent_hub::net::TcpStream;
 use gevent_hub::{GreenletExit, TimeoutExpired};
 use http::{Request, StatusCode};
 use std::cell::{Cell, RefCell};
-use std::io::{self, Read};
+use std::io::Read;
 use std::net::{Shutdown, SocketAddr};
 use std::os::fd::AsRawFd;
 use std::panic::{catch_unwind, resume_unwind, AssertUnwindSafe};
@@ -42,7 +42,8 @@ pub(crate) fn serve(stream: TcpStream, peer: SocketAddr, server: Rc<ServerState>
         io: RefCell::new(Io::new()),
         body: RefCell::new(BodyState::new()),
         config: server.config.clone(),
-        idle: Cell::new(false),
+        phase: Cell::new(Phase::Busy),
+        swept: Cell::new(false),
     });
     let id = server.register(&shared);
     let end = run(&shared, &server);
@@ -91,30 +92,34 @@ fn run(shared: &Rc<Shared>, server: &Rc<ServerState>) -> End {
                 if idle && server.stopping.get() {
                     return flush_then(shared, End::Close);
                 }
-                let timeout = if idle {
-                    cfg.keep_alive_timeout
+                // The waits are bounded by the server's sweep (state.rs), not by a
+                // timer per read: a kept-alive connection waits for each request.
+                let phase = if idle {
+                    Phase::Idle(cfg.keep_alive_timeout.map(|_| Instant::now()))
                 } else {
                     if deadline.is_none() {
                         deadline = cfg.header_read_timeout.map(|t| Instant::now() + t);
                     }
-                    deadline.map(|d| d.saturating_duration_since(Instant::now()))
+                    Phase::Head(deadline)
                 };
-                shared.idle.set(idle);
-                let got = shared.fill(cfg.max_header_bytes, timeout);
-                shared.idle.set(false);
-                match got {
-                    Ok(0) => return End::Gone,
-                    Ok(_) => {}
-                    Err(e) if is_timeout(&e) && !idle => {
-                        return refuse(
-                            shared,
-                            head::reject(
-                                StatusCode::REQUEST_TIMEOUT,
-                                "the request head took too long",
-                            ),
-                        )
+                shared.phase.set(phase);
+                let got = shared.fill(cfg.max_header_bytes, None);
+                shared.phase.set(Phase::Busy);
+                if shared.swept.get() {
+                    if idle {
+                        return End::Gone;
                     }
-                    Err(_) => return End::Gone,
+                    return refuse(
+                        shared,
+                        head::reject(
+                            StatusCode::REQUEST_TIMEOUT,
+                            "the request head took too long",
+                        ),
+                    );
+                }
+                match got {
+                    Ok(0) | Err(_) => return End::Gone,
+                    Ok(_) => {}
                 }
             }
             Parsed::Reject(r) => return refuse(shared, r),
@@ -137,13 +142,6 @@ fn run(shared: &Rc<Shared>, server: &Rc<ServerState>) -> End {
             }
         }
     }
-}
-
-fn is_timeout(e: &io::Error) -> bool {
-    matches!(
-        e.kind(),
-        io::ErrorKind::TimedOut | io::ErrorKind::WouldBlock
-    )
 }
 
 /// Serves one request: runs the handler, writes its response, and reads past what

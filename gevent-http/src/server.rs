@@ -8,8 +8,11 @@ use gevent_hub::server::{StopReport, StreamServer};
 use std::fmt;
 use std::io;
 use std::net::SocketAddr;
+
+use gevent_hub::{try_sleep, Builder, Greenlet};
+use std::cell::RefCell;
 use std::rc::Rc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 /// An HTTP/1.1 server: a greenlet per connection, the handler called for each
 /// request, in blocking style (gevent's `pywsgi.WSGIServer`).
@@ -44,6 +47,8 @@ use std::time::Duration;
 pub struct Server {
     stream: StreamServer,
     state: Rc<ServerState>,
+    /// The greenlet that enforces the keep-alive and head timeouts.
+    sweeper: Rc<RefCell<Option<Greenlet<()>>>>,
 }
 
 impl fmt::Debug for Server {
@@ -108,7 +113,11 @@ impl Server {
         let stream = StreamServer::with_options(addr, opts, move |sock, peer| {
             serve::serve(sock, peer, s.clone())
         })?;
-        Ok(Server { stream, state })
+        Ok(Server {
+            stream,
+            state,
+            sweeper: Rc::default(),
+        })
     }
 
     /// Serves connections accepted from a listener of one's own. Of
@@ -128,7 +137,11 @@ impl Server {
         let stream = StreamServer::from_listener(listener, max, move |sock, peer| {
             serve::serve(sock, peer, s.clone())
         })?;
-        Ok(Server { stream, state })
+        Ok(Server {
+            stream,
+            state,
+            sweeper: Rc::default(),
+        })
     }
 
     /// The address the server listens on (useful after binding port 0).
@@ -151,7 +164,26 @@ impl Server {
     /// # Errors
     /// `InvalidInput` if it was stopped already.
     pub fn start(&self) -> io::Result<()> {
-        self.stream.start()
+        self.stream.start()?;
+        let mut sweeper = self.sweeper.borrow_mut();
+        if sweeper.is_none() {
+            if let Some(every) = self.state.sweep_interval() {
+                let state = self.state.clone();
+                let g = Builder::new()
+                    .name(format!(
+                        "gevent_http::Server({}) timeouts",
+                        self.server_addr()
+                    ))
+                    .spawn(move || {
+                        while !state.stopping.get() && try_sleep(every).is_ok() {
+                            state.sweep(Instant::now());
+                        }
+                    })
+                    .map_err(io::Error::from)?;
+                *sweeper = Some(g);
+            }
+        }
+        Ok(())
     }
 
     /// Starts (if needed) and serves until [`stop`](Server::stop) is called.
@@ -159,6 +191,7 @@ impl Server {
     /// # Errors
     /// The hub's errors (e.g. called in the hub).
     pub fn serve_forever(&self) -> io::Result<()> {
+        self.start()?;
         self.stream.serve_forever()
     }
 
@@ -179,6 +212,9 @@ impl Server {
     /// The hub's errors (e.g. called in the hub).
     pub fn stop_timeout(&self, grace: Duration) -> io::Result<StopReport> {
         self.state.stop_idle();
+        if let Some(g) = self.sweeper.borrow_mut().take() {
+            g.kill_nowait();
+        }
         self.stream.stop_timeout(grace)
     }
 }

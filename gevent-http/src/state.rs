@@ -1,13 +1,14 @@
 //! What a server's connections share: the handler, the configuration, and the
 //! open connections (for the graceful stop).
 
-use crate::conn::Shared;
+use crate::conn::{Phase, Shared};
 use crate::{Body, Config, ResponseBody};
 use http::{Request, Response};
 use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
 use std::net::Shutdown;
 use std::rc::{Rc, Weak};
+use std::time::{Duration, Instant};
 
 /// What serves requests: a function or closure from the request to its response.
 ///
@@ -51,6 +52,44 @@ impl ServerState {
         })
     }
 
+    /// How often the sweep runs: an eighth of the shortest wait it bounds (so a
+    /// timeout is late by at most that), between 5 ms and 1 s; `None` if nothing is
+    /// bounded.
+    pub(crate) fn sweep_interval(&self) -> Option<Duration> {
+        let c = &self.config;
+        let shortest = match (c.keep_alive_timeout, c.header_read_timeout) {
+            (Some(a), Some(b)) => a.min(b),
+            (Some(a), None) | (None, Some(a)) => a,
+            (None, None) => return None,
+        };
+        Some((shortest / 8).clamp(Duration::from_millis(5), Duration::from_secs(1)))
+    }
+
+    /// Cuts off the connections whose wait ran out: those idle longer than the
+    /// keep-alive timeout and those past their head deadline. Their read ends (the
+    /// read side is shut down) and they see `swept`: the idle ones close, the others
+    /// are answered `408`.
+    pub(crate) fn sweep(&self, now: Instant) {
+        let keep_alive = self.config.keep_alive_timeout;
+        let due: Vec<Rc<Shared>> = self
+            .conns
+            .borrow()
+            .values()
+            .filter_map(Weak::upgrade)
+            .filter(|c| match c.phase.get() {
+                Phase::Idle(Some(since)) => {
+                    keep_alive.is_some_and(|t| now.duration_since(since) >= t)
+                }
+                Phase::Head(Some(deadline)) => now >= deadline,
+                Phase::Busy | Phase::Idle(None) | Phase::Head(None) => false,
+            })
+            .collect();
+        for c in due {
+            c.swept.set(true);
+            let _ = c.stream.shutdown(Shutdown::Read);
+        }
+    }
+
     /// Marks the server stopping and closes the connections waiting idle for a next
     /// request: their read ends as if the client had closed, and they close.
     pub(crate) fn stop_idle(&self) {
@@ -60,7 +99,7 @@ impl ServerState {
             .borrow()
             .values()
             .filter_map(Weak::upgrade)
-            .filter(|c| c.idle.get())
+            .filter(|c| matches!(c.phase.get(), Phase::Idle(_)))
             .collect();
         for c in idle {
             let _ = c.stream.shutdown(Shutdown::Read);
