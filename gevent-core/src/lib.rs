@@ -122,7 +122,7 @@ pub use watchers::io::Io;
 pub use watchers::periodic::Periodic;
 pub use watchers::phases::{Check, Cleanup, Fork, Idle, Prepare};
 pub use watchers::signal::{Signal, NSIG};
-pub use watchers::stat::Stat;
+pub use watchers::stat::{Stat, StatInfo};
 pub use watchers::timer::Timer;
 pub use watchers::{async_, child, io, periodic, phases, signal, stat, timer};
 

@@ -14,7 +14,7 @@ use libev_sys as ffi;
 use std::ffi::CString;
 use std::os::unix::ffi::OsStrExt;
 use std::path::Path;
-use std::time::Duration;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 kind! {
     /// Marker for stat watchers.
@@ -43,6 +43,69 @@ impl Loop {
     }
 }
 
+/// A path's attributes as a stat watcher saw them ([`WatcherCore::info`]): the
+/// fields of `struct stat` in Rust types. The raw struct is [`WatcherCore::attr`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct StatInfo {
+    /// Size in bytes (`st_size`).
+    pub size: u64,
+    /// File type and permission bits (`st_mode`; `libc::S_IFMT` masks the type).
+    pub mode: u32,
+    /// Last modification (`st_mtime`, with its nanoseconds).
+    pub modified: SystemTime,
+    /// Last status change (`st_ctime`).
+    pub changed: SystemTime,
+    /// Last access (`st_atime`).
+    pub accessed: SystemTime,
+    /// Inode number.
+    pub ino: u64,
+    /// Device the file is on.
+    pub dev: u64,
+    /// Hard links.
+    pub nlink: u64,
+    /// Owner's user id.
+    pub uid: u32,
+    /// Owner's group id.
+    pub gid: u32,
+}
+
+impl StatInfo {
+    fn from_raw(st: &libc::stat) -> StatInfo {
+        let time = |s: libc::time_t, ns: i64| -> SystemTime {
+            let ns = u32::try_from(ns.clamp(0, 999_999_999)).unwrap_or(0);
+            if s >= 0 {
+                UNIX_EPOCH + Duration::new(s as u64, ns)
+            } else {
+                UNIX_EPOCH - Duration::new(s.unsigned_abs(), 0) + Duration::new(0, ns)
+            }
+        };
+        StatInfo {
+            size: u64::try_from(st.st_size).unwrap_or(0),
+            mode: st.st_mode,
+            modified: time(st.st_mtime, st.st_mtime_nsec),
+            changed: time(st.st_ctime, st.st_ctime_nsec),
+            accessed: time(st.st_atime, st.st_atime_nsec),
+            ino: st.st_ino,
+            dev: st.st_dev,
+            // nlink_t is 64 bits on x86_64 and 32 on aarch64.
+            #[allow(clippy::useless_conversion)]
+            nlink: u64::from(st.st_nlink),
+            uid: st.st_uid,
+            gid: st.st_gid,
+        }
+    }
+
+    /// Whether it is a directory.
+    pub fn is_dir(&self) -> bool {
+        self.mode & libc::S_IFMT == libc::S_IFDIR
+    }
+
+    /// Whether it is a regular file.
+    pub fn is_file(&self) -> bool {
+        self.mode & libc::S_IFMT == libc::S_IFREG
+    }
+}
+
 fn exists(st: &libc::stat) -> Option<libc::stat> {
     // libev marks a missing path with st_nlink == 0.
     (st.st_nlink != 0).then_some(*st)
@@ -63,13 +126,47 @@ impl WatcherCore<StatKind> {
     }
 
     /// The attributes seen last, `None` if the path did not exist.
+    ///
+    /// ```
+    /// use gevent_core::Loop;
+    /// use std::time::Duration;
+    ///
+    /// let dir = std::env::temp_dir().join(format!("stat-info-doc-{}", std::process::id()));
+    /// std::fs::write(&dir, b"12345")?;
+    /// let lp = Loop::new()?;
+    /// let w = lp.stat(&dir, Duration::ZERO)?;
+    /// let info = w.stat_now_info().expect("the file exists");
+    /// assert_eq!(info.size, 5);
+    /// assert!(info.is_file());
+    /// std::fs::remove_file(&dir)?;
+    /// assert_eq!(w.stat_now_info(), None);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn info(&self) -> Option<StatInfo> {
+        self.attr().as_ref().map(StatInfo::from_raw)
+    }
+
+    /// The attributes before the last change, `None` if the path did not exist.
+    pub fn prev_info(&self) -> Option<StatInfo> {
+        self.prev().as_ref().map(StatInfo::from_raw)
+    }
+
+    /// Reads the path's attributes now ([`stat_now`](WatcherCore::stat_now)) and
+    /// returns them as [`info`](WatcherCore::info) does.
+    pub fn stat_now_info(&self) -> Option<StatInfo> {
+        self.stat_now().as_ref().map(StatInfo::from_raw)
+    }
+
+    /// The raw `struct stat` seen last, `None` if the path did not exist
+    /// ([`info`](WatcherCore::info) has its fields in Rust types).
     pub fn attr(&self) -> Option<libc::stat> {
         // SAFETY: rule 1: the struct lives in this allocation, and libev writes it
         // only on this thread (rule 7), never during this read.
         exists(unsafe { &(*self.as_raw()).attr })
     }
 
-    /// The attributes before the last change, `None` if the path did not exist.
+    /// The raw `struct stat` before the last change, `None` if the path did not
+    /// exist ([`prev_info`](WatcherCore::prev_info) in Rust types).
     pub fn prev(&self) -> Option<libc::stat> {
         // SAFETY: rule 1: the struct lives in this allocation, and libev writes it
         // only on this thread (rule 7), never during this read.

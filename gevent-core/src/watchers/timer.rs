@@ -23,6 +23,36 @@ kind! {
 }
 
 /// A timer watcher: see the [module docs](self).
+///
+/// Besides what every watcher has ([`start`](WatcherCore::start), `stop`, `is_active`,
+/// ...), a timer has (on [`WatcherCore<TimerKind>`], which it derefs to):
+/// [`set`](WatcherCore::set)`(after, repeat)` while stopped,
+/// [`repeat`](WatcherCore::repeat)/[`set_repeat`](WatcherCore::set_repeat),
+/// [`again`](WatcherCore::again) (`ev_timer_again`: restart from now, the cheap way
+/// to push an inactivity timeout back) and [`remaining`](WatcherCore::remaining).
+///
+/// Unlike [`Loop::io`], [`Loop::timer`] cannot fail: any two durations make a valid
+/// timer, while an io watcher checks its fd and events.
+///
+/// ```
+/// use gevent_core::Loop;
+/// use std::time::Duration;
+///
+/// let lp = Loop::new()?;
+/// let t = lp.timer(Duration::from_secs(60), Duration::ZERO);
+/// t.set(Duration::from_millis(1), Duration::from_millis(1))?; // stopped: allowed
+/// let mut fired = 0;
+/// t.start(move |t, _| {
+///     fired += 1;
+///     if fired == 2 {
+///         t.set_repeat(Duration::ZERO);
+///         t.again().unwrap(); // repeat zero: again() stops it
+///     }
+/// })?;
+/// lp.run()?; // returns once the timer has stopped
+/// assert!(!t.is_active());
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
 pub type Timer = Watcher<TimerKind>;
 
 impl Loop {
