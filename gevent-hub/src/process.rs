@@ -951,6 +951,34 @@ mod tests {
     }
 
     #[test]
+    fn a_thread_ends_while_a_greenlet_waits_without_a_pidfd() {
+        let pids = Pids::default();
+        let p = pids.clone();
+        let t = std::thread::spawn(move || {
+            // One wait completes on this thread...
+            let mut child = without_pidfd(&mut cat(), &p);
+            drop(child.stdin.take());
+            assert!(child.wait().unwrap().success());
+            // ...and another is still parked when the thread's main returns: the
+            // thread's exit ends it without waiting for the child.
+            let mut child = without_pidfd(&mut sleeper(), &p);
+            let parked = crate::spawn(move || child.wait());
+            crate::sleep(Duration::from_millis(5));
+            assert!(!parked.ready());
+        });
+        let (tx, rx) = mpsc::channel();
+        std::thread::spawn(move || tx.send(t.join().is_ok()));
+        match rx.recv_timeout(WATCHDOG) {
+            Ok(ok) => assert!(ok, "the thread panicked"),
+            Err(_) => {
+                kill_all(&pids);
+                panic!("hung: the thread's exit waited for a child a greenlet waited on");
+            }
+        }
+        kill_all(&pids);
+    }
+
+    #[test]
     fn a_dropped_child_does_not_keep_the_loop_alive() {
         on_thread(|pids| {
             let mut child = without_pidfd(&mut sleeper(), pids);

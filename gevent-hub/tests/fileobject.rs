@@ -16,7 +16,7 @@ use std::path::PathBuf;
 use std::rc::Rc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
-use util::{with_watchdog, Counter, Log};
+use util::{on_thread, with_watchdog, Counter, Log};
 
 /// A fresh path in the temp dir, removed when dropped.
 struct TempPath(PathBuf);
@@ -49,7 +49,9 @@ fn mkfifo(what: &str) -> TempPath {
 
 #[test]
 fn a_fifo_read_blocks_in_the_pool_while_a_ticker_runs() {
-    with_watchdog(|| {
+    // On a thread of its own: a read that blocked the thread (not the pool) would
+    // hang the hub, and with it any watchdog running in the hub.
+    on_thread(|| {
         let fifo = mkfifo("fifo");
         let log = Log::new();
         let ticks = Counter::new();
