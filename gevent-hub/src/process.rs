@@ -66,6 +66,15 @@
 //!   [`as_std_mut`](Command::as_std_mut)), since [`output`](Command::output) must
 //!   know which ones the caller chose.
 //! - A pipe handed on ([`Stdio::from`], `OwnedFd::from`) is blocking again, as std's.
+//! - [`Child`] and its pipes are `!Send` (std's are `Send`): their waits go through
+//!   the readiness core and hub of the thread that spawned them. Wait for a child on
+//!   that thread, or hand the other thread what it needs (a pipe as an `OwnedFd`,
+//!   the pid):
+//!
+//!   ```compile_fail
+//!   let child = gevent_hub::process::Command::new("true").spawn().unwrap();
+//!   std::thread::spawn(move || child); // `Rc<FdState>` cannot be sent between threads
+//!   ```
 //! - A write to a pipe whose reader has gone raises `SIGPIPE` unless it is ignored, as
 //!   with std (Rust programs ignore it by default), and then fails with `BrokenPipe`.
 
