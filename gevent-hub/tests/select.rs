@@ -265,6 +265,33 @@ fn wait_read_on_an_fd_another_greenlet_polls_wakes_both() {
 }
 
 #[test]
+fn a_wait_that_ends_first_leaves_the_watcher_to_the_one_still_waiting() {
+    with_watchdog(|| {
+        let (a, b) = UnixStream::pair().unwrap();
+        let fd = a.as_raw_fd();
+        // A wait_read that times out while a poll waits: the poll still wakes.
+        let poller = spawn(move || {
+            let mut fds = [PollFd::from_raw_fd(fd, PollFlags::IN)];
+            poll(&mut fds, None).unwrap()
+        });
+        gevent_hub::sleep(Duration::ZERO);
+        let e = wait_read(fd, Some(Duration::from_millis(1))).unwrap_err();
+        assert_eq!(e.kind(), io::ErrorKind::TimedOut, "{e}");
+        (&b).write_all(b"1").unwrap();
+        assert_eq!(poller.join().unwrap(), 1);
+        let mut buf = [0u8; 1];
+        (&a).read_exact(&mut buf).unwrap();
+        // A poll that times out while a wait_read waits: the wait_read still wakes.
+        let reader = spawn(move || wait_read(fd, None));
+        gevent_hub::sleep(Duration::ZERO);
+        let mut fds = [PollFd::from_raw_fd(fd, PollFlags::IN)];
+        assert_eq!(poll(&mut fds, Some(Duration::from_millis(1))).unwrap(), 0);
+        (&b).write_all(b"2").unwrap();
+        reader.join().unwrap().unwrap();
+    });
+}
+
+#[test]
 fn poll_flags_read_as_libc() {
     assert_eq!(
         (PollFlags::IN | PollFlags::OUT).bits(),
