@@ -35,7 +35,11 @@
 //! call already handed to the pool cannot be taken back: it runs to its end. The next
 //! call on the same object first waits for it to finish (the file comes back with it),
 //! so order is kept; what the interrupted call read is lost, and what it wrote is
-//! written. Dropping the object while such a call runs lets the task close the file.
+//! written. If the interrupted call failed, its error is not lost: the next call
+//! ([`flush`](Write::flush) included) returns it instead of being made, as a later
+//! write of a buffered writer reports an earlier failure. (Only
+//! [`into_inner`](FileObjectThread::into_inner) and dropping the object let go of
+//! it.) Dropping the object while such a call runs lets the task close the file.
 //!
 //! ## Buffering
 //! Every call is a round trip to a worker thread (microseconds, not the nanoseconds of
@@ -58,8 +62,14 @@ use std::path::Path;
 /// `Read` and `Write` allow), so that a huge buffer does not mean a huge copy.
 const MAX_CHUNK: usize = 1 << 20;
 
-/// What a pool task hands back: the file, and the call's result.
-type Done = (File, Box<dyn Any + Send>);
+/// What a pool task hands back.
+struct Done {
+    file: File,
+    /// The call's value (its type is the caller's, who downcasts it).
+    value: Box<dyn Any + Send>,
+    /// The call's error, if it failed: what an interrupted call must not lose.
+    error: Option<io::Error>,
+}
 
 /// A [`File`] whose calls run on the thread pool (see the [module docs](self)):
 /// [`Read`], [`Write`] and [`Seek`], each call parking the greenlet, not the thread.
@@ -84,6 +94,9 @@ pub struct FileObjectThread {
     /// A call interrupted (kill, Timeout) while its task ran: the file comes back with
     /// it, and the next call waits for it first.
     in_flight: Option<ThreadResult<Done>>,
+    /// The error of an interrupted call, found when its task gave the file back: the
+    /// next call returns it.
+    lost: Option<io::Error>,
 }
 
 impl fmt::Debug for FileObjectThread {
@@ -91,6 +104,7 @@ impl fmt::Debug for FileObjectThread {
         f.debug_struct("FileObjectThread")
             .field("file", &self.file)
             .field("in_flight", &self.in_flight.is_some())
+            .field("lost", &self.lost)
             .finish()
     }
 }
@@ -100,6 +114,7 @@ impl From<File> for FileObjectThread {
         FileObjectThread {
             file: Some(file),
             in_flight: None,
+            lost: None,
         }
     }
 }
@@ -145,29 +160,58 @@ impl FileObjectThread {
         &mut self,
         f: impl FnOnce(&mut File) -> io::Result<T> + Send + 'static,
     ) -> io::Result<T> {
+        let (v, r) = self.run_parts(move |file| match f(file) {
+            Ok(v) => (Some(v), Ok(())),
+            Err(e) => (None, Err(e)),
+        })?;
+        r?;
+        v.ok_or_else(|| io::Error::other("a pool task returned no value"))
+    }
+
+    /// Runs `f` on the file in a pool task and parks until it is done, for a call
+    /// whose value counts even when it fails (what `read_to_end` read before its
+    /// error): `f` returns both. The outer error is the pool's, the hub's, or an
+    /// interrupted call's; the call is then not made (or its value is lost).
+    fn run_parts<T: Send + 'static>(
+        &mut self,
+        f: impl FnOnce(&mut File) -> (T, io::Result<()>) + Send + 'static,
+    ) -> io::Result<(T, io::Result<()>)> {
         // Before the call is handed over: a call that then could not be waited for
         // would still be made.
         may_wait("a FileObjectThread call")?;
         let mut file = self.take_file()?;
+        if let Some(e) = self.lost.take() {
+            self.file = Some(file);
+            return Err(e);
+        }
         self.in_flight = Some(default_pool().spawn(move || {
-            let r = f(&mut file);
-            (file, Box::new(r) as Box<dyn Any + Send>)
+            let (v, r) = f(&mut file);
+            Done {
+                file,
+                value: Box::new(v),
+                error: r.err(),
+            }
         }));
-        let (file, r) = self.finish_in_flight()?;
-        self.file = Some(file);
-        match r.downcast::<io::Result<T>>() {
-            Ok(r) => *r,
+        let done = self.finish_in_flight()?;
+        self.file = Some(done.file);
+        let r = done.error.map_or(Ok(()), Err);
+        match done.value.downcast::<T>() {
+            Ok(v) => Ok((*v, r)),
             Err(_) => Err(io::Error::other(
                 "a pool task returned another call's result",
             )),
         }
     }
 
-    /// The file, once an interrupted call's task has given it back.
+    /// The file, once an interrupted call's task has given it back (its error, if it
+    /// failed, kept in `lost` for the next call).
     fn take_file(&mut self) -> io::Result<File> {
         if self.file.is_none() && self.in_flight.is_some() {
-            let (file, _lost) = self.finish_in_flight()?;
-            self.file = Some(file);
+            let done = self.finish_in_flight()?;
+            self.file = Some(done.file);
+            if let Some(e) = done.error {
+                self.lost = Some(e);
+            }
         }
         self.file.take().ok_or_else(|| {
             io::Error::other("the file is gone: a thread pool task that held it did not finish")
@@ -219,7 +263,8 @@ impl FileObjectThread {
         self.run(|f| f.sync_data())
     }
 
-    /// The file back, once no call holds it.
+    /// The file back, once no call holds it. The error of an interrupted call that
+    /// no call has reported yet is dropped: the file is what is asked for.
     ///
     /// # Errors
     /// As an interrupted call's wait, if one is still running.
@@ -253,23 +298,37 @@ impl Read for FileObjectThread {
         Ok(data.len())
     }
 
+    /// As std's: on an error, the bytes read before it are in `buf` too.
     fn read_to_end(&mut self, buf: &mut Vec<u8>) -> io::Result<usize> {
-        let mut data = self.run(|f| {
+        let (mut data, r) = self.run_parts(|f| {
             let mut v = Vec::new();
-            f.read_to_end(&mut v).map(|_| v)
+            let r = f.read_to_end(&mut v).map(drop);
+            (v, r)
         })?;
         let n = data.len();
         buf.append(&mut data);
-        Ok(n)
+        r.map(|()| n)
     }
 
+    /// As std's: on an error, what was read before it is in `buf` too if it is valid
+    /// UTF-8; `buf` is unchanged if it is not (then the error is `InvalidData`, unless
+    /// the read failed).
     fn read_to_string(&mut self, buf: &mut String) -> io::Result<usize> {
-        let data = self.run(|f| {
-            let mut s = String::new();
-            f.read_to_string(&mut s).map(|_| s)
+        let (data, r) = self.run_parts(|f| {
+            let mut v = Vec::new();
+            let r = f.read_to_end(&mut v).map(drop);
+            (v, r)
         })?;
-        buf.push_str(&data);
-        Ok(data.len())
+        match String::from_utf8(data) {
+            Ok(s) => {
+                buf.push_str(&s);
+                r.map(|()| s.len())
+            }
+            Err(_) => r.and(Err(io::Error::new(
+                io::ErrorKind::InvalidData,
+                "stream did not contain valid UTF-8",
+            ))),
+        }
     }
 }
 
@@ -284,11 +343,12 @@ impl Write for FileObjectThread {
         self.run(move |f| f.write_all(&data))
     }
 
-    /// A [`File`] has no buffer of its own; this only waits for an interrupted call.
+    /// A [`File`] has no buffer of its own; this only waits for an interrupted call,
+    /// and returns its error if it failed.
     fn flush(&mut self) -> io::Result<()> {
         let file = self.take_file()?;
         self.file = Some(file);
-        Ok(())
+        self.lost.take().map_or(Ok(()), Err)
     }
 }
 

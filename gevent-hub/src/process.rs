@@ -21,17 +21,27 @@
 //!  Command::spawn ──► std's spawn ──► Child { std child, exit watch, pipes }
 //!  pipes:       our end made non-blocking, waited on in the readiness core (as sockets)
 //!  exit watch:  pidfd_open(pid): readable once the child has exited ──► try_wait reaps
-//!               (no pidfd: waitid(WNOWAIT) on the thread pool, then try_wait reaps)
+//!               (no pidfd: waitid(WNOWAIT) on a thread of its own, which wakes the
+//!                hub through its remote waker, then try_wait reaps)
 //! ```
 //!
 //! A pidfd works on any thread's loop and needs no `SIGCHLD` handler (libev's child
 //! watchers need both the default loop and the signal). It needs Linux 5.3; where
-//! `pidfd_open` is refused (`ENOSYS` on an older kernel, a seccomp filter), a wait
-//! falls back to a task on the hub's [default thread pool](crate::threadpool) that
-//! blocks in `waitid(…, WEXITED | WNOWAIT)`, which sees the exit without reaping, so
-//! the child is still reaped by [`Child::try_wait`] on the hub's thread. Such a task
-//! occupies one of the pool's threads until the child exits, whether or not anybody
-//! still waits (later waits reuse it).
+//! `pidfd_open` is refused (`ENOSYS` on an older kernel, a seccomp filter, valgrind),
+//! the first wait for a child starts a small detached thread that blocks in
+//! `waitid(…, WEXITED | WNOWAIT)`, which sees the exit without reaping, and then
+//! wakes the wait, if one is still on, through the hub's
+//! [remote waker](crate::RemoteWaker); the child is still reaped by
+//! [`Child::try_wait`] on the hub's thread. The thread lives until the child exits
+//! (later waits reuse it) but holds nothing of the hub: only a parked wait keeps the
+//! loop running, as a wait on a pidfd does, and the hub's thread never joins it, so
+//! a dropped [`Child`] of a running child holds up neither "would block forever" nor
+//! the thread's exit. It is a thread per waited child, not a task on the
+//! [thread pool](crate::threadpool): a task would hold one of the pool's few threads
+//! for the child's whole life (a few long-lived children would starve it) and keep
+//! the loop referenced. (A `SIGCHLD` handler would serve every child with one
+//! watcher, but libev's signal and child watchers belong to the default loop, and the
+//! signal's disposition is the program's.)
 //!
 //! ## Dropping a child, kills and timeouts
 //! As in std, dropping a [`Child`] neither kills the child nor waits for it. A kill
@@ -56,11 +66,20 @@
 //!   [`as_std_mut`](Command::as_std_mut)), since [`output`](Command::output) must
 //!   know which ones the caller chose.
 //! - A pipe handed on ([`Stdio::from`], `OwnedFd::from`) is blocking again, as std's.
+//! - [`Child`] and its pipes are `!Send` (std's are `Send`): their waits go through
+//!   the readiness core and hub of the thread that spawned them. Wait for a child on
+//!   that thread, or hand the other thread what it needs (a pipe as an `OwnedFd`,
+//!   the pid):
+//!
+//!   ```compile_fail
+//!   let child = gevent_hub::process::Command::new("true").spawn().unwrap();
+//!   std::thread::spawn(move || child); // `Rc<FdState>` cannot be sent between threads
+//!   ```
 //! - A write to a pipe whose reader has gone raises `SIGPIPE` unless it is ignored, as
 //!   with std (Rust programs ignore it by default), and then fails with `BrokenPipe`.
 
+use crate::hub::Wait;
 use crate::net::readiness::{self, Closes, Direction, FdState, WaitError};
-use crate::threadpool::{default_pool, ThreadResult};
 use std::ffi::OsStr;
 use std::fmt;
 use std::io::{self, Read, Write};
@@ -68,7 +87,7 @@ use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
 use std::path::Path;
 use std::rc::Rc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 pub use std::process::{ExitStatus, Output, Stdio};
@@ -306,9 +325,9 @@ pub struct Child {
 enum ExitWatch {
     /// A pidfd, readable once the child has exited.
     Pidfd(Pipe),
-    /// No pidfd: a thread-pool task blocked in `waitid(WNOWAIT)`, started by the first
-    /// wait and kept for the next ones.
-    Pool(Option<ThreadResult<io::Result<()>>>),
+    /// No pidfd: a thread blocked in `waitid(WNOWAIT)`, started by the first wait and
+    /// kept for the next ones.
+    Thread(Option<Arc<ExitThread>>),
     /// The child was reaped: its status is std's to remember.
     Reaped,
 }
@@ -321,7 +340,7 @@ impl fmt::Debug for Child {
                 "watch",
                 &match self.watch {
                     ExitWatch::Pidfd(_) => "pidfd",
-                    ExitWatch::Pool(_) => "thread pool",
+                    ExitWatch::Thread(_) => "thread",
                     ExitWatch::Reaped => "reaped",
                 },
             )
@@ -361,7 +380,7 @@ impl Child {
         let made = (|| {
             let watch = match pidfd_open(pid) {
                 Some(fd) => ExitWatch::Pidfd(Pipe::new(fd)?),
-                None => ExitWatch::Pool(None),
+                None => ExitWatch::Thread(None),
             };
             let pipe = |fd: Option<OwnedFd>| fd.map(Pipe::new).transpose();
             let stdin = pipe(c.stdin.take().map(OwnedFd::from))?;
@@ -407,7 +426,7 @@ impl Child {
     pub fn try_wait(&mut self) -> io::Result<Option<ExitStatus>> {
         let s = self.inner.try_wait()?;
         if s.is_some() {
-            // Closes the pidfd (or lets go of the pool task, which has ended).
+            // Closes the pidfd (or lets go of the exit thread, which has ended).
             self.watch = ExitWatch::Reaped;
         }
         Ok(s)
@@ -466,16 +485,28 @@ impl Child {
                         Err(e) => return Err(e.into_io(Direction::Read, "child process")),
                     }
                 }
-                ExitWatch::Pool(task) => {
-                    let t = match task {
-                        Some(t) => t,
-                        None => task.insert(watch_exit_on_pool(self.inner.id())?),
+                ExitWatch::Thread(watch) => {
+                    // First: a wait the hub refuses (in the hub, the thread ending)
+                    // starts nothing.
+                    let w = Wait::timed("a child process to exit", left)?;
+                    let t = match watch {
+                        Some(t) => t.clone(),
+                        None => watch.insert(watch_exit_on_thread(self.inner.id())?).clone(),
                     };
-                    if !t.join_timeout(left.unwrap_or(Duration::MAX))? {
-                        return Ok(None);
+                    {
+                        let mut st = t.lock();
+                        match st.done {
+                            // Exited: `try_wait` reaps it.
+                            Some(Ok(())) => continue,
+                            Some(Err(errno)) => return Err(io::Error::from_raw_os_error(errno)),
+                            None => st.waker = Some(w.remote_waker()),
+                        }
                     }
-                    if let Some(t) = task.take() {
-                        t.join()??;
+                    // The waker left behind by a kill is stale (its wait is over).
+                    let woken = w.park();
+                    t.lock().waker = None;
+                    if !woken? {
+                        return Ok(None);
                     }
                 }
                 // Reaped already: `try_wait` above returned its status.
@@ -535,24 +566,70 @@ fn reap_dropped() {
     });
 }
 
-/// The fallback exit watch: a pool task that returns once `pid` has exited, leaving
-/// it to be reaped.
-fn watch_exit_on_pool(pid: u32) -> io::Result<ThreadResult<io::Result<()>>> {
-    // A hub to wait in (the pool's spawn needs one; a wait in the hub fails later).
-    crate::hub::try_get_hub()?;
+/// What a fallback exit thread shares with its [`Child`].
+#[derive(Default)]
+struct ExitThread {
+    state: Mutex<ExitState>,
+}
+
+#[derive(Default)]
+struct ExitState {
+    /// What `waitid` said, once it returned: exited, or its errno.
+    done: Option<Result<(), i32>>,
+    /// The wake-up of the wait parked on the exit, while one is.
+    waker: Option<crate::hub::RemoteWaker>,
+}
+
+impl ExitThread {
+    fn lock(&self) -> MutexGuard<'_, ExitState> {
+        // Nothing panics while holding it; a poisoned lock has consistent data.
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+/// The fallback exit watch: a detached thread that returns once `pid` has exited,
+/// leaving it to be reaped, and wakes the wait parked on it then (see the module
+/// docs). It holds no reference on the hub's loop, and nobody joins it.
+fn watch_exit_on_thread(pid: u32) -> io::Result<Arc<ExitThread>> {
     let pid = libc::id_t::from(pid);
-    Ok(default_pool().spawn(move || loop {
-        // SAFETY: a zeroed siginfo_t is a valid out-parameter for waitid.
-        let mut info: libc::siginfo_t = unsafe { std::mem::zeroed() };
-        // SAFETY: waitid writes into `info`; WNOWAIT leaves the child unreaped, so the
-        // pid stays ours until the hub's thread reaps it.
-        let r = unsafe { libc::waitid(libc::P_PID, pid, &mut info, libc::WEXITED | libc::WNOWAIT) };
-        match crate::sys::cvt(r) {
-            Ok(_) => return Ok(()),
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-            Err(e) => return Err(e),
-        }
-    }))
+    let watch = Arc::new(ExitThread::default());
+    let w = watch.clone();
+    std::thread::Builder::new()
+        .name("gevent-child-exit".to_owned())
+        // It only calls waitid: the smallest stack std allows is plenty.
+        .stack_size(64 * 1024)
+        .spawn(move || {
+            let r = loop {
+                // SAFETY: a zeroed siginfo_t is a valid out-parameter for waitid.
+                let mut info: libc::siginfo_t = unsafe { std::mem::zeroed() };
+                // SAFETY: waitid writes into `info`; WNOWAIT leaves the child unreaped,
+                // so the pid stays the child's until the hub's thread reaps it.
+                let r = unsafe {
+                    libc::waitid(libc::P_PID, pid, &mut info, libc::WEXITED | libc::WNOWAIT)
+                };
+                match crate::sys::cvt(r) {
+                    Ok(_) => break Ok(()),
+                    Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                    Err(e) => break Err(e.raw_os_error().unwrap_or(libc::ECHILD)),
+                }
+            };
+            let waker = {
+                let mut st = w.lock();
+                st.done = Some(r);
+                st.waker.take()
+            };
+            if let Some(k) = waker {
+                // `false`: the hub is gone; nobody waits any more.
+                let _ = k.wake();
+            }
+        })
+        .map_err(|e| {
+            io::Error::new(
+                e.kind(),
+                format!("cannot start a thread to wait for child {pid}: {e}"),
+            )
+        })?;
+    Ok(watch)
 }
 
 /// Reads both pipes to their ends, whichever has data, parking on both when neither
@@ -769,12 +846,78 @@ impl Read for ChildStderr {
 
 #[cfg(test)]
 mod tests {
-    //! The thread-pool fallback, which a kernel with `pidfd_open` never takes.
+    //! The fallback without a pidfd, which a kernel with `pidfd_open` never takes: it
+    //! is forced here on children spawned through std.
 
     use super::*;
+    use std::os::unix::process::ExitStatusExt;
+    use std::sync::{mpsc, Arc};
+
+    const WATCHDOG: Duration = Duration::from_secs(10);
+
+    /// Pids a hung test body's children have: killed before the watchdog fails the
+    /// test, so that the stuck thread can end.
+    type Pids = Arc<Mutex<Vec<u32>>>;
+
+    /// Runs `body` on a thread of its own and fails the test if it has not returned
+    /// within [`WATCHDOG`]: a call that blocks the thread (which a gevent `Timeout`
+    /// could not end) fails the test instead of hanging it.
+    fn on_thread(body: impl FnOnce(&Pids) + Send + 'static) {
+        let pids = Pids::default();
+        let p = pids.clone();
+        let (tx, rx) = mpsc::channel();
+        let h = std::thread::spawn(move || {
+            body(&p);
+            let _ = tx.send(());
+        });
+        match rx.recv_timeout(WATCHDOG) {
+            Ok(()) => {}
+            Err(mpsc::RecvTimeoutError::Disconnected) => match h.join() {
+                Ok(()) => unreachable!("the body returned without reporting"),
+                Err(p) => std::panic::resume_unwind(p),
+            },
+            Err(mpsc::RecvTimeoutError::Timeout) => {
+                kill_all(&pids);
+                panic!("the test body hung for {WATCHDOG:?}: a call blocked its thread");
+            }
+        }
+    }
+
+    fn kill_all(pids: &Pids) {
+        for &pid in pids.lock().unwrap().iter() {
+            // SAFETY: kill only sends a signal; the pid is a child of ours, unreaped
+            // (a dropped `Child` is remembered, not reaped, until the next spawn).
+            unsafe { libc::kill(pid as libc::pid_t, libc::SIGKILL) };
+        }
+    }
+
+    /// A child of `cmd` whose waits take the fallback; its pid noted in `pids`.
+    fn without_pidfd(cmd: &mut std::process::Command, pids: &Pids) -> Child {
+        let mut child = Child::new(cmd.spawn().unwrap()).unwrap();
+        child.watch = ExitWatch::Thread(None);
+        pids.lock().unwrap().push(child.id());
+        child
+    }
+
+    /// Whether a fallback wait has started watching the child's exit.
+    fn watch_started(child: &Child) -> bool {
+        matches!(child.watch, ExitWatch::Thread(Some(_)))
+    }
+
+    fn sleeper() -> std::process::Command {
+        let mut c = std::process::Command::new("sleep");
+        c.arg("30");
+        c
+    }
+
+    fn cat() -> std::process::Command {
+        let mut c = std::process::Command::new("cat");
+        c.stdin(Stdio::piped()).stdout(Stdio::null());
+        c
+    }
 
     #[test]
-    fn without_a_pidfd_a_wait_runs_on_the_thread_pool() {
+    fn without_a_pidfd_a_wait_runs_on_a_thread_of_its_own() {
         crate::with_timeout(Duration::from_secs(10), || {
             let c = std::process::Command::new("cat")
                 .stdin(Stdio::piped())
@@ -782,7 +925,7 @@ mod tests {
                 .spawn()
                 .unwrap();
             let mut child = Child::new(c).unwrap();
-            child.watch = ExitWatch::Pool(None);
+            child.watch = ExitWatch::Thread(None);
             assert_eq!(child.wait_timeout(Duration::from_millis(1)).unwrap(), None);
             let input = child.stdin.take().unwrap();
             let closer = crate::spawn(move || drop(input));
@@ -791,5 +934,122 @@ mod tests {
             assert!(matches!(child.watch, ExitWatch::Reaped));
         })
         .unwrap();
+    }
+
+    #[test]
+    fn a_thread_that_drops_a_waited_child_ends_without_waiting_for_it() {
+        let pids = Pids::default();
+        let p = pids.clone();
+        let t = std::thread::spawn(move || {
+            let mut child = without_pidfd(&mut sleeper(), &p);
+            assert_eq!(child.wait_timeout(Duration::from_millis(1)).unwrap(), None);
+            drop(child);
+        });
+        // `join`, not `is_finished`: the thread's exit hooks run after its closure.
+        let (tx, rx) = mpsc::channel();
+        std::thread::spawn(move || tx.send(t.join().is_ok()));
+        match rx.recv_timeout(WATCHDOG) {
+            Ok(ok) => assert!(ok, "the thread panicked"),
+            Err(_) => {
+                kill_all(&pids);
+                panic!("hung: the thread's exit waited for the child it had dropped");
+            }
+        }
+        // The child ran on; a later spawn reaps it.
+        kill_all(&pids);
+    }
+
+    #[test]
+    fn a_thread_ends_while_a_greenlet_waits_without_a_pidfd() {
+        let pids = Pids::default();
+        let p = pids.clone();
+        let t = std::thread::spawn(move || {
+            // One wait completes on this thread...
+            let mut child = without_pidfd(&mut cat(), &p);
+            drop(child.stdin.take());
+            assert!(child.wait().unwrap().success());
+            // ...and another is still parked when the thread's main returns: the
+            // thread's exit ends it without waiting for the child.
+            let mut child = without_pidfd(&mut sleeper(), &p);
+            let parked = crate::spawn(move || child.wait());
+            crate::sleep(Duration::from_millis(5));
+            assert!(!parked.ready());
+        });
+        let (tx, rx) = mpsc::channel();
+        std::thread::spawn(move || tx.send(t.join().is_ok()));
+        match rx.recv_timeout(WATCHDOG) {
+            Ok(ok) => assert!(ok, "the thread panicked"),
+            Err(_) => {
+                kill_all(&pids);
+                panic!("hung: the thread's exit waited for a child a greenlet waited on");
+            }
+        }
+        kill_all(&pids);
+    }
+
+    #[test]
+    fn a_dropped_child_does_not_keep_the_loop_alive() {
+        on_thread(|pids| {
+            let mut child = without_pidfd(&mut sleeper(), pids);
+            assert_eq!(child.wait_timeout(Duration::from_millis(1)).unwrap(), None);
+            drop(child);
+            // Nothing can set it, and nothing else keeps the loop running.
+            let e = crate::Event::new().wait().unwrap_err();
+            assert!(matches!(e, crate::Error::WouldBlockForever(_)), "{e:?}");
+            kill_all(pids);
+        });
+    }
+
+    #[test]
+    fn twelve_children_waited_for_at_once_without_a_pidfd_all_end() {
+        on_thread(|pids| {
+            // More than the default pool has threads (10).
+            let mut inputs = Vec::new();
+            let mut waits = Vec::new();
+            for _ in 0..12 {
+                let mut child = without_pidfd(&mut cat(), pids);
+                inputs.push(child.stdin.take().unwrap());
+                waits.push(crate::spawn(move || child.wait()));
+            }
+            crate::sleep(Duration::from_millis(20));
+            // The last ones first: their waits began last.
+            while let Some(input) = inputs.pop() {
+                drop(input);
+                let w = waits.pop().unwrap();
+                let status = crate::with_timeout(Duration::from_secs(5), || w.join())
+                    .unwrap_or_else(|e| {
+                        panic!("the wait for child {} did not end: {e}", waits.len() + 1)
+                    })
+                    .unwrap()
+                    .unwrap();
+                assert!(status.success());
+            }
+        });
+    }
+
+    #[test]
+    fn a_fallback_wait_in_the_hub_is_refused_before_anything_starts() {
+        on_thread(|pids| {
+            let child = Rc::new(std::cell::RefCell::new(without_pidfd(&mut sleeper(), pids)));
+            let out = Rc::new(std::cell::RefCell::new(None));
+            let ran = crate::Event::new();
+            let (c2, o2, r2) = (child.clone(), out.clone(), ran.clone());
+            let t = crate::get_hub()
+                .get_loop()
+                .timer(Duration::from_millis(1), Duration::ZERO);
+            // A watcher callback runs in the hub, which cannot wait.
+            t.start(move |_, _| {
+                *o2.borrow_mut() = Some(c2.borrow_mut().wait_timeout(Duration::from_millis(1)));
+                r2.set();
+            })
+            .unwrap();
+            ran.wait().unwrap();
+            let e = out.borrow_mut().take().unwrap().unwrap_err();
+            assert!(e.to_string().contains("in the hub"), "{e}");
+            let mut child = child.borrow_mut();
+            assert!(!watch_started(&child), "the refused wait started a watch");
+            child.kill().unwrap();
+            assert!(child.wait().unwrap().signal().is_some());
+        });
     }
 }

@@ -249,20 +249,32 @@ pub fn poll(fds: &mut [PollFd], timeout: Option<Duration>) -> io::Result<usize> 
             })
             .map(|(fd, d)| readiness::state(fd).map(|s| (s, d)))
             .collect::<Result<_, _>>()
-            .map_err(|e| e.into_io(Direction::Read, "file descriptor"))?;
+            .map_err(poll_error)?;
         match readiness::wait_any(&waits, left, Closes::Unreported) {
             // Woken, or timed out: the kernel says which (the next poll_now).
             Ok(_) => {}
             // Closed through the core meanwhile: poll(2) reports what the number is now.
             Err(WaitError::Closed) => {}
             // Most likely closed before the watcher was made (poll(2) says NVAL).
-            Err(e @ WaitError::Watcher(_)) => {
-                refused = Some(e.into_io(Direction::Read, "file descriptor"));
-            }
-            Err(e) => return Err(e.into_io(Direction::Read, "file descriptor")),
+            Err(e @ WaitError::Watcher(_)) => refused = Some(poll_error(e)),
+            Err(e) => return Err(poll_error(e)),
         }
         // `None`: no timeout, or one too long for the clock.
         left = deadline.map(|d| d.saturating_duration_since(Instant::now()));
+    }
+}
+
+/// The error of a wait on many fds, which has no one direction to name (libev's
+/// refusal of an fd and the hub's errors carry their own messages).
+fn poll_error(e: WaitError) -> io::Error {
+    match e {
+        WaitError::Hub(e) => e.into(),
+        WaitError::Watcher(e) => e.into(),
+        // Not what `wait_any` ends with, which times out with `Ok(false)` and is
+        // never busy or deferred.
+        e => io::Error::other(format!(
+            "poll: the wait for the file descriptors failed: {e:?}"
+        )),
     }
 }
 

@@ -1,6 +1,7 @@
 //! FileObjectThread: a read that blocks in the pool while the hub runs others (a
-//! FIFO fed only after a ticker advanced), the std surface on a regular file, and what
-//! a Timeout does to a call already handed to the pool.
+//! FIFO fed only after a ticker advanced), the std surface on a regular file (std's
+//! contract for `read_to_end` on an error included), and what a Timeout does to a call
+//! already handed to the pool (it finishes first; its error is reported by the next).
 
 mod util;
 
@@ -15,7 +16,7 @@ use std::path::PathBuf;
 use std::rc::Rc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
-use util::{with_watchdog, Counter, Log};
+use util::{on_thread, with_watchdog, Counter, Log};
 
 /// A fresh path in the temp dir, removed when dropped.
 struct TempPath(PathBuf);
@@ -48,7 +49,9 @@ fn mkfifo(what: &str) -> TempPath {
 
 #[test]
 fn a_fifo_read_blocks_in_the_pool_while_a_ticker_runs() {
-    with_watchdog(|| {
+    // On a thread of its own: a read that blocked the thread (not the pool) would
+    // hang the hub, and with it any watchdog running in the hub.
+    on_thread(|| {
         let fifo = mkfifo("fifo");
         let log = Log::new();
         let ticks = Counter::new();
@@ -182,5 +185,79 @@ fn a_call_made_in_the_hub_is_refused_before_it_runs() {
         assert_eq!(f.metadata().unwrap().len(), 0);
         f.write_all(b"later").unwrap();
         assert_eq!(f.metadata().unwrap().len(), 5);
+    });
+}
+
+/// A pipe: (read end, write end).
+fn pipe() -> (OwnedFd, OwnedFd) {
+    let mut fds = [0; 2];
+    // SAFETY: pipe2 fills the two-int array it is given.
+    assert_eq!(unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) }, 0);
+    // SAFETY: both fds were just made and are owned by nobody else.
+    unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) }
+}
+
+#[test]
+fn the_error_of_an_interrupted_call_is_reported_by_the_next() {
+    with_watchdog(|| {
+        // A write larger than the pipe holds blocks in the pool; the Timeout ends the
+        // wait, and the write then fails (EPIPE) once the reader has gone.
+        let interrupted = |f: &mut FileObjectThread, r: OwnedFd| {
+            let big = vec![7u8; 1 << 20];
+            let e = with_timeout(Duration::from_millis(5), || f.write_all(&big));
+            assert!(matches!(e, Err(Error::TimedOut)), "{e:?}");
+            drop(r);
+        };
+        let (r, w) = pipe();
+        let mut f = FileObjectThread::from(File::from(w));
+        interrupted(&mut f, r);
+        let e = f.flush().expect_err("flush reports the lost write's error");
+        assert_eq!(e.kind(), io::ErrorKind::BrokenPipe, "{e}");
+        // Reported once.
+        f.flush().unwrap();
+        // Any other call reports it as well, instead of being made.
+        let (r, w) = pipe();
+        let mut f = FileObjectThread::from(File::from(w));
+        interrupted(&mut f, r);
+        let e = f
+            .write(b"x")
+            .expect_err("the next write reports the lost error");
+        assert_eq!(e.kind(), io::ErrorKind::BrokenPipe, "{e}");
+    });
+}
+
+/// A socket whose reads give `b"abc"`, then fail with `WouldBlock` (its receive
+/// timeout), while its peer stays open.
+fn three_bytes_then_an_error() -> (File, std::os::unix::net::UnixStream) {
+    let (a, mut b) = std::os::unix::net::UnixStream::pair().unwrap();
+    a.set_read_timeout(Some(Duration::from_millis(5))).unwrap();
+    b.write_all(b"abc").unwrap();
+    (File::from(OwnedFd::from(a)), b)
+}
+
+#[test]
+fn read_to_end_keeps_what_it_read_before_an_error_as_std_does() {
+    with_watchdog(|| {
+        // std's contract, on the same kind of file.
+        let (mut std_file, _peer) = three_bytes_then_an_error();
+        let mut want = b"pre".to_vec();
+        let e = std_file.read_to_end(&mut want).unwrap_err();
+        assert_eq!(e.kind(), io::ErrorKind::WouldBlock, "{e}");
+        assert_eq!(want, b"preabc");
+
+        let (file, _peer) = three_bytes_then_an_error();
+        let mut f = FileObjectThread::from(file);
+        let mut buf = b"pre".to_vec();
+        let e = f.read_to_end(&mut buf).unwrap_err();
+        assert_eq!(e.kind(), io::ErrorKind::WouldBlock, "{e}");
+        assert_eq!(buf, want, "the bytes read before the error are kept");
+
+        // read_to_string keeps valid UTF-8 read before an error, as std's.
+        let (file, _peer) = three_bytes_then_an_error();
+        let mut f = FileObjectThread::from(file);
+        let mut s = String::from("pre");
+        let e = f.read_to_string(&mut s).unwrap_err();
+        assert_eq!(e.kind(), io::ErrorKind::WouldBlock, "{e}");
+        assert_eq!(s, "preabc");
     });
 }

@@ -7,12 +7,12 @@ mod util;
 use gevent_hub::process::{Command, Stdio};
 use gevent_hub::{joinall, spawn, with_timeout, Error};
 use std::cell::RefCell;
-use std::io::{self, Read, Write};
+use std::io::{self, BufRead, Read, Write};
 use std::os::fd::{FromRawFd, OwnedFd};
 use std::os::unix::process::ExitStatusExt;
 use std::rc::Rc;
 use std::time::Duration;
-use util::{scaled, settle, under_valgrind, with_watchdog, Counter, WATCHDOG_LIMIT};
+use util::{on_thread, scaled, settle, under_valgrind, with_watchdog, Counter, WATCHDOG_LIMIT};
 
 /// `sh -c 'read x; exit 0'`: a child that runs until a line (or EOF) arrives on its
 /// stdin, then exits with 0.
@@ -24,7 +24,9 @@ fn blocked_on_stdin() -> Command {
 
 #[test]
 fn twenty_greenlets_wait_for_their_children_at_once() {
-    with_watchdog(|| {
+    // On a thread of its own: a wait that held the thread would hang the hub, and
+    // with it any watchdog running in the hub.
+    on_thread(|| {
         // Each greenlet starts a child that cannot exit before the test writes to its
         // stdin, and waits for it. If a wait held the thread, the first one would
         // never return (nothing could write): all twenty must be parked at once.
@@ -342,6 +344,78 @@ fn a_killed_waiter_leaves_no_zombie() {
     });
 }
 
+/// What this process's open fds are: each one's link (`pipe:[inode]`,
+/// `anon_inode:[pidfd]`, a path) and, for a pidfd, the pid it names.
+fn open_fds() -> Vec<(String, Option<libc::pid_t>)> {
+    let mut fds = Vec::new();
+    for e in std::fs::read_dir("/proc/self/fd").unwrap().flatten() {
+        // Closed meanwhile (another test's, or read_dir's own): skipped.
+        let Ok(link) = std::fs::read_link(e.path()) else {
+            continue;
+        };
+        let info =
+            std::fs::read_to_string(std::path::Path::new("/proc/self/fdinfo").join(e.file_name()))
+                .unwrap_or_default();
+        let pid = info
+            .lines()
+            .find_map(|l| l.strip_prefix("Pid:"))
+            .and_then(|p| p.trim().parse().ok());
+        fds.push((link.to_string_lossy().into_owned(), pid));
+    }
+    fds
+}
+
+#[test]
+fn a_kill_during_output_leaks_no_fd_and_the_child_is_reaped_later() {
+    // On a thread of its own: the test reads the child's pid with a blocking read.
+    on_thread(|| {
+        // The child says its pid on a pipe of the test's (its stderr), then cats a pipe
+        // of the test's (its stdin) to the stdout `output` reads: it cannot end before
+        // the test lets it.
+        let (pid_r, pid_w) = pipe();
+        let (r, w) = pipe();
+        let reader = spawn(move || {
+            Command::new("sh")
+                .args(["-c", "echo $$ >&2; exec cat"])
+                .stdin(r)
+                .stderr(pid_w)
+                .output()
+        });
+        settle();
+        let mut said = String::new();
+        // A short blocking read of one line (the pipe stays open: the child holds it).
+        // The child has its stdout set up before it runs `sh`.
+        io::BufReader::new(std::fs::File::from(pid_r))
+            .read_line(&mut said)
+            .unwrap();
+        let pid: libc::pid_t = said.trim().parse().unwrap();
+        let stdout = std::fs::read_link(format!("/proc/{pid}/fd/1")).unwrap();
+        let stdout = stdout.to_string_lossy().into_owned();
+        assert!(stdout.starts_with("pipe:"), "{stdout}");
+        assert!(
+            open_fds().iter().any(|(l, _)| *l == stdout),
+            "output reads the child's stdout"
+        );
+        // The kill unwinds `output` from its read; the Child goes with it.
+        reader.kill().unwrap();
+        assert!(reader.join().is_err());
+        let left: Vec<_> = open_fds()
+            .into_iter()
+            .filter(|(l, p)| *l == stdout || *p == Some(pid))
+            .collect();
+        assert!(
+            left.is_empty(),
+            "fds of the killed output left open: {left:?}"
+        );
+        // The child runs on, and is reaped by a later spawn once it has ended.
+        assert!(is_our_child(pid));
+        drop(w);
+        wait_exited_unreaped(pid);
+        Command::new("true").status().unwrap();
+        assert!(!is_our_child(pid), "the next spawn reaped it");
+    });
+}
+
 #[test]
 fn a_dropped_child_is_reaped_by_a_later_spawn() {
     with_watchdog(|| {
@@ -364,8 +438,8 @@ fn waits_use_a_pidfd_where_the_kernel_has_one() {
         // the fd is closed at once.
         let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, libc::getpid(), 0) };
         if fd < 0 {
-            // No pidfd here (an old kernel, valgrind): waits use the thread pool,
-            // which the other tests then cover.
+            // No pidfd here (an old kernel, valgrind): waits use the fallback's
+            // thread, which the other tests then cover.
             return;
         }
         // SAFETY: the kernel just made `fd`, and nothing else owns it.

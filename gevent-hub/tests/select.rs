@@ -1,6 +1,6 @@
 //! poll and select over many fds: what is ready at once, the first of ten to become
 //! ready while parked, timeouts, libc's answers for hang-ups and invalid fds, and an
-//! fd another greenlet waits on too.
+//! fd another greenlet waits on (or reads) too, before or after the poll.
 
 mod util;
 
@@ -189,6 +189,105 @@ fn an_fd_another_greenlet_waits_on_can_be_polled_too() {
         let mut buf = [0u8; 1];
         (&a).read_exact(&mut buf).unwrap();
         assert_eq!(&buf, b"z");
+    });
+}
+
+#[test]
+fn a_socket_can_be_read_while_another_greenlet_polls_it() {
+    with_watchdog(|| {
+        let (a, b) = gevent_hub::net::UnixStream::pair().unwrap();
+        let a = std::rc::Rc::new(a);
+        let fd = a.as_raw_fd();
+        // The poll parks first and holds the fd's read direction in the readiness core.
+        let poller = spawn(move || {
+            let mut fds = [PollFd::from_raw_fd(fd, PollFlags::IN)];
+            let n = poll(&mut fds, None).unwrap();
+            (n, fds[0].revents())
+        });
+        gevent_hub::sleep(Duration::ZERO);
+        assert!(!poller.ready(), "the poll is parked");
+        let a2 = a.clone();
+        let reader = spawn(move || {
+            let mut buf = [0u8; 1];
+            (&*a2).read_exact(&mut buf).map(|()| buf)
+        });
+        gevent_hub::sleep(Duration::ZERO);
+        assert!(
+            !reader.ready(),
+            "the read is parked beside the poll, not refused"
+        );
+        // Two bytes: the poll, woken beside the reader, asks poll(2) again after the
+        // read took one.
+        (&b).write_all(b"qr").unwrap();
+        assert_eq!(reader.join().unwrap().unwrap(), *b"q");
+        assert_eq!(poller.join().unwrap(), (1, PollFlags::IN));
+    });
+}
+
+#[test]
+fn wait_read_on_an_fd_another_greenlet_polls_wakes_both() {
+    with_watchdog(|| {
+        let (a, b) = UnixStream::pair().unwrap();
+        let fd = a.as_raw_fd();
+        let polled = Counter::new();
+        let p = polled.clone();
+        let poller = spawn(move || {
+            let mut fds = [PollFd::from_raw_fd(fd, PollFlags::IN)];
+            let n = poll(&mut fds, None).unwrap();
+            p.bump();
+            n
+        });
+        gevent_hub::sleep(Duration::ZERO);
+        let reader = spawn(move || wait_read(fd, None));
+        gevent_hub::sleep(Duration::ZERO);
+        assert!(
+            !reader.ready(),
+            "wait_read parks beside the poll, not refused"
+        );
+        // Two ordinary waits are still one too many: one reader per fd.
+        let late = spawn(move || wait_read(fd, Some(Duration::from_millis(1))));
+        let e = late.join().unwrap().unwrap_err();
+        assert_eq!(e.kind(), io::ErrorKind::ResourceBusy, "{e}");
+        (&b).write_all(b"w").unwrap();
+        reader.join().unwrap().unwrap();
+        assert_eq!(poller.join().unwrap(), 1);
+        assert_eq!(polled.get(), 1);
+        let mut buf = [0u8; 1];
+        (&a).read_exact(&mut buf).unwrap();
+        assert_eq!(&buf, b"w");
+        // Both waits are over: the direction is free again, and nothing is left armed
+        // to wake a later wait early.
+        let e = wait_read(fd, Some(Duration::from_millis(1))).unwrap_err();
+        assert_eq!(e.kind(), io::ErrorKind::TimedOut, "{e}");
+        let mut fds = [PollFd::from_raw_fd(fd, PollFlags::IN)];
+        assert_eq!(poll(&mut fds, Some(Duration::from_millis(1))).unwrap(), 0);
+    });
+}
+
+#[test]
+fn a_wait_that_ends_first_leaves_the_watcher_to_the_one_still_waiting() {
+    with_watchdog(|| {
+        let (a, b) = UnixStream::pair().unwrap();
+        let fd = a.as_raw_fd();
+        // A wait_read that times out while a poll waits: the poll still wakes.
+        let poller = spawn(move || {
+            let mut fds = [PollFd::from_raw_fd(fd, PollFlags::IN)];
+            poll(&mut fds, None).unwrap()
+        });
+        gevent_hub::sleep(Duration::ZERO);
+        let e = wait_read(fd, Some(Duration::from_millis(1))).unwrap_err();
+        assert_eq!(e.kind(), io::ErrorKind::TimedOut, "{e}");
+        (&b).write_all(b"1").unwrap();
+        assert_eq!(poller.join().unwrap(), 1);
+        let mut buf = [0u8; 1];
+        (&a).read_exact(&mut buf).unwrap();
+        // A poll that times out while a wait_read waits: the wait_read still wakes.
+        let reader = spawn(move || wait_read(fd, None));
+        gevent_hub::sleep(Duration::ZERO);
+        let mut fds = [PollFd::from_raw_fd(fd, PollFlags::IN)];
+        assert_eq!(poll(&mut fds, Some(Duration::from_millis(1))).unwrap(), 0);
+        (&b).write_all(b"2").unwrap();
+        reader.join().unwrap().unwrap();
     });
 }
 

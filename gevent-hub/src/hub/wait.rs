@@ -83,6 +83,19 @@ impl Waker {
         }
     }
 
+    /// Whether `other` is a waker of the same wait (or sink and tag) as this one.
+    pub(crate) fn same_wait(&self, other: &Waker) -> bool {
+        match (&self.0, &other.0) {
+            (WakerKind::Greenlet { rec: a, seq: x }, WakerKind::Greenlet { rec: b, seq: y }) => {
+                Rc::ptr_eq(a, b) && x == y
+            }
+            (WakerKind::Sink { sink: a, tag: x }, WakerKind::Sink { sink: b, tag: y }) => {
+                Rc::ptr_eq(a, b) && x == y
+            }
+            _ => false,
+        }
+    }
+
     /// Resumes the waiting greenlet at the hub's next callback phase, after the
     /// running greenlet (or the running hub callback) has gone on to its next
     /// blocking point (or returned): gevent delivers an `Event`'s notifications the

@@ -26,7 +26,10 @@
 //! so an idle socket never turns "would block forever" into a hang.
 //!
 //! [`wait_any`] parks one wait on many fds (a child's two output pipes, `poll` and
-//! `select` over many fds), each through its own state as above.
+//! `select` over many fds). It does not take a direction's waiter slot: it *rides* the
+//! direction's watcher, which wakes its riders beside its waiter, so a `poll` and a
+//! read of one socket wait side by side, in either order (gevent allows a `select`
+//! beside a reader). Whoever ends its wait last leaves the watcher as above.
 //!
 //! What the watcher is left as after a wait depends on who closes the fd ([`Closes`]):
 //! - [`Closes::Reported`] (the net types; the monkey layer, which hooks `close`):
@@ -169,6 +172,9 @@ pub(crate) struct DirState {
     io: RefCell<Option<Io>>,
     /// The greenlet waiting in this direction, if any.
     waiter: RefCell<Option<Waker>>,
+    /// Many-fd waits ([`wait_any`]) parked on this direction: its watcher wakes them
+    /// beside the waiter; they never make a wait [`WaitError::Busy`].
+    riders: RefCell<Vec<Waker>>,
     /// Other greenlets waiting in this direction on watchers of their own (the monkey
     /// layer lets a second "thread" block on one fd): told of a close too.
     others: RefCell<Vec<Waker>>,
@@ -350,6 +356,7 @@ impl FdState {
         *d.waiter.borrow_mut() = Some(w.waker());
         let mut parked = Parked {
             d,
+            rider: None,
             keep_armed: false,
         };
         let r = if defer {
@@ -397,17 +404,33 @@ impl FdState {
         // Weak: the state owns the watcher, which must not own the state back.
         let state = Rc::downgrade(self);
         io.start(move |w, _| {
-            let waker = match Weak::upgrade(&state) {
+            // Taken out before any wake-up: no `Rc` of the state stays on the hub's
+            // stack while it is suspended in a woken greenlet.
+            let (waker, riders) = match Weak::upgrade(&state) {
                 Some(s) => {
-                    let k = s.dir(dir).waiter.borrow().clone();
-                    k
+                    let d = s.dir(dir);
+                    let k = d.waiter.borrow().clone();
+                    let r = d.riders.borrow();
+                    // No allocation unless a many-fd wait rides this watcher.
+                    let r = if r.is_empty() { Vec::new() } else { r.clone() };
+                    (k, r)
                 }
-                None => None,
+                None => (None, Vec::new()),
             };
-            match waker {
-                Some(k) if k.is_valid() => k.wake_now(),
+            let mut woke = false;
+            if let Some(k) = waker.filter(Waker::is_valid) {
+                k.wake_now();
+                woke = true;
+            }
+            for k in riders {
+                if k.is_valid() {
+                    k.wake_now();
+                    woke = true;
+                }
+            }
+            if !woke {
                 // Ready while nobody waits: stop until somebody does (lazy disarm).
-                _ => w.disarm(),
+                w.disarm();
             }
         })
         .map_err(WaitError::Watcher)?;
@@ -446,6 +469,7 @@ impl FdState {
                 io.stop();
             }
             waiters.extend(d.waiter.borrow_mut().take());
+            waiters.extend(d.riders.borrow_mut().drain(..));
             waiters.extend(d.others.borrow_mut().drain(..));
         }
         for w in waiters {
@@ -460,9 +484,9 @@ impl FdState {
 /// `poll` of timeout zero, or trying each).
 ///
 /// Each fd and direction waits through its own state in the core, its watcher made
-/// once and reused, as [`FdState::wait`]. One that another greenlet (or an earlier
-/// entry of `fds`) already waits on gets a watcher of its own for this wait instead
-/// of [`WaitError::Busy`], and is told of a close like the direction's waiter.
+/// once and reused, as [`FdState::wait`], but as a rider (see the module docs): it
+/// takes no waiter slot, so neither it nor a greenlet's [`FdState::wait`] on the same
+/// fd, before or after it, is [`WaitError::Busy`], and both are woken.
 ///
 /// # Errors
 /// [`WaitError::Closed`] if one of the fds was closed through the core before or
@@ -478,40 +502,32 @@ pub(crate) fn wait_any(
     let w = Wait::timed("one of several file descriptors to become ready", timeout)
         .map_err(WaitError::Hub)?;
     // Dropped before `w`: each restores its direction however the wait ends.
-    let mut parked = Vec::with_capacity(fds.len());
-    let mut own = Vec::new();
+    let mut riding = Vec::with_capacity(fds.len());
     for (st, dir) in fds {
         if st.retired.get() {
             return Err(WaitError::Closed);
         }
-        let d = st.dir(*dir);
-        if d.waiter.borrow().as_ref().is_some_and(Waker::is_valid) {
-            let io = get_hub()
-                .get_loop()
-                .io(st.fd, dir.events())
-                .map_err(WaitError::Watcher)?;
-            let k = w.waker();
-            io.start(move |_, _| k.wake_now())
-                .map_err(WaitError::Watcher)?;
-            st.add_other_waiter(*dir, w.waker());
-            own.push(io);
-            continue;
-        }
         st.arm(*dir, closes)?;
-        *d.waiter.borrow_mut() = Some(w.waker());
-        parked.push(Parked {
+        let d = st.dir(*dir);
+        let k = w.waker();
+        {
+            let mut r = d.riders.borrow_mut();
+            r.retain(Waker::is_valid);
+            r.push(k.clone());
+        }
+        riding.push(Parked {
             d,
+            rider: Some(k),
             keep_armed: false,
         });
     }
     let r = w.park();
-    drop(own);
     if fds.iter().any(|(st, _)| st.retired.get()) {
         return Err(WaitError::Closed);
     }
     match r {
         Ok(true) => {
-            for p in &mut parked {
+            for p in &mut riding {
                 p.keep_armed = closes == Closes::Reported;
             }
             Ok(true)
@@ -521,17 +537,37 @@ pub(crate) fn wait_any(
     }
 }
 
-/// Restores a direction when its wait ends, however it ends (an unwinding kill too):
-/// nobody waits any more, so the watcher stops keeping the loop alive, and it is left
-/// armed only after a wake-up of an fd whose closes are reported.
+/// Restores a direction when a wait on it ends, however it ends (an unwinding kill
+/// too): the wait leaves the direction (its waiter slot, or its place among the
+/// riders), and if nobody else waits there any more the watcher stops keeping the
+/// loop alive, and is left armed only after a wake-up of an fd whose closes are
+/// reported. While somebody else still waits it is theirs, armed and referenced.
 struct Parked<'a> {
     d: &'a DirState,
+    /// The many-fd wait's waker, for a rider; `None` for the direction's waiter.
+    rider: Option<Waker>,
     keep_armed: bool,
 }
 
 impl Drop for Parked<'_> {
     fn drop(&mut self) {
-        self.d.waiter.borrow_mut().take();
+        let others_wait = {
+            let mut riders = self.d.riders.borrow_mut();
+            match &self.rider {
+                Some(me) => {
+                    riders.retain(|k| k.is_valid() && !k.same_wait(me));
+                    self.d.waiter.borrow().as_ref().is_some_and(Waker::is_valid)
+                }
+                None => {
+                    self.d.waiter.borrow_mut().take();
+                    riders.retain(Waker::is_valid);
+                    false
+                }
+            }
+        } || !self.d.riders.borrow().is_empty();
+        if others_wait {
+            return;
+        }
         if let Some(io) = &*self.d.io.borrow() {
             if self.keep_armed {
                 io.set_ref(false);

@@ -140,6 +140,29 @@ pub fn with_watchdog_for<R>(limit: Duration, f: impl FnOnce() -> R) -> R {
         .unwrap_or_else(|e| panic!("watchdog: the test did not finish within {limit:?}: {e}"))
 }
 
+/// Runs `body` on a thread of its own (with a hub of its own) and fails the test if it
+/// has not returned within [`WATCHDOG_LIMIT`]. Unlike [`with_watchdog`], whose gevent
+/// `Timeout` fires only when the hub runs, this catches a call that blocks the whole
+/// thread: the regression some tests exist for. The stuck thread is left behind.
+pub fn on_thread<T: Send + 'static>(body: impl FnOnce() -> T + Send + 'static) -> T {
+    let (tx, rx) = std::sync::mpsc::channel();
+    let h = std::thread::spawn(move || {
+        let r = body();
+        let _ = tx.send(());
+        r
+    });
+    match rx.recv_timeout(WATCHDOG_LIMIT) {
+        Ok(()) => h.join().expect("the test body panicked"),
+        Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => match h.join() {
+            Ok(_) => unreachable!("the body returned without reporting"),
+            Err(p) => std::panic::resume_unwind(p),
+        },
+        Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {
+            panic!("hung: the test body did not return within {WATCHDOG_LIMIT:?} (a call blocked its thread)")
+        }
+    }
+}
+
 /// Panics a test provokes on purpose (message starting with `expected:`) are not
 /// printed: with `RUST_BACKTRACE` set, symbolising their backtraces under valgrind
 /// takes seconds. Every other panic goes to the previous hook.
