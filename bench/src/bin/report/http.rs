@@ -537,7 +537,7 @@ pub fn section(d: &Data, svgs: &[(String, String)], svg_rel: &str, out: &mut Str
     out.push_str("## HTTP\n\n");
     let _ = writeln!(
         out,
-        "`wrk` ({}) with {} thread and {} connections, {} s per run, `--latency`, against each \
+        "`wrk` ({}) with {} thread and {} connections, {} s per run, `--latency`, a 10 s request timeout (wrk's default of 2 s counts gevent.pywsgi's slowest answers as errors), against each \
          server pinned to core 1 (`taskset -c 1`), wrk to core 0. Every run starts a fresh \
          server. The Rust servers run {} times per scenario, interleaved; the table shows the \
          median run by requests/s among those wrk counted no error in, and the spread of all; \

@@ -299,10 +299,14 @@ impl Ctx {
         };
         let pid = child.id();
         let script = Path::new(BENCH_DIR).join("wrk").join("http.lua");
+        const WRK_TIMEOUT_S: u64 = 10;
         let mut args: Vec<String> = vec![
             format!("-t{WRK_THREADS}"),
             format!("-c{CONNECTIONS}"),
             format!("-d{duration_s}s"),
+            // wrk's default (2 s) counts gevent.pywsgi's slowest answers as errors,
+            // which would leave its runs without a result; every server gets 10 s.
+            format!("--timeout={WRK_TIMEOUT_S}s"),
             "--latency".into(),
             "-s".into(),
             script.display().to_string(),
