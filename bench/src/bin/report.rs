@@ -65,6 +65,30 @@ fn num(v: &Value, key: &str) -> Option<f64> {
     v.get(key).and_then(Value::as_f64)
 }
 
+/// `a ÷ b` of each of `keys`, formatted, for every round (`run`) that both `a` and
+/// `b` ran without errors: each round runs the servers one after the other, so a
+/// machine that slowed down between rounds affects the pair's ratio less than the
+/// ratio of the medians, which may come from different rounds.
+fn paired_ratios(a: &[&Value], b: &[&Value], keys: [&str; 2]) -> [Vec<String>; 2] {
+    let mut out = [Vec::new(), Vec::new()];
+    for x in a {
+        let Some(y) = b.iter().find(|y| int(y, "run") == int(x, "run")) else {
+            continue;
+        };
+        if int(x, "errors") != Some(0) || int(y, "errors") != Some(0) {
+            continue;
+        }
+        for (i, k) in keys.iter().enumerate() {
+            if let (Some(p), Some(q)) = (num(x, k), num(y, k)) {
+                if q > 0.0 {
+                    out[i].push(fmt::ratio(p / q));
+                }
+            }
+        }
+    }
+    out
+}
+
 fn int(v: &Value, key: &str) -> Option<u64> {
     v.get(key).and_then(Value::as_u64)
 }
@@ -552,25 +576,11 @@ fn monkey_section(d: &Data, out: &mut String) {
         if sc.get("hold").and_then(Value::as_bool).unwrap_or(false) {
             continue;
         }
-        let (mut thr, mut cpu) = (Vec::new(), Vec::new());
-        for m in d.runs(id, MONKEY) {
-            let Some(n) = d
-                .runs(id, NATIVE)
-                .into_iter()
-                .find(|n| int(n, "run") == int(m, "run"))
-            else {
-                continue;
-            };
-            if int(m, "errors") != Some(0) || int(n, "errors") != Some(0) {
-                continue;
-            }
-            let ratio = |k: &str| match (num(m, k), num(n, k)) {
-                (Some(a), Some(b)) if b > 0.0 => Some(fmt::ratio(a / b)),
-                _ => None,
-            };
-            thr.extend(ratio("msgs_per_s"));
-            cpu.extend(ratio("server_cpu_us_per_msg"));
-        }
+        let [thr, cpu] = paired_ratios(
+            &d.runs(id, MONKEY),
+            &d.runs(id, NATIVE),
+            ["msgs_per_s", "server_cpu_us_per_msg"],
+        );
         if thr.len() > 1 || cpu.len() > 1 {
             let _ = writeln!(paired, "| {id} | {} | {} |", thr.join(", "), cpu.join(", "));
         }

@@ -1,7 +1,9 @@
 //! The report's HTTP section: the `wrk` scenarios (H1-H3) with ratios against each
 //! peer, the goals computed from the same run, the plots, and the conformance table.
 
-use super::{cell, esc_md, int, num, svg_panels, text, Axis, Bar, Data, Goal, Panel};
+use super::{
+    cell, esc_md, int, num, paired_ratios, svg_panels, text, Axis, Bar, Data, Goal, Panel,
+};
 use gevent_bench::fmt;
 use serde_json::Value;
 use std::fmt::Write as _;
@@ -402,31 +404,15 @@ fn scenario_table(d: &Data, sc: &Value, out: &mut String) {
     }
 }
 
-/// gevent-rs ÷ each Rust peer in every round of `sc` (each round runs the servers one
-/// after the other, so a machine that slowed down between rounds affects the pair's
-/// ratio less than the ratio of the medians, which may come from different rounds).
+/// gevent-rs ÷ each Rust peer in every round of `sc` ([`paired_ratios`]).
 fn round_by_round(d: &Data, sc: &str, out: &mut String) {
     let mut rows = Vec::new();
     for peer in RUST_PEERS {
-        let (mut thr, mut cpu) = (Vec::new(), Vec::new());
-        for a in d.http_runs(sc, OURS) {
-            let Some(b) = d
-                .http_runs(sc, peer)
-                .into_iter()
-                .find(|b| int(b, "run") == int(a, "run"))
-            else {
-                continue;
-            };
-            if int(a, "errors") != Some(0) || int(b, "errors") != Some(0) {
-                continue;
-            }
-            let ratio = |k: &str| match (num(a, k), num(b, k)) {
-                (Some(x), Some(y)) if y > 0.0 => Some(fmt::ratio(x / y)),
-                _ => None,
-            };
-            thr.extend(ratio("rps"));
-            cpu.extend(ratio("server_cpu_s_per_100k"));
-        }
+        let [thr, cpu] = paired_ratios(
+            &d.http_runs(sc, OURS),
+            &d.http_runs(sc, peer),
+            ["rps", "server_cpu_s_per_100k"],
+        );
         if thr.len() > 1 {
             rows.push(format!(
                 "| {peer} | {} | {} |",
