@@ -3,7 +3,7 @@
 use crate::serve;
 use crate::state::{Handler, ServerState};
 use crate::Config;
-use gevent_hub::net::{TcpListener, ToSocketAddrs};
+use gevent_hub::net::{TcpListener, TcpStream, ToSocketAddrs};
 use gevent_hub::server::{StopReport, StreamServer};
 use std::fmt;
 use std::io;
@@ -106,17 +106,9 @@ impl Server {
         config: Config,
         handler: impl Handler,
     ) -> io::Result<Server> {
-        check(&config)?;
         let opts = config.server.clone();
-        let state = ServerState::new(config, handler);
-        let s = state.clone();
-        let stream = StreamServer::with_options(addr, opts, move |sock, peer| {
-            serve::serve(sock, peer, s.clone())
-        })?;
-        Ok(Server {
-            stream,
-            state,
-            sweeper: Rc::default(),
+        Server::assemble(config, handler, |h| {
+            StreamServer::with_options(addr, opts, h)
         })
     }
 
@@ -130,13 +122,25 @@ impl Server {
         config: Config,
         handler: impl Handler,
     ) -> io::Result<Server> {
-        check(&config)?;
         let max = config.server.max_connections;
+        Server::assemble(config, handler, |h| {
+            StreamServer::from_listener(listener, max, h)
+        })
+    }
+
+    /// Checks `config` and makes the server, its listening side made by `listen` with
+    /// the connection handler given to it.
+    fn assemble(
+        config: Config,
+        handler: impl Handler,
+        listen: impl FnOnce(Box<dyn Fn(TcpStream, SocketAddr)>) -> io::Result<StreamServer>,
+    ) -> io::Result<Server> {
+        check(&config)?;
         let state = ServerState::new(config, handler);
         let s = state.clone();
-        let stream = StreamServer::from_listener(listener, max, move |sock, peer| {
+        let stream = listen(Box::new(move |sock, peer| {
             serve::serve(sock, peer, s.clone())
-        })?;
+        }))?;
         Ok(Server {
             stream,
             state,
