@@ -936,6 +936,21 @@ mod tests {
         .unwrap();
     }
 
+    /// Fails (killing `pids` first) unless thread `t` ends, its exit included, within
+    /// the watchdog: `join`, not `is_finished`, since the thread's exit hooks run after
+    /// its closure.
+    fn ends_within_watchdog(t: std::thread::JoinHandle<()>, pids: &Pids, hung: &str) {
+        let (tx, rx) = mpsc::channel();
+        std::thread::spawn(move || tx.send(t.join().is_ok()));
+        match rx.recv_timeout(WATCHDOG) {
+            Ok(ok) => assert!(ok, "the thread panicked"),
+            Err(_) => {
+                kill_all(pids);
+                panic!("hung: {hung}");
+            }
+        }
+    }
+
     #[test]
     fn a_thread_that_drops_a_waited_child_ends_without_waiting_for_it() {
         let pids = Pids::default();
@@ -945,16 +960,11 @@ mod tests {
             assert_eq!(child.wait_timeout(Duration::from_millis(1)).unwrap(), None);
             drop(child);
         });
-        // `join`, not `is_finished`: the thread's exit hooks run after its closure.
-        let (tx, rx) = mpsc::channel();
-        std::thread::spawn(move || tx.send(t.join().is_ok()));
-        match rx.recv_timeout(WATCHDOG) {
-            Ok(ok) => assert!(ok, "the thread panicked"),
-            Err(_) => {
-                kill_all(&pids);
-                panic!("hung: the thread's exit waited for the child it had dropped");
-            }
-        }
+        ends_within_watchdog(
+            t,
+            &pids,
+            "the thread's exit waited for the child it had dropped",
+        );
         // The child ran on; a later spawn reaps it.
         kill_all(&pids);
     }
@@ -972,18 +982,15 @@ mod tests {
             // thread's exit ends it without waiting for the child.
             let mut child = without_pidfd(&mut sleeper(), &p);
             let parked = crate::spawn(move || child.wait());
-            crate::sleep(Duration::from_millis(5));
+            // One turn of the hub: the spawned greenlet runs and parks in its wait.
+            crate::sleep(Duration::ZERO);
             assert!(!parked.ready());
         });
-        let (tx, rx) = mpsc::channel();
-        std::thread::spawn(move || tx.send(t.join().is_ok()));
-        match rx.recv_timeout(WATCHDOG) {
-            Ok(ok) => assert!(ok, "the thread panicked"),
-            Err(_) => {
-                kill_all(&pids);
-                panic!("hung: the thread's exit waited for a child a greenlet waited on");
-            }
-        }
+        ends_within_watchdog(
+            t,
+            &pids,
+            "the thread's exit waited for a child a greenlet waited on",
+        );
         kill_all(&pids);
     }
 

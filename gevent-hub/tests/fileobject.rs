@@ -6,7 +6,7 @@
 mod util;
 
 use gevent_hub::fileobject::FileObjectThread;
-use gevent_hub::{get_hub, spawn, with_timeout, Error, Event};
+use gevent_hub::{spawn, with_timeout, Error, Event};
 use std::cell::RefCell;
 use std::fs::{File, OpenOptions};
 use std::io::{self, BufRead, BufReader, Read, Seek, SeekFrom, Write};
@@ -16,7 +16,7 @@ use std::path::PathBuf;
 use std::rc::Rc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
-use util::{on_thread, with_watchdog, Counter, Log};
+use util::{in_hub, on_thread, with_watchdog, Counter, Log};
 
 /// A fresh path in the temp dir, removed when dropped.
 struct TempPath(PathBuf);
@@ -165,20 +165,10 @@ fn a_call_made_in_the_hub_is_refused_before_it_runs() {
     with_watchdog(|| {
         let path = TempPath::new("hub");
         let f = Rc::new(RefCell::new(FileObjectThread::create(&path.0).unwrap()));
-        let out = Rc::new(RefCell::new(None));
-        let ran = Event::new();
-        let (f2, o2, r2) = (f.clone(), out.clone(), ran.clone());
-        let t = get_hub()
-            .get_loop()
-            .timer(Duration::from_millis(1), Duration::ZERO);
-        // A watcher callback runs in the hub, which cannot wait.
-        t.start(move |_, _| {
-            *o2.borrow_mut() = Some(f2.borrow_mut().write_all(b"never"));
-            r2.set();
-        })
-        .unwrap();
-        ran.wait().unwrap();
-        let e = out.borrow_mut().take().unwrap().unwrap_err();
+        let f2 = f.clone();
+        // A callback runs in the hub, which cannot wait.
+        let r = in_hub(move || f2.borrow_mut().write_all(b"never"));
+        let e = r.unwrap_err();
         assert!(e.to_string().contains("in the hub"), "{e}");
         // Nothing was handed to the pool: the file is empty and still usable.
         let mut f = f.borrow_mut();

@@ -8,7 +8,7 @@ use gevent_hub::{sleep, spawn, Error, Event, JoinError, Outcome};
 use std::cell::Cell;
 use std::rc::Rc;
 use std::time::Duration;
-use util::{quiet_expected_panics, settle, with_watchdog, Counter, Log};
+use util::{in_hub, quiet_expected_panics, settle, with_watchdog, Counter, Log};
 
 /// Yields to the hub `n` times.
 fn yield_times(n: usize) {
@@ -559,13 +559,8 @@ fn apply_in_the_hub_is_refused_before_its_call_starts() {
     with_watchdog(|| {
         let pool = Pool::new(1);
         let ran = Counter::new();
-        let out = Rc::new(std::cell::RefCell::new(None));
-        let (p2, r2, o2) = (pool.clone(), ran.clone(), out.clone());
-        gevent_hub::get_hub().get_loop().run_callback(move || {
-            *o2.borrow_mut() = Some(p2.apply(move || r2.bump()));
-        });
-        settle();
-        let r = out.borrow_mut().take();
+        let (p2, r2) = (pool.clone(), ran.clone());
+        let r = Some(in_hub(move || p2.apply(move || r2.bump())));
         assert!(
             matches!(r, Some(Err(JoinError::Wait(Error::BlockingInHub(_))))),
             "{r:?}"
@@ -574,13 +569,8 @@ fn apply_in_the_hub_is_refused_before_its_call_starts() {
         assert_eq!(ran.get(), 0, "the call never started");
         assert!(pool.is_empty());
         // apply_async never waits: it works there.
-        let (p3, o3) = (pool.clone(), Rc::new(std::cell::RefCell::new(None)));
-        let o4 = o3.clone();
-        gevent_hub::get_hub().get_loop().run_callback(move || {
-            *o4.borrow_mut() = Some(p3.apply_async(|| 9, None).unwrap());
-        });
-        settle();
-        let g = o3.borrow_mut().take().unwrap();
+        let p3 = pool.clone();
+        let g = in_hub(move || p3.apply_async(|| 9, None).unwrap());
         assert_eq!(g.get().unwrap(), 9);
     });
 }

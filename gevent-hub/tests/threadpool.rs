@@ -11,7 +11,7 @@ use std::rc::Rc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{mpsc, Arc};
 use std::time::Duration;
-use util::{quiet_expected_panics, with_watchdog};
+use util::{in_hub, quiet_expected_panics, with_watchdog};
 
 #[test]
 fn a_thousand_blocking_tasks_run_on_ten_threads_while_greenlets_keep_running() {
@@ -186,19 +186,7 @@ fn spawn_blocking_runs_the_call_on_another_thread() {
 #[test]
 fn waiting_for_a_task_in_the_hub_is_refused_before_it_is_submitted() {
     with_watchdog(|| {
-        let out = Rc::new(RefCell::new(None));
-        let ran = Event::new();
-        let (o2, r2) = (out.clone(), ran.clone());
-        let t = get_hub()
-            .get_loop()
-            .timer(Duration::from_millis(1), Duration::ZERO);
-        t.start(move |_, _| {
-            *o2.borrow_mut() = Some(default_pool().apply(|| ()));
-            r2.set();
-        })
-        .unwrap();
-        ran.wait().unwrap();
-        let r = out.borrow_mut().take();
+        let r = Some(in_hub(|| default_pool().apply(|| ())));
         assert!(matches!(
             r,
             Some(Err(ThreadError::Wait(Error::BlockingInHub(_))))

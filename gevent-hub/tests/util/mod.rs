@@ -163,6 +163,21 @@ pub fn on_thread<T: Send + 'static>(body: impl FnOnce() -> T + Send + 'static) -
     }
 }
 
+/// Runs `f` in the hub, from a loop callback (where nothing may wait, as in a watcher
+/// callback), and returns what it returned.
+pub fn in_hub<R: 'static>(f: impl FnOnce() -> R + 'static) -> R {
+    let out = Rc::new(RefCell::new(None));
+    let done = gevent_hub::Event::new();
+    let (o, d) = (out.clone(), done.clone());
+    gevent_hub::get_hub().get_loop().run_callback(move || {
+        *o.borrow_mut() = Some(f());
+        d.set();
+    });
+    done.wait().expect("the hub runs its callbacks");
+    let r = out.borrow_mut().take();
+    r.expect("the callback stored its result before setting the event")
+}
+
 /// Panics a test provokes on purpose (message starting with `expected:`) are not
 /// printed: with `RUST_BACKTRACE` set, symbolising their backtraces under valgrind
 /// takes seconds. Every other panic goes to the previous hook.
