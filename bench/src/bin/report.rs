@@ -860,34 +860,42 @@ fn echo_panels(
     ids: &[&str],
     value: impl Fn(&Value) -> Option<(f64, Option<f64>, String)>,
 ) -> Vec<Panel> {
-    let mut panels = Vec::new();
-    for sc in d.scenarios() {
-        let id = text(sc, "id");
-        if !ids.contains(&id) {
-            continue;
-        }
-        let bars: Vec<Bar> = SERVERS
-            .iter()
-            .filter_map(|(s, colour)| {
-                let e = d.echo(id, s).filter(|e| int(e, "errors") == Some(0))?;
-                let (v, v2, shown) = value(e)?;
-                Some(Bar {
-                    label: (*s).to_owned(),
-                    colour,
-                    value: v,
-                    value2: v2,
-                    shown,
-                })
+    d.scenarios()
+        .into_iter()
+        .filter(|sc| ids.contains(&text(sc, "id")))
+        .filter_map(|sc| {
+            let id = text(sc, "id");
+            let record = |s: &str| d.echo(id, s).filter(|e| int(e, "errors") == Some(0));
+            scenario_panel(sc, SERVERS, record, &value)
+        })
+        .collect()
+}
+
+/// Scenario `sc`'s panel: a bar for each of `servers` whose `record` has a `value`;
+/// `None` when none has.
+fn scenario_panel<'a>(
+    sc: &Value,
+    servers: &[(&str, &'static str)],
+    record: impl Fn(&str) -> Option<&'a Value>,
+    value: &impl Fn(&Value) -> Option<(f64, Option<f64>, String)>,
+) -> Option<Panel> {
+    let bars: Vec<Bar> = servers
+        .iter()
+        .filter_map(|&(s, colour)| {
+            let (v, v2, shown) = value(record(s)?)?;
+            Some(Bar {
+                label: s.to_owned(),
+                colour,
+                value: v,
+                value2: v2,
+                shown,
             })
-            .collect();
-        if !bars.is_empty() {
-            panels.push(Panel {
-                title: format!("{id}: {}", text(sc, "what")),
-                bars,
-            });
-        }
-    }
-    panels
+        })
+        .collect();
+    (!bars.is_empty()).then(|| Panel {
+        title: format!("{}: {}", text(sc, "id"), text(sc, "what")),
+        bars,
+    })
 }
 
 fn write_svgs(d: &Data, dir: &Path) -> io::Result<Vec<(String, String)>> {

@@ -2,7 +2,8 @@
 //! peer, the goals computed from the same run, the plots, and the conformance table.
 
 use super::{
-    cell, esc_md, int, num, paired_ratios, svg_panels, text, Axis, Bar, Data, Goal, Panel,
+    cell, esc_md, int, num, paired_ratios, scenario_panel, svg_panels, text, Axis, Data, Goal,
+    Panel,
 };
 use gevent_bench::fmt;
 use serde_json::Value;
@@ -622,33 +623,14 @@ fn panels(
     pick: impl Fn(&Value) -> bool,
     value: impl Fn(&Value) -> Option<(f64, Option<f64>, String)>,
 ) -> Vec<Panel> {
-    let mut out = Vec::new();
-    for sc in d.http_scenarios() {
-        if !pick(sc) {
-            continue;
-        }
-        let id = text(sc, "id");
-        let bars: Vec<Bar> = SERVERS
-            .iter()
-            .filter_map(|(s, colour)| {
-                let (v, v2, shown) = value(d.http_run(id, s)?)?;
-                Some(Bar {
-                    label: (*s).to_owned(),
-                    colour,
-                    value: v,
-                    value2: v2,
-                    shown,
-                })
-            })
-            .collect();
-        if !bars.is_empty() {
-            out.push(Panel {
-                title: format!("{id}: {}", text(sc, "what")),
-                bars,
-            });
-        }
-    }
-    out
+    d.http_scenarios()
+        .into_iter()
+        .filter(|sc| pick(sc))
+        .filter_map(|sc| {
+            let id = text(sc, "id");
+            scenario_panel(sc, SERVERS, |s| d.http_run(id, s), &value)
+        })
+        .collect()
 }
 
 /// Writes the HTTP plots into `dir`; returns (file, title) of each.
