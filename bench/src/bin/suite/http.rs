@@ -212,6 +212,17 @@ impl Ctx {
     }
 
     /// Why `server` cannot run: its binary is not built (`bench/run` builds them all).
+    /// Starts a fresh `server` on a port of its own; `Err`: why it could not.
+    fn fresh_http_server(&mut self, server: &str) -> Result<(crate::Child, u16), String> {
+        if let Some(missing) = self.unbuilt(server) {
+            return Err(missing);
+        }
+        let port = self.port();
+        let cmd = self.http_server_cmd(server, port);
+        let child = self.start_server(&cmd, port).map_err(|e| e.to_string())?;
+        Ok((child, port))
+    }
+
     fn unbuilt(&self, server: &str) -> Option<String> {
         let python = HTTP_SERVERS.iter().any(|s| s.name == server && s.python);
         let cmd = self.http_server_cmd(server, 0);
@@ -288,14 +299,9 @@ impl Ctx {
         run: u32,
     ) -> io::Result<()> {
         let what = format!("{} {server} (run {run})", sc.id);
-        if let Some(missing) = self.unbuilt(server) {
-            return self.fail(&what, &missing);
-        }
-        let port = self.port();
-        let cmd = self.http_server_cmd(server, port);
-        let mut child = match self.start_server(&cmd, port) {
-            Ok(c) => c,
-            Err(e) => return self.fail(&what, &e.to_string()),
+        let (mut child, port) = match self.fresh_http_server(server) {
+            Ok(started) => started,
+            Err(why) => return self.fail(&what, &why),
         };
         let pid = child.id();
         let script = Path::new(BENCH_DIR).join("wrk").join("http.lua");
@@ -418,14 +424,9 @@ impl Ctx {
     /// The conformance table's probes against a fresh `server`.
     pub fn run_conformance(&mut self, server: &str) -> io::Result<()> {
         let what = format!("{CONFORMANCE} {server}");
-        if let Some(missing) = self.unbuilt(server) {
-            return self.fail(&what, &missing);
-        }
-        let port = self.port();
-        let cmd = self.http_server_cmd(server, port);
-        let mut child = match self.start_server(&cmd, port) {
-            Ok(c) => c,
-            Err(e) => return self.fail(&what, &e.to_string()),
+        let (mut child, port) = match self.fresh_http_server(server) {
+            Ok(started) => started,
+            Err(why) => return self.fail(&what, &why),
         };
         let addr: SocketAddr = ([127, 0, 0, 1], port).into();
         for p in probes() {
