@@ -17,9 +17,11 @@ pub(crate) const READ_BUF: usize = 8 * 1024;
 /// Buffered response bytes are written out once there are this many.
 pub(crate) const WRITE_HIGH: usize = 64 * 1024;
 
-/// The most and the least one read asks for. The room read into is zeroed first (it
-/// is handed to `read` as initialised bytes), so it follows what reads bring: it
-/// doubles after a read that filled it and halves after one that used a quarter.
+/// The most and the least one read asks for. The room a read goes into must be
+/// initialised bytes (it is handed to `read` as a `&mut [u8]`), so the buffer keeps
+/// the room it zeroed once past its filled part and zeroes only what a read needs
+/// beyond it. How much a read asks for follows what reads bring: it doubles after a
+/// read that filled it and halves after one that used a quarter.
 const READ_ROOM: usize = 16 * 1024;
 const MIN_READ_ROOM: usize = 2 * 1024;
 
@@ -28,8 +30,10 @@ const MIN_READ_ROOM: usize = 2 * 1024;
 pub(crate) struct Io {
     /// Request heads are split off it and frozen, so that a request's target and
     /// header values share its bytes instead of copying each; once the request is
-    /// dropped, the buffer's space is reused.
+    /// dropped, the buffer's space is reused. Its first `filled` bytes are what was
+    /// read; the rest is initialised room for the next read.
     rbuf: BytesMut,
+    filled: usize,
     /// How much the next read asks for (between `MIN_READ_ROOM` and `READ_ROOM`).
     room: usize,
     pub(crate) wbuf: Vec<u8>,
@@ -39,6 +43,7 @@ impl Io {
     pub(crate) fn new() -> Io {
         Io {
             rbuf: BytesMut::with_capacity(READ_BUF),
+            filled: 0,
             room: MIN_READ_ROOM,
             wbuf: Vec::with_capacity(READ_BUF),
         }
@@ -46,35 +51,43 @@ impl Io {
 
     /// The first `n` buffered bytes, taken out of the buffer.
     pub(crate) fn take(&mut self, n: usize) -> Bytes {
+        debug_assert!(n <= self.filled);
+        self.filled -= n;
         self.rbuf.split_to(n).freeze()
     }
-}
 
-impl Io {
     pub(crate) fn buffered(&self) -> &[u8] {
-        &self.rbuf
+        &self.rbuf[..self.filled]
     }
 
     pub(crate) fn consume(&mut self, n: usize) {
+        debug_assert!(n <= self.filled);
+        self.filled -= n;
         self.rbuf.advance(n);
     }
 
     /// Reads once from `stream` into the buffer, which holds at most `limit` bytes;
     /// `Ok(0)` at EOF or when the buffer is full.
     fn read_from(&mut self, stream: &TcpStream, limit: usize) -> io::Result<usize> {
-        let len = self.rbuf.len();
-        if len >= limit {
+        let filled = self.filled;
+        if filled >= limit {
             return Ok(0);
         }
-        if self.rbuf.capacity() - len < READ_BUF / 2 {
-            // Reclaims the space of heads already dropped, or grows.
+        if self.rbuf.capacity() - filled < READ_BUF / 2 {
+            // Reclaims the space of heads already dropped, or grows; the room past
+            // the filled part is not worth moving.
+            self.rbuf.truncate(filled);
             self.rbuf.reserve(READ_BUF);
         }
-        let room = (self.rbuf.capacity() - len).min(limit - len).min(self.room);
-        self.rbuf.resize(len + room, 0);
-        let r = (&*stream).read(&mut self.rbuf[len..]);
+        let room = (self.rbuf.capacity() - filled)
+            .min(limit - filled)
+            .min(self.room);
+        if self.rbuf.len() < filled + room {
+            self.rbuf.resize(filled + room, 0);
+        }
+        let r = (&*stream).read(&mut self.rbuf[filled..filled + room]);
         let n = *r.as_ref().unwrap_or(&0);
-        self.rbuf.truncate(len + n);
+        self.filled += n;
         if n == room {
             self.room = (self.room * 2).min(READ_ROOM);
         } else if n < self.room / 4 {
