@@ -4,7 +4,7 @@
 use crate::config::Config;
 use bytes::Bytes;
 use http::header::{HeaderName, HeaderValue};
-use http::{HeaderMap, Method, StatusCode, Uri, Version};
+use http::{Method, Request, StatusCode, Uri, Version};
 use std::mem::MaybeUninit;
 use std::ops::Range;
 
@@ -19,12 +19,10 @@ pub(crate) enum Framing {
     Chunked,
 }
 
-/// A complete, valid request head.
+/// What the server needs to know of a complete, valid request head besides what its
+/// `Request` says.
+#[derive(Debug, Clone, Copy)]
 pub(crate) struct Head {
-    pub(crate) method: Method,
-    pub(crate) uri: Uri,
-    pub(crate) version: Version,
-    pub(crate) headers: HeaderMap,
     pub(crate) framing: Framing,
     /// The client asked to keep the connection (HTTP/1.1 without `close`, or
     /// HTTP/1.0 with `keep-alive`).
@@ -136,23 +134,37 @@ pub(crate) fn parse(buf: &[u8], cfg: &Config, fields: &mut Vec<FieldPos>) -> Par
     }
 }
 
-/// The head `scan` found, in `http` types: `head` is its bytes (the buffer's first
-/// `scan.len`), which the target and the field values share.
-pub(crate) fn finish(scan: Scan, head: &Bytes, fields: &[FieldPos]) -> Result<Head, Reject> {
-    let uri = target_uri(&scan.method, head.slice(scan.target))?;
-    let mut headers = HeaderMap::with_capacity(fields.len());
+/// The head `scan` found, written into `req` in `http` types: `head` is its bytes
+/// (the buffer's first `scan.len`), which the target and the field values share. The
+/// fields go into `req`'s header map (emptied first), so that a map's allocation
+/// can serve request after request.
+pub(crate) fn finish<B>(
+    scan: Scan,
+    head: &Bytes,
+    fields: &[FieldPos],
+    req: &mut Request<B>,
+) -> Result<Head, Reject> {
+    *req.uri_mut() = target_uri(&scan.method, head.slice(scan.target))?;
+    *req.method_mut() = scan.method;
+    *req.version_mut() = scan.version;
+    let headers = req.headers_mut();
+    if !headers.is_empty() {
+        headers.clear();
+    }
+    let too_many = || {
+        reject(
+            StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
+            "too many header fields",
+        )
+    };
+    headers.try_reserve(fields.len()).map_err(|_| too_many())?;
     for f in fields {
         let name = HeaderName::from_bytes(&head[f.name.clone()])
             .map_err(|_| bad("invalid header name"))?;
-        let value = HeaderValue::from_maybe_shared(head.slice(f.value.clone()))
-            .map_err(|_| bad("invalid header value"))?;
-        headers.append(name, value);
+        let value = field_value(head.slice(f.value.clone()));
+        headers.try_append(name, value).map_err(|_| too_many())?;
     }
     Ok(Head {
-        method: scan.method,
-        uri,
-        version: scan.version,
-        headers,
         framing: scan.framing,
         keep_alive: scan.keep_alive,
         expect_continue: scan.expect_continue,
@@ -330,6 +342,21 @@ fn scan(
     })
 }
 
+/// A field value httparse accepted, as a `HeaderValue` sharing the head's bytes.
+fn field_value(value: Bytes) -> HeaderValue {
+    debug_assert!(value.iter().copied().all(httparse_value_byte));
+    // SAFETY: httparse accepts in a field value only HTAB, SP, visible ASCII and
+    // obs-text (0x80-0xFF), all of which `HeaderValue` allows (it refuses only the
+    // other controls and DEL). `field_bytes_httparse_accepts_are_valid_header_values`
+    // checks this for every byte against the httparse and http in use.
+    unsafe { HeaderValue::from_maybe_shared_unchecked(value) }
+}
+
+/// The bytes httparse lets into a field value.
+fn httparse_value_byte(b: u8) -> bool {
+    b == b'\t' || (b' '..=0x7e).contains(&b) || b >= 0x80
+}
+
 /// The request target as a `Uri`, in the form its method allows (RFC 9112, 3.2).
 fn target_uri(method: &Method, target: Bytes) -> Result<Uri, Reject> {
     let star = &target[..] == b"*";
@@ -389,15 +416,28 @@ fn list_keep_empty(value: &[u8]) -> impl Iterator<Item = &[u8]> {
 mod tests {
     use super::*;
 
-    fn status(raw: &str) -> Result<Head, StatusCode> {
+    /// The head of `raw` and the request made of it, or the status refusing it.
+    fn read(raw: &[u8], mut req: Request<()>) -> Result<(Head, Request<()>), StatusCode> {
         let mut fields = Vec::new();
-        match parse(raw.as_bytes(), &Config::default(), &mut fields) {
+        match parse(raw, &Config::default(), &mut fields) {
             Parsed::Head(h) => {
-                let bytes = Bytes::copy_from_slice(&raw.as_bytes()[..h.len]);
-                finish(h, &bytes, &fields).map_err(|r| r.status)
+                let bytes = Bytes::copy_from_slice(&raw[..h.len]);
+                let head = finish(h, &bytes, &fields, &mut req).map_err(|r| r.status)?;
+                Ok((head, req))
             }
             Parsed::Reject(r) => Err(r.status),
             Parsed::Partial => panic!("partial: {raw:?}"),
+        }
+    }
+
+    fn status(raw: &str) -> Result<Head, StatusCode> {
+        read(raw.as_bytes(), Request::new(())).map(|(h, _)| h)
+    }
+
+    fn request(raw: &str) -> Request<()> {
+        match read(raw.as_bytes(), Request::new(())) {
+            Ok((_, req)) => req,
+            Err(status) => panic!("{status} for {raw:?}"),
         }
     }
 
@@ -436,6 +476,41 @@ mod tests {
         );
     }
 
+    /// What `field_value` relies on: every byte httparse lets into a field value is
+    /// one `HeaderValue` allows, and the bytes it refuses are refused here too.
+    #[test]
+    fn field_bytes_httparse_accepts_are_valid_header_values() {
+        for b in 0..=255u8 {
+            let mut raw = b"GET / HTTP/1.1\r\nHost: a\r\nX: a".to_vec();
+            raw.extend_from_slice(&[b, b'b']);
+            raw.extend_from_slice(b"\r\n\r\n");
+            match read(&raw, Request::new(())) {
+                Ok((_, req)) => {
+                    assert!(httparse_value_byte(b), "httparse accepted {b:#04x}");
+                    let value = &req.headers()["x"];
+                    assert!(
+                        HeaderValue::from_bytes(value.as_bytes()).is_ok(),
+                        "{b:#04x} is not a valid header value byte"
+                    );
+                    assert_eq!(value.as_bytes(), [b'a', b, b'b']);
+                }
+                Err(_) => assert!(!httparse_value_byte(b), "httparse refused {b:#04x}"),
+            }
+        }
+    }
+
+    #[test]
+    fn a_recycled_map_holds_only_the_new_fields() {
+        let mut old = Request::new(());
+        old.headers_mut()
+            .insert("x-old", HeaderValue::from_static("1"));
+        let raw = b"GET / HTTP/1.1\r\nHost: a\r\nX-New: 2\r\n\r\n";
+        let (_, req) = read(raw, old).unwrap();
+        assert_eq!(req.headers().len(), 2);
+        assert!(req.headers().get("x-old").is_none());
+        assert_eq!(req.headers()["x-new"], "2");
+    }
+
     #[test]
     fn versions() {
         assert_eq!(
@@ -462,8 +537,8 @@ mod tests {
     fn target_forms() {
         assert!(status("OPTIONS * HTTP/1.1\r\nHost: a\r\n\r\n").is_ok());
         assert!(status("CONNECT a.example:443 HTTP/1.1\r\nHost: a\r\n\r\n").is_ok());
-        let h = status("GET http://a.example/x?y HTTP/1.1\r\nHost: a\r\n\r\n").unwrap();
-        assert_eq!(h.uri.path(), "/x");
+        let req = request("GET http://a.example/x?y HTTP/1.1\r\nHost: a\r\n\r\n");
+        assert_eq!(req.uri().path(), "/x");
         assert_eq!(
             status("GET / HTTP/1.1\r\nHost: a\r\nExpect: magic\r\n\r\n").err(),
             Some(StatusCode::EXPECTATION_FAILED)

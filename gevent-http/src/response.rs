@@ -272,23 +272,26 @@ fn push_hex(out: &mut Vec<u8>, n: usize) {
     out.extend_from_slice(&digits[i..]);
 }
 
-/// A header's value as a list of tokens contains `token`.
-fn has_token(headers: &HeaderMap, name: http::header::HeaderName, token: &str) -> bool {
-    headers.get_all(name).iter().any(|v| {
-        v.as_bytes()
-            .split(|&b| b == b',')
-            .any(|t| t.trim_ascii().eq_ignore_ascii_case(token.as_bytes()))
-    })
+/// A header value, as a comma-separated list, contains `token`.
+fn has_token(value: &http::HeaderValue, token: &str) -> bool {
+    value
+        .as_bytes()
+        .split(|&b| b == b',')
+        .any(|t| t.trim_ascii().eq_ignore_ascii_case(token.as_bytes()))
 }
 
-fn valid_length(headers: &HeaderMap) -> Option<u64> {
-    let v = headers.get(CONTENT_LENGTH)?.to_str().ok()?;
-    let v = v.trim();
-    if v.is_empty() || !v.bytes().all(|b| b.is_ascii_digit()) {
+/// A `Content-Length` value, if it is one.
+fn valid_length(value: &http::HeaderValue) -> Option<u64> {
+    let v = value.as_bytes().trim_ascii();
+    if v.is_empty() || !v.iter().all(u8::is_ascii_digit) {
         return None;
     }
-    v.parse().ok()
+    std::str::from_utf8(v).ok()?.parse().ok()
 }
+
+/// The most headers a written response's map may hold room for and still be kept
+/// for the connection's next request.
+const SPARE_CAPACITY: usize = 48;
 
 fn internal(reason: &'static str) -> Ended {
     log::error!("HTTP handler answered with an unusable response: {reason}");
@@ -307,15 +310,20 @@ enum Wire {
 }
 
 /// Writes `resp` (its head into the connection's buffer, its body after) for a
-/// request of `ctx`.
+/// request of `ctx`. Its header map, once written and emptied, is left in `spare`
+/// (unless it grew large).
 pub(crate) fn send(
     shared: &Rc<Shared>,
     resp: Response<ResponseBody>,
     ctx: &Context,
+    spare: &mut HeaderMap,
 ) -> Result<Sent, Ended> {
     let (parts, body) = resp.into_parts();
-    let status = parts.status;
-    let headers = &parts.headers;
+    let http::response::Parts {
+        status,
+        mut headers,
+        ..
+    } = parts;
     let upgrade = status == StatusCode::SWITCHING_PROTOCOLS;
     match (&body.kind, upgrade) {
         (Kind::Upgrade(_), false) => return Err(internal("an upgrade needs status 101")),
@@ -326,35 +334,9 @@ pub(crate) fn send(
         }
         _ => {}
     }
-    let mut keep = ctx.keep_alive && !has_token(headers, CONNECTION, "close");
     let no_body = upgrade || status == StatusCode::NO_CONTENT || status == StatusCode::NOT_MODIFIED;
-    let given_length = valid_length(headers);
-    let length = match &body.kind {
-        Kind::Reader { len: None, .. } => given_length,
-        _ => body.len(),
-    };
-    let wire = if no_body {
-        Wire::None
-    } else if ctx.head_request {
-        // The headers a GET would get, without its body; a length given by the
-        // handler is what it says the GET's would be.
-        let n = if body.is_empty() {
-            given_length.or(length)
-        } else {
-            length
-        };
-        n.map_or(Wire::None, Wire::Length)
-    } else {
-        match length {
-            Some(n) => Wire::Length(n),
-            None if ctx.version == Version::HTTP_11 => Wire::Chunked,
-            None => Wire::Close,
-        }
-    };
-    if wire == Wire::Close {
-        keep = false;
-    }
-
+    let keep;
+    let wire;
     {
         let mut st = shared.body.try_borrow_mut().map_err(|_| Ended::Io)?;
         let mut io = shared.io.try_borrow_mut().map_err(|_| Ended::Io)?;
@@ -376,19 +358,56 @@ pub(crate) fn send(
             out.extend_from_slice(status.canonical_reason().unwrap_or("").as_bytes());
             out.extend_from_slice(b"\r\n");
         }
-        for (name, value) in headers {
-            if name == CONTENT_LENGTH
-                || name == TRANSFER_ENCODING
-                || (name == CONNECTION && !upgrade)
-            {
+        // One pass over the handler's headers writes them and notes the ones the
+        // framing is made of; those are the server's to write.
+        let mut close_asked = false;
+        let mut given_length: Option<Option<u64>> = None;
+        let mut dated = false;
+        for (name, value) in &headers {
+            if name == CONTENT_LENGTH {
+                given_length.get_or_insert_with(|| valid_length(value));
                 continue;
             }
+            if name == TRANSFER_ENCODING {
+                continue;
+            }
+            if name == CONNECTION {
+                close_asked |= has_token(value, "close");
+                if !upgrade {
+                    continue;
+                }
+            }
+            dated |= name == DATE;
             out.extend_from_slice(name.as_str().as_bytes());
             out.extend_from_slice(b": ");
             out.extend_from_slice(value.as_bytes());
             out.extend_from_slice(b"\r\n");
         }
-        if !headers.contains_key(DATE) {
+        let given_length = given_length.flatten();
+        let length = match &body.kind {
+            Kind::Reader { len: None, .. } => given_length,
+            _ => body.len(),
+        };
+        wire = if no_body {
+            Wire::None
+        } else if ctx.head_request {
+            // The headers a GET would get, without its body; a length given by the
+            // handler is what it says the GET's would be.
+            let n = if body.is_empty() {
+                given_length.or(length)
+            } else {
+                length
+            };
+            n.map_or(Wire::None, Wire::Length)
+        } else {
+            match length {
+                Some(n) => Wire::Length(n),
+                None if ctx.version == Version::HTTP_11 => Wire::Chunked,
+                None => Wire::Close,
+            }
+        };
+        keep = ctx.keep_alive && !close_asked && wire != Wire::Close;
+        if !dated {
             out.extend_from_slice(b"date: ");
             crate::date::append(out);
             out.extend_from_slice(b"\r\n");
@@ -410,6 +429,10 @@ pub(crate) fn send(
             }
         }
         out.extend_from_slice(b"\r\n");
+    }
+    if headers.capacity() <= SPARE_CAPACITY {
+        headers.clear();
+        *spare = headers;
     }
 
     let mut sent = Sent {

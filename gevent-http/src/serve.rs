@@ -9,7 +9,7 @@ use crate::response::{self, Ended, Sent};
 use crate::state::ServerState;
 use gevent_hub::net::TcpStream;
 use gevent_hub::{GreenletExit, TimeoutExpired};
-use http::{Request, StatusCode};
+use http::{HeaderMap, Request, StatusCode};
 use std::cell::{Cell, RefCell};
 use std::io::Read;
 use std::net::{Shutdown, SocketAddr};
@@ -73,6 +73,9 @@ fn run(shared: &Rc<Shared>, server: &Rc<ServerState>) -> End {
     let mut first = true;
     // Where the fields of the head being read are (kept, to reuse its allocation).
     let mut fields = Vec::new();
+    // The header map the next request's fields go into: the last response's, once
+    // written (a request's own map goes with it to the handler).
+    let mut spare = HeaderMap::new();
     loop {
         let parsed = {
             let io = shared.io.borrow();
@@ -125,14 +128,16 @@ fn run(shared: &Rc<Shared>, server: &Rc<ServerState>) -> End {
             Parsed::Reject(r) => return refuse(shared, r),
             Parsed::Head(scan) => {
                 let bytes = shared.io.borrow_mut().take(scan.len);
-                let h = match head::finish(scan, &bytes, &fields) {
+                let mut req = Request::new(Body::empty());
+                std::mem::swap(req.headers_mut(), &mut spare);
+                let h = match head::finish(scan, &bytes, &fields, &mut req) {
                     Ok(h) => h,
                     Err(r) => return refuse(shared, r),
                 };
                 drop(bytes);
                 first = false;
                 deadline = None;
-                match handle(shared, server, h) {
+                match handle(shared, server, h, req, &mut spare) {
                     Ok(true) => {}
                     Ok(false) => return flush_then(shared, End::Close),
                     Err(Ended::Upgraded) => return End::Gone,
@@ -144,9 +149,17 @@ fn run(shared: &Rc<Shared>, server: &Rc<ServerState>) -> End {
     }
 }
 
-/// Serves one request: runs the handler, writes its response, and reads past what
-/// the handler left of the body. `Ok(true)`: the connection goes on.
-fn handle(shared: &Rc<Shared>, server: &ServerState, head: Head) -> Result<bool, Ended> {
+/// Serves one request (`req`, with `head`; its body is the connection's to set):
+/// runs the handler, writes its response, and reads past what the handler left of
+/// the body. `Ok(true)`: the connection goes on. The response's header map, once
+/// written, is left in `spare`.
+fn handle(
+    shared: &Rc<Shared>,
+    server: &ServerState,
+    head: Head,
+    mut req: Request<Body>,
+    spare: &mut HeaderMap,
+) -> Result<bool, Ended> {
     let cfg = &server.config;
     if let (Framing::Length(n), Some(max)) = (head.framing, cfg.max_body_bytes) {
         if n > max {
@@ -182,17 +195,13 @@ fn handle(shared: &Rc<Shared>, server: &ServerState, head: Head) -> Result<bool,
     };
     let log = log::log_enabled!(target: crate::ACCESS_LOG, log::Level::Info);
     let started = log.then(Instant::now);
-    let line = log.then(|| format!("{} {} {:?}", head.method, head.uri, head.version));
+    let line = log.then(|| format!("{} {} {:?}", req.method(), req.uri(), req.version()));
     let mut ctx = response::Context {
-        head_request: head.method == http::Method::HEAD,
-        version: head.version,
+        head_request: req.method() == http::Method::HEAD,
+        version: req.version(),
         keep_alive: head.keep_alive,
     };
-    let mut req = Request::new(Body::conn(shared.clone(), seq, declared, head.framing));
-    *req.method_mut() = head.method;
-    *req.uri_mut() = head.uri;
-    *req.version_mut() = head.version;
-    *req.headers_mut() = head.headers;
+    *req.body_mut() = Body::conn(shared.clone(), seq, declared, head.framing);
 
     let answer = catch_unwind(AssertUnwindSafe(|| server.handler.call(req)));
     if let Err(p) = &answer {
@@ -244,7 +253,7 @@ fn handle(shared: &Rc<Shared>, server: &ServerState, head: Head) -> Result<bool,
     // read past (unless the response itself reads it: an echo).
     ctx.keep_alive &= !server.stopping.get()
         && (resp.body().reads_request() || drainable(&shared.body.borrow(), cfg.max_drain_bytes));
-    let sent = response::send(shared, resp, &ctx);
+    let sent = response::send(shared, resp, &ctx, spare);
     if let (Some(started), Some(line)) = (started, &line) {
         if let Ok(s) = &sent {
             log::info!(

@@ -704,3 +704,61 @@ fn a_configuration_that_cannot_work_is_refused() {
         assert!(e.to_string().contains("keep_alive_timeout"), "{e}");
     });
 }
+
+/// Header maps and the read buffer are kept from request to request on a connection:
+/// each request still sees only its own fields, and each response carries only its
+/// own, whatever the sizes before it (some maps grow past what is kept, heads of
+/// varying length move the buffer's room around).
+#[test]
+fn each_request_on_a_kept_alive_connection_sees_only_its_own_headers() {
+    on_thread(|| {
+        let s = serve(Config::default(), |req: Request<Body>| {
+            let mut names: Vec<&str> = req.headers().keys().map(|k| k.as_str()).collect();
+            names.sort_unstable();
+            let body = names.join(",");
+            let i: usize = req.uri().path()[1..].parse().expect("a number path");
+            let mut r = Response::new(body);
+            for k in 0..i % 55 {
+                r.headers_mut().insert(
+                    gevent_http::header::HeaderName::try_from(format!("x-resp-{i}-{k}"))
+                        .expect("a name"),
+                    HeaderValue::from_static("v"),
+                );
+            }
+            r
+        });
+        let mut c = Client::connect(s.server_addr());
+        let request = |i: usize| {
+            let mut raw = format!("GET /{i} HTTP/1.1\r\nHost: t\r\n");
+            for k in 0..i % 13 {
+                raw.push_str(&format!("x-req-{i}-{k}: {}\r\n", "p".repeat(i * 37 % 3000)));
+            }
+            raw.push_str("\r\n");
+            raw
+        };
+        for batch in (0..300).collect::<Vec<_>>().chunks(20) {
+            let all: String = batch.iter().map(|&i| request(i)).collect();
+            c.send(all.as_bytes());
+            for &i in batch {
+                let r = c.response().expect("response");
+                assert_eq!(r.status, 200, "request {i}");
+                let mut want: Vec<String> = (0..i % 13).map(|k| format!("x-req-{i}-{k}")).collect();
+                want.push("host".into());
+                want.sort_unstable();
+                assert_eq!(r.text(), want.join(","), "request {i}");
+                let extra: Vec<&str> = r
+                    .headers
+                    .iter()
+                    .filter(|(n, _)| n.starts_with("x-"))
+                    .map(|(n, _)| n.as_str())
+                    .collect();
+                assert_eq!(extra.len(), i % 55, "response {i}: {extra:?}");
+                assert!(
+                    extra.iter().all(|n| n.starts_with(&format!("x-resp-{i}-"))),
+                    "response {i}: {extra:?}"
+                );
+            }
+        }
+        s.stop().unwrap();
+    });
+}
