@@ -137,7 +137,8 @@ pub(crate) fn parse(buf: &[u8], cfg: &Config, fields: &mut Vec<FieldPos>) -> Par
 /// The head `scan` found, written into `req` in `http` types: `head` is its bytes
 /// (the buffer's first `scan.len`), which the target and the field values share. The
 /// fields go into `req`'s header map (emptied first), so that a map's allocation
-/// can serve request after request.
+/// can serve request after request. `scan` and `fields` must be what [`parse`] made
+/// of these same bytes: the field values are taken as httparse checked them.
 pub(crate) fn finish<B>(
     scan: Scan,
     head: &Bytes,
@@ -480,21 +481,31 @@ mod tests {
     /// one `HeaderValue` allows, and the bytes it refuses are refused here too.
     #[test]
     fn field_bytes_httparse_accepts_are_valid_header_values() {
+        // At each position of a 3-byte value and of a 70-byte one, so that httparse's
+        // byte-at-a-time scan and its 8-, 16- and 32-byte ones all see the byte.
+        let mut cases = vec![(3, 1)];
+        cases.extend([0, 7, 8, 15, 16, 31, 32, 40, 63, 68].map(|at| (70, at)));
         for b in 0..=255u8 {
-            let mut raw = b"GET / HTTP/1.1\r\nHost: a\r\nX: a".to_vec();
-            raw.extend_from_slice(&[b, b'b']);
-            raw.extend_from_slice(b"\r\n\r\n");
-            match read(&raw, Request::new(())) {
-                Ok((_, req)) => {
-                    assert!(httparse_value_byte(b), "httparse accepted {b:#04x}");
-                    let value = &req.headers()["x"];
-                    assert!(
-                        HeaderValue::from_bytes(value.as_bytes()).is_ok(),
-                        "{b:#04x} is not a valid header value byte"
-                    );
-                    assert_eq!(value.as_bytes(), [b'a', b, b'b']);
+            for &(len, at) in &cases {
+                let mut value = vec![b'v'; len];
+                value[at] = b;
+                let mut raw = b"GET / HTTP/1.1\r\nHost: a\r\nX: w".to_vec();
+                raw.extend_from_slice(&value);
+                raw.extend_from_slice(b"w\r\n\r\n");
+                match read(&raw, Request::new(())) {
+                    Ok((_, req)) => {
+                        assert!(httparse_value_byte(b), "httparse accepted {b:#04x} at {at}");
+                        let got = req.headers()["x"].as_bytes();
+                        assert!(
+                            HeaderValue::from_bytes(got).is_ok(),
+                            "{b:#04x} is not a valid header value byte"
+                        );
+                        assert_eq!(&got[1..=len], &value[..], "{b:#04x} at {at}");
+                    }
+                    Err(_) => {
+                        assert!(!httparse_value_byte(b), "httparse refused {b:#04x} at {at}")
+                    }
                 }
-                Err(_) => assert!(!httparse_value_byte(b), "httparse refused {b:#04x}"),
             }
         }
     }

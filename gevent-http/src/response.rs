@@ -289,8 +289,9 @@ fn valid_length(value: &http::HeaderValue) -> Option<u64> {
     std::str::from_utf8(v).ok()?.parse().ok()
 }
 
-/// The most headers a written response's map may hold room for and still be kept
-/// for the connection's next request.
+/// The most headers a written response's map may hold, and hold room for, and still
+/// be kept for the connection's next request (its room for repeated names' values
+/// grows with the values it held).
 const SPARE_CAPACITY: usize = 48;
 
 fn internal(reason: &'static str) -> Ended {
@@ -430,7 +431,7 @@ pub(crate) fn send(
         }
         out.extend_from_slice(b"\r\n");
     }
-    if headers.capacity() <= SPARE_CAPACITY {
+    if headers.capacity() <= SPARE_CAPACITY && headers.len() <= SPARE_CAPACITY {
         headers.clear();
         *spare = headers;
     }
