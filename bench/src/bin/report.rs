@@ -93,6 +93,27 @@ fn int(v: &Value, key: &str) -> Option<u64> {
     v.get(key).and_then(Value::as_u64)
 }
 
+/// The table row of a server with no result in scenario `id`: "failed" when the log
+/// has a failure for it, else "not run" if the run measured this kind of scenario at
+/// all (`any_results`); no row otherwise.
+fn unmeasured_row(out: &mut String, d: &Data, id: &str, server: &str, any_results: bool) {
+    let failed = d
+        .failures
+        .iter()
+        .any(|f| text(f, "what").starts_with(&format!("{id} {server} ")));
+    if failed || any_results {
+        let _ = writeln!(
+            out,
+            "| {server} | {} |",
+            if failed {
+                "failed (see the log)"
+            } else {
+                "not run"
+            }
+        );
+    }
+}
+
 fn text<'a>(v: &'a Value, key: &str) -> &'a str {
     v.get(key).and_then(Value::as_str).unwrap_or("?")
 }
@@ -638,21 +659,7 @@ fn scenario_table(d: &Data, sc: &Value, out: &mut String) {
     }
     for (server, _) in SERVERS {
         let Some(e) = d.echo(id, server) else {
-            let failed = d
-                .failures
-                .iter()
-                .any(|f| text(f, "what").starts_with(&format!("{id} {server} ")));
-            if failed || !d.echo.is_empty() {
-                let _ = writeln!(
-                    out,
-                    "| {server} | {} |",
-                    if failed {
-                        "failed (see the log)"
-                    } else {
-                        "not run"
-                    }
-                );
-            }
+            unmeasured_row(out, d, id, server, !d.echo.is_empty());
             continue;
         };
         let errors = int(e, "errors").unwrap_or(0);

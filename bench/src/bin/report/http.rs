@@ -2,8 +2,8 @@
 //! peer, the goals computed from the same run, the plots, and the conformance table.
 
 use super::{
-    cell, esc_md, int, num, paired_ratios, scenario_panel, svg_panels, text, Axis, Data, Goal,
-    Panel,
+    cell, esc_md, int, num, paired_ratios, scenario_panel, svg_panels, text, unmeasured_row, Axis,
+    Data, Goal, Panel,
 };
 use gevent_bench::fmt;
 use serde_json::Value;
@@ -301,22 +301,8 @@ fn scenario_table(d: &Data, sc: &Value, out: &mut String) {
     out.push_str("---:|---:|---:|---:|---:|---:|---:|---:|\n");
     for (server, _) in SERVERS {
         let runs = d.http_runs(id, server);
-        let failed = d
-            .failures
-            .iter()
-            .any(|f| text(f, "what").starts_with(&format!("{id} {server} ")));
         if runs.is_empty() {
-            if failed || !d.http.is_empty() {
-                let _ = writeln!(
-                    out,
-                    "| {server} | {} |",
-                    if failed {
-                        "failed (see the log)"
-                    } else {
-                        "not run"
-                    }
-                );
-            }
+            unmeasured_row(out, d, id, server, !d.http.is_empty());
             continue;
         }
         let errors: u64 = runs.iter().filter_map(|e| int(e, "errors")).sum();
