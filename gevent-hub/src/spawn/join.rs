@@ -22,6 +22,14 @@ fn subscribe_all<O: Waitable + ?Sized>(objects: &[&O]) -> (SinkOwner, Vec<bool>)
     (sink, ready)
 }
 
+/// The indexes of the objects seen ready by a [`wait_for_many`] (`ready`) or ready
+/// by now (`is_ready`), in order.
+fn ready_indexes(ready: &[bool], is_ready: impl Fn(usize) -> bool) -> Vec<usize> {
+    (0..ready.len())
+        .filter(|&i| ready[i] || is_ready(i))
+        .collect()
+}
+
 /// Waits until `done(&ready)` holds, where `ready[i]` is set once object `i` was ready
 /// or notified (each object subscribed to once, each notification O(1)); `on_ready` is
 /// told each index as it becomes ready and may end the wait early with an error.
@@ -147,12 +155,7 @@ pub fn joinall_count<'a, G: AnyGreenlet + 'a>(
         |n| n >= want,
         |i| failure(gs[i], raise_error),
     )?;
-    Ok(ready
-        .iter()
-        .enumerate()
-        .filter(|(i, r)| **r || gs[*i].is_ready())
-        .map(|(i, _)| i)
-        .collect())
+    Ok(ready_indexes(&ready, |i| gs[i].is_ready()))
 }
 
 /// With `raise_error`, a greenlet that panicked as an error naming it.
@@ -230,12 +233,7 @@ pub fn wait<'a, W: Waitable + 'a>(
         |n| n >= want,
         |_| Ok(()),
     )?;
-    Ok(ready
-        .iter()
-        .enumerate()
-        .filter(|(i, r)| **r || objects[*i].is_ready())
-        .map(|(i, _)| i)
-        .collect())
+    Ok(ready_indexes(&ready, |i| objects[i].is_ready()))
 }
 
 /// Yields the indexes of `objects` as they become ready (gevent's `iwait`); ends when
