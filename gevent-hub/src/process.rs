@@ -1018,7 +1018,8 @@ mod tests {
                 inputs.push(child.stdin.take().unwrap());
                 waits.push(crate::spawn(move || child.wait()));
             }
-            crate::sleep(Duration::from_millis(20));
+            // One turn of the hub: every spawned greenlet runs and parks in its wait.
+            crate::sleep(Duration::ZERO);
             // The last ones first: their waits began last.
             while let Some(input) = inputs.pop() {
                 drop(input);
