@@ -178,8 +178,10 @@ impl Server {
                         "gevent_http::Server({}) timeouts",
                         self.server_addr()
                     ))
+                    // Until killed once the stop is over: the deadlines hold while
+                    // a stop waits for the requests in flight.
                     .spawn(move || {
-                        while !state.stopping.get() && try_sleep(every).is_ok() {
+                        while try_sleep(every).is_ok() {
                             state.sweep(Instant::now());
                         }
                     })
@@ -216,9 +218,10 @@ impl Server {
     /// The hub's errors (e.g. called in the hub).
     pub fn stop_timeout(&self, grace: Duration) -> io::Result<StopReport> {
         self.state.stop_idle();
+        let report = self.stream.stop_timeout(grace);
         if let Some(g) = self.sweeper.borrow_mut().take() {
             g.kill_nowait();
         }
-        self.stream.stop_timeout(grace)
+        report
     }
 }

@@ -656,6 +656,36 @@ fn a_graceful_stop_closes_idle_connections_at_once_and_lets_requests_finish() {
     });
 }
 
+/// The head deadline keeps holding while a stop waits for its grace period: a client
+/// that connected and sends nothing is cut off with 408, and the stop returns, even
+/// with a grace of an hour.
+#[test]
+fn a_stop_still_cuts_off_a_silent_client_at_the_head_deadline() {
+    on_thread(|| {
+        let cfg = Config {
+            header_read_timeout: Some(Duration::from_millis(100)),
+            ..Config::default()
+        };
+        let s = serve(cfg, |_req: Request<Body>| Response::new("done"));
+        let addr = s.server_addr();
+        let mut silent = Client::connect(addr);
+        silent.send(b"GET / HTTP/1.1\r\n");
+        // Accepted after the silent one: once it is answered, the silent one's
+        // greenlet has run and waits for the rest of its head.
+        let mut other = Client::connect(addr);
+        other.send(b"GET / HTTP/1.1\r\nHost: t\r\n\r\n");
+        assert_eq!(other.response().unwrap().text(), "done");
+        assert_eq!(s.connection_count(), 2);
+        let s2 = s.clone();
+        let stopper = gevent_hub::spawn(move || s2.stop_timeout(Duration::from_secs(3600)));
+        let r = silent.response().expect("a refusal");
+        assert_eq!(r.status, 408);
+        assert!(other.response().is_none(), "the idle connection was closed");
+        let report = stopper.join().unwrap().unwrap();
+        assert_eq!((report.finished, report.killed), (2, 0));
+    });
+}
+
 #[test]
 fn content_type_and_other_handler_headers_are_sent_as_given() {
     on_thread(|| {
