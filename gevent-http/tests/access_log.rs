@@ -64,7 +64,7 @@ fn each_answer_is_logged_on_the_access_target_and_a_refusal_at_debug() {
     );
     let refusal = access
         .iter()
-        .find(|(_, _, m)| m.contains("505"))
+        .find(|(_, _, m)| m.contains("refused: 505"))
         .unwrap_or_else(|| panic!("no line for the refusal: {access:?}"));
     assert_eq!(refusal.0, log::Level::Debug);
 }

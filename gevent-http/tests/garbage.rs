@@ -85,6 +85,10 @@ fn send_in_pieces(sock: &mut TcpStream, raw: &[u8], rng: &mut Rng) -> std::io::R
         let n = (1 + rng.below(64) as usize).min(raw.len() - at);
         sock.write_all(&raw[at..at + n])?;
         at += n;
+        // Until the hub has nothing else to do (gevent's `idle`): the server mostly
+        // reads this piece before the next is written, so its reads end at the
+        // pieces' random cuts instead of taking whole batches of them.
+        gevent_hub::idle().map_err(std::io::Error::other)?;
     }
     Ok(())
 }
