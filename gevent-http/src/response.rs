@@ -256,20 +256,21 @@ pub(crate) fn push_decimal(out: &mut Vec<u8>, mut n: u64) {
     out.extend_from_slice(&digits[i..]);
 }
 
-fn push_hex(out: &mut Vec<u8>, n: usize) {
+/// A chunk's size line (`n` in hex, then CRLF), in `buf`; returns its bytes.
+fn chunk_size_line(buf: &mut [u8; 18], n: usize) -> &[u8] {
     const HEX: &[u8; 16] = b"0123456789abcdef";
-    let mut digits = [0u8; 16];
-    let mut i = digits.len();
+    buf[16..].copy_from_slice(b"\r\n");
+    let mut i = 16;
     let mut n = n;
     loop {
         i -= 1;
-        digits[i] = HEX[n & 15];
+        buf[i] = HEX[n & 15];
         n >>= 4;
         if n == 0 {
             break;
         }
     }
-    out.extend_from_slice(&digits[i..]);
+    &buf[i..]
 }
 
 /// A header value, as a comma-separated list, contains `token`.
@@ -488,10 +489,10 @@ pub(crate) fn send(
 /// Writes one piece of the body in `wire`'s framing.
 fn write_piece(shared: &Shared, data: &[u8], wire: Wire) -> Result<(), Ended> {
     if wire == Wire::Chunked {
-        let mut size = Vec::with_capacity(18);
-        push_hex(&mut size, data.len());
-        size.extend_from_slice(b"\r\n");
-        shared.write_all(&size).map_err(|_| Ended::Io)?;
+        let mut line = [0u8; 18];
+        shared
+            .write_all(chunk_size_line(&mut line, data.len()))
+            .map_err(|_| Ended::Io)?;
         shared.write_all(data).map_err(|_| Ended::Io)?;
         shared.write_all(b"\r\n").map_err(|_| Ended::Io)
     } else {
@@ -501,11 +502,12 @@ fn write_piece(shared: &Shared, data: &[u8], wire: Wire) -> Result<(), Ended> {
 
 /// Sends what `reader` gives, at most the length `wire` says.
 fn stream_reader(shared: &Shared, reader: &mut dyn Read, wire: Wire) -> Result<u64, Ended> {
-    let mut scratch = vec![0u8; WRITE_HIGH];
     let mut left = match wire {
         Wire::Length(n) => n,
         _ => u64::MAX,
     };
+    // No more room than the body needs, up to the write threshold.
+    let mut scratch = vec![0u8; usize::try_from(left).unwrap_or(usize::MAX).min(WRITE_HIGH)];
     let mut total = 0u64;
     while left > 0 {
         let want = scratch
