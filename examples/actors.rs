@@ -30,8 +30,9 @@
 //! gevent.joinall([ping, pong])
 //! ```
 //!
-//! The talk's program never ends; here the actors stop after `ROUNDS` messages each
-//! (a `"stop"` message ends an actor's loop), so `joinall` returns.
+//! The talk's program never ends; here the pinger sends `ROUNDS` pings and then a
+//! `"stop"`, which ends the ponger's loop and its own, so `joinall` returns (each
+//! actor has received `ROUNDS` + 1 messages by then).
 //!
 //! Run: `cargo run --example actors -- [ROUNDS]` (default 5).
 

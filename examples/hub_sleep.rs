@@ -39,6 +39,9 @@ fn main() -> Result<(), Box<dyn Error>> {
     let mut args = std::env::args().skip(1);
     let count: u32 = args.next().map(|s| s.parse()).transpose()?.unwrap_or(4);
     let seconds: f64 = args.next().map(|s| s.parse()).transpose()?.unwrap_or(1.0);
+    // A negative, infinite or NaN SECONDS is an error, not a panic.
+    let pause = Duration::try_from_secs_f64(seconds)
+        .map_err(|e| format!("SECONDS must be a finite number, 0 or more ({e})"))?;
 
     // The simplified hub: a greenlet whose body runs the loop.
     let lp = Loop::new()?;
@@ -64,7 +67,7 @@ fn main() -> Result<(), Box<dyn Error>> {
     for _ in 0..count {
         let now = SystemTime::now().duration_since(UNIX_EPOCH)?;
         println!("{:.2}", now.as_secs_f64());
-        sleep(Duration::from_secs_f64(seconds))?;
+        sleep(pause)?;
     }
 
     // The hub is suspended in the last timer's callback: let it return, so that the

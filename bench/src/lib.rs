@@ -392,8 +392,9 @@ pub mod http {
         format!("line {i}\n")
     }
 
-    /// The listen address, the first argument as the example takes it (`HOST:PORT`, or
-    /// a bare port on 127.0.0.1); `127.0.0.1:8080` without one.
+    /// The listen address, the first argument: `HOST:PORT`, or a bare port on
+    /// 127.0.0.1 (where the example takes a bare port as 0.0.0.0: the peers serve the
+    /// suite's loopback runs only); `127.0.0.1:8080` without one.
     pub fn listen_addr() -> SocketAddr {
         let Some(a) = std::env::args().nth(1) else {
             return ([127, 0, 0, 1], 8080).into();
