@@ -520,22 +520,28 @@ impl StreamServer {
     /// # Ok::<(), std::io::Error>(())
     /// ```
     pub fn close(&self) {
+        self.shut(false);
+        self.inner.stopped.set();
+    }
+
+    /// Stops accepting for good: closes the listener (once) and ends the acceptor.
+    /// `kill`: kill it whatever it is doing (a stop). Else (a close) it is killed only
+    /// if it is parked with nothing in hand (waiting for a pool's slot, the listener's
+    /// close would not wake it); one that holds a connection hands it over and sees
+    /// `closed` before its next accept.
+    fn shut(&self, kill: bool) {
         let inner = &self.inner;
         inner.accepting.set(false);
         inner.started.set(false);
         if !inner.closed.replace(true) {
             inner.listener.close();
-            // Parked with nothing in hand, it is killed there (waiting for a pool's
-            // slot, the listener's close would not wake it); otherwise it sees
-            // `closed` before its next accept.
-            if let Some(g) = inner.acceptor.borrow_mut().take() {
-                if inner.killable.get() {
-                    g.kill_nowait();
-                }
-            }
-            inner.killable.set(false);
         }
-        inner.stopped.set();
+        if let Some(g) = inner.acceptor.borrow_mut().take() {
+            if kill || inner.killable.get() {
+                g.kill_nowait();
+            }
+        }
+        inner.killable.set(false);
     }
 
     /// True once the listener is closed ([`close`](StreamServer::close) or
@@ -586,13 +592,7 @@ impl StreamServer {
     pub fn stop_timeout(&self, grace: Duration) -> io::Result<StopReport> {
         let inner = &self.inner;
         if !inner.stopping.replace(true) {
-            inner.accepting.set(false);
-            inner.started.set(false);
-            inner.closed.set(true);
-            inner.listener.close();
-            if let Some(a) = inner.acceptor.borrow_mut().take() {
-                a.kill_nowait();
-            }
+            self.shut(true);
         }
         let what = format!("StreamServer({})", inner.addr);
         let report = stop_handlers(&inner.handlers, grace, inner.kill_timeout, &what)?;
