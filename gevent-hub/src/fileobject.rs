@@ -203,6 +203,16 @@ impl FileObjectThread {
         }
     }
 
+    /// Reads the rest of the file in a pool task: the bytes read, and the error that
+    /// ended the read early, if one did.
+    fn read_all(&mut self) -> io::Result<(Vec<u8>, io::Result<()>)> {
+        self.run_parts(|f| {
+            let mut v = Vec::new();
+            let r = f.read_to_end(&mut v).map(drop);
+            (v, r)
+        })
+    }
+
     /// The file, once an interrupted call's task has given it back (its error, if it
     /// failed, kept in `lost` for the next call).
     fn take_file(&mut self) -> io::Result<File> {
@@ -300,11 +310,7 @@ impl Read for FileObjectThread {
 
     /// As std's: on an error, the bytes read before it are in `buf` too.
     fn read_to_end(&mut self, buf: &mut Vec<u8>) -> io::Result<usize> {
-        let (mut data, r) = self.run_parts(|f| {
-            let mut v = Vec::new();
-            let r = f.read_to_end(&mut v).map(drop);
-            (v, r)
-        })?;
+        let (mut data, r) = self.read_all()?;
         let n = data.len();
         buf.append(&mut data);
         r.map(|()| n)
@@ -314,11 +320,7 @@ impl Read for FileObjectThread {
     /// UTF-8; `buf` is unchanged if it is not (then the error is `InvalidData`, unless
     /// the read failed).
     fn read_to_string(&mut self, buf: &mut String) -> io::Result<usize> {
-        let (data, r) = self.run_parts(|f| {
-            let mut v = Vec::new();
-            let r = f.read_to_end(&mut v).map(drop);
-            (v, r)
-        })?;
+        let (data, r) = self.read_all()?;
         match String::from_utf8(data) {
             Ok(s) => {
                 buf.push_str(&s);
