@@ -737,14 +737,18 @@ fn servers_sharing_a_pool_handle_at_most_its_size_together() {
         let pool = Pool::new(2);
         let gate = Event::new();
         let handled = Rc::new(Cell::new(0usize));
+        let two_in = Event::new();
         let make = || {
-            let (g, h) = (gate.clone(), handled.clone());
+            let (g, h, t) = (gate.clone(), handled.clone(), two_in.clone());
             let server = StreamServer::with_spawn(
                 "127.0.0.1:0",
                 ServerOptions::default(),
                 Spawn::Pool(pool.clone()),
                 move |sock, _| {
                     h.set(h.get() + 1);
+                    if h.get() == 2 {
+                        t.set();
+                    }
                     g.wait().unwrap();
                     (&sock).write_all(b"ok").unwrap();
                 },
@@ -756,9 +760,7 @@ fn servers_sharing_a_pool_handle_at_most_its_size_together() {
         let (a, b) = (make(), make());
         let c1 = TcpStream::connect(a.server_addr()).unwrap();
         let c2 = TcpStream::connect(b.server_addr()).unwrap();
-        while handled.get() < 2 {
-            sleep(Duration::ZERO);
-        }
+        two_in.wait().unwrap();
         assert!(pool.full());
         // The pool is full: neither server accepts, whichever the client chose.
         let c3 = TcpStream::connect(a.server_addr()).unwrap();
@@ -785,6 +787,61 @@ fn servers_sharing_a_pool_handle_at_most_its_size_together() {
             echo,
         );
         assert!(matches!(both, Err(e) if e.kind() == io::ErrorKind::InvalidInput));
+    });
+}
+
+/// Two servers share a pool of one, both parked until a client comes, and a client
+/// reaches each at once: the first to wake takes the slot, and the other sees the pool
+/// full again and leaves its client in the backlog (gevent's second look at the pool)
+/// instead of accepting a connection it has no slot for.
+#[test]
+fn a_server_woken_for_a_client_leaves_it_in_the_backlog_if_a_shared_pool_filled() {
+    use gevent_hub::pool::Pool;
+    use gevent_hub::server::Spawn;
+    with_watchdog(|| {
+        let pool = Pool::new(1);
+        let gate = Event::new();
+        let handled = Rc::new(Cell::new(0usize));
+        let two_in = Event::new();
+        let make = || {
+            let (g, h, t) = (gate.clone(), handled.clone(), two_in.clone());
+            let server = StreamServer::with_spawn(
+                "127.0.0.1:0",
+                ServerOptions::default(),
+                Spawn::Pool(pool.clone()),
+                move |_sock, _| {
+                    h.set(h.get() + 1);
+                    if h.get() == 2 {
+                        t.set();
+                    }
+                    g.wait().unwrap();
+                },
+            )
+            .unwrap();
+            server.start().unwrap();
+            server
+        };
+        let (a, b) = (make(), make());
+        // Both acceptors park, waiting for a client.
+        idle().unwrap();
+        assert_eq!((a.accepted_count(), b.accepted_count()), (0, 0));
+        // std's connect does not switch: both clients are in the backlogs before
+        // either acceptor runs again.
+        let _c1 = std::net::TcpStream::connect(a.server_addr()).unwrap();
+        let _c2 = std::net::TcpStream::connect(b.server_addr()).unwrap();
+        idle().unwrap();
+        assert!(pool.full());
+        assert_eq!(
+            a.accepted_count() + b.accepted_count(),
+            1,
+            "only the server that took the slot accepted"
+        );
+        assert_eq!(handled.get(), 1);
+        gate.set();
+        two_in.wait().unwrap();
+        assert_eq!((a.accepted_count(), b.accepted_count()), (1, 1));
+        a.stop().unwrap();
+        b.stop().unwrap();
     });
 }
 
