@@ -251,9 +251,14 @@ fn at_most(value: f64, limit: f64) -> String {
 
 /// A goal the run has no result for.
 fn missing(goal: String) -> Goal {
+    not_measured(goal, "no result (run failed or skipped)")
+}
+
+/// A goal the run could not measure, and why.
+fn not_measured(goal: String, why: &str) -> Goal {
     Goal {
         goal,
-        measured: "no result (run failed or skipped)".to_owned(),
+        measured: why.to_owned(),
         verdict: "not measured".to_owned(),
     }
 }

@@ -2,8 +2,8 @@
 //! peer, the goals computed from the same run, the plots, and the conformance table.
 
 use super::{
-    cell, esc_md, int, num, paired_ratios, scenario_panel, svg_panels, text, unmeasured_row, Axis,
-    Data, Goal, Panel,
+    cell, esc_md, int, not_measured, num, paired_ratios, scenario_panel, svg_panels, text,
+    unmeasured_row, Axis, Data, Goal, Panel,
 };
 use gevent_bench::fmt;
 use serde_json::Value;
@@ -131,11 +131,7 @@ fn sat_note(d: &Data, sc: &str, servers: &[&str]) -> String {
 }
 
 fn missing(goal: String) -> Goal {
-    Goal {
-        goal,
-        measured: "no error-free run (failed, flagged or skipped)".to_owned(),
-        verdict: "not measured".to_owned(),
-    }
+    not_measured(goal, "no error-free run (failed, flagged or skipped)")
 }
 
 fn goals(d: &Data) -> Vec<Goal> {
