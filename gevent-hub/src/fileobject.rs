@@ -150,7 +150,7 @@ impl FileObjectThread {
         path: impl AsRef<Path>,
     ) -> io::Result<FileObjectThread> {
         let (options, path) = (options.clone(), path.as_ref().to_owned());
-        may_wait("FileObjectThread::open")?;
+        crate::hub::refuse_in_hub("FileObjectThread::open")?;
         let file = default_pool().spawn(move || options.open(path)).join()??;
         Ok(FileObjectThread::from(file))
     }
@@ -178,7 +178,7 @@ impl FileObjectThread {
     ) -> io::Result<(T, io::Result<()>)> {
         // Before the call is handed over: a call that then could not be waited for
         // would still be made.
-        may_wait("a FileObjectThread call")?;
+        crate::hub::refuse_in_hub("a FileObjectThread call")?;
         let mut file = self.take_file()?;
         if let Some(e) = self.lost.take() {
             self.file = Some(file);
@@ -281,15 +281,6 @@ impl FileObjectThread {
     pub fn into_inner(mut self) -> io::Result<File> {
         self.take_file()
     }
-}
-
-/// Fails, instead of handing a call to the pool, where its caller could not wait for
-/// it: in the hub (a watcher callback), or once the thread's hub is gone.
-fn may_wait(what: &'static str) -> io::Result<()> {
-    if crate::hub::try_get_hub()?.is_current() {
-        return Err(crate::Error::BlockingInHub(what).into());
-    }
-    Ok(())
 }
 
 impl Read for FileObjectThread {

@@ -603,11 +603,7 @@ impl ThreadPool {
         f: impl FnOnce() -> T + Send + 'static,
     ) -> std::result::Result<T, ThreadError> {
         // Not kept across the wait: a parked stack must not hold the hub.
-        if try_get_hub()?.is_current() {
-            return Err(ThreadError::Wait(Error::BlockingInHub(
-                "ThreadPool::apply (use spawn, and join from a greenlet)",
-            )));
-        }
+        crate::hub::refuse_in_hub("ThreadPool::apply (use spawn, and join from a greenlet)")?;
         self.spawn(f).join()
     }
 }

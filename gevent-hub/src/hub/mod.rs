@@ -232,6 +232,16 @@ pub fn try_get_hub() -> Result<Rc<Hub>> {
     Ok(hub)
 }
 
+/// Refuses, with [`Error::BlockingInHub`] naming `what`, a call that would have to
+/// wait for work it is about to hand over, when made in the hub: checked before the
+/// work is handed over, since its result could then never be waited for.
+pub(crate) fn refuse_in_hub(what: &'static str) -> Result<()> {
+    if try_get_hub()?.is_current() {
+        return Err(Error::BlockingInHub(what));
+    }
+    Ok(())
+}
+
 /// The hub greenlet's body: run the loop; when it runs out of work, tell the main
 /// greenlet. Ends when the hub is torn down (its thread is exiting).
 fn hub_body(_: greenlet::Value) {

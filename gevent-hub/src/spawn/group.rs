@@ -221,12 +221,7 @@ impl GroupInner {
         if self.contains(current_id()) {
             return Ok(f());
         }
-        // Refused before `f` is started: in the hub its result could not be waited for.
-        if crate::hub::try_get_hub()?.is_current() {
-            return Err(JoinError::Wait(Error::BlockingInHub(
-                "Group::apply (use apply_async, and join from a greenlet)",
-            )));
-        }
+        crate::hub::refuse_in_hub("Group::apply (use apply_async, and join from a greenlet)")?;
         let g = self.spawn(None, f).map_err(|e| match e {
             e @ Error::Spawn(_) => JoinError::Spawn(e),
             e => JoinError::Wait(e),
