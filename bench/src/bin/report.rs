@@ -93,6 +93,32 @@ fn int(v: &Value, key: &str) -> Option<u64> {
     v.get(key).and_then(Value::as_u64)
 }
 
+/// The runs among `records` of `server` in `scenario`.
+fn runs_of<'a>(records: &'a [Value], scenario: &str, server: &str) -> Vec<&'a Value> {
+    records
+        .iter()
+        .filter(|e| text(e, "scenario") == scenario && text(e, "server") == server)
+        .collect()
+}
+
+/// The median by `key` of the `runs` that counted no error (the lower median of an
+/// even count); none if every run had errors.
+fn median_clean_run<'a>(runs: &[&'a Value], key: &str) -> Option<&'a Value> {
+    let mut ok: Vec<&Value> = runs
+        .iter()
+        .copied()
+        .filter(|e| int(e, "errors") == Some(0))
+        .collect();
+    if ok.is_empty() {
+        return None;
+    }
+    ok.sort_by(|a, b| {
+        let (x, y) = (num(a, key), num(b, key));
+        x.partial_cmp(&y).unwrap_or(std::cmp::Ordering::Equal)
+    });
+    Some(ok[(ok.len() - 1) / 2])
+}
+
 /// The table row of a server with no result in scenario `id`: "failed" when the log
 /// has a failure for it, else "not run" if the run measured this kind of scenario at
 /// all (`any_results`); no row otherwise.
@@ -164,29 +190,14 @@ impl Data {
 
     /// Every run of `server` in `scenario`.
     fn runs(&self, scenario: &str, server: &str) -> Vec<&Value> {
-        self.echo
-            .iter()
-            .filter(|e| text(e, "scenario") == scenario && text(e, "server") == server)
-            .collect()
+        runs_of(&self.echo, scenario, server)
     }
 
     /// The run shown for `server` in `scenario`: the median by throughput of the runs
     /// without errors (the lower median of an even count), else the first run.
     fn echo(&self, scenario: &str, server: &str) -> Option<&Value> {
         let runs = self.runs(scenario, server);
-        let mut ok: Vec<&Value> = runs
-            .iter()
-            .copied()
-            .filter(|e| int(e, "errors") == Some(0))
-            .collect();
-        if ok.is_empty() {
-            return runs.first().copied();
-        }
-        ok.sort_by(|a, b| {
-            let (x, y) = (num(a, "msgs_per_s"), num(b, "msgs_per_s"));
-            x.partial_cmp(&y).unwrap_or(std::cmp::Ordering::Equal)
-        });
-        Some(ok[(ok.len() - 1) / 2])
+        median_clean_run(&runs, "msgs_per_s").or_else(|| runs.first().copied())
     }
 
     fn rate(&self, scenario: &str, server: &str) -> Option<f64> {

@@ -2,8 +2,8 @@
 //! peer, the goals computed from the same run, the plots, and the conformance table.
 
 use super::{
-    cell, esc_md, int, not_measured, num, paired_ratios, scenario_panel, svg_panels, text,
-    unmeasured_row, Axis, Data, Goal, Panel,
+    cell, esc_md, int, median_clean_run, not_measured, num, paired_ratios, runs_of, scenario_panel,
+    svg_panels, text, unmeasured_row, Axis, Data, Goal, Panel,
 };
 use gevent_bench::fmt;
 use serde_json::Value;
@@ -46,28 +46,13 @@ impl Data {
     }
 
     fn http_runs(&self, sc: &str, server: &str) -> Vec<&Value> {
-        self.http
-            .iter()
-            .filter(|e| text(e, "scenario") == sc && text(e, "server") == server)
-            .collect()
+        runs_of(&self.http, sc, server)
     }
 
     /// The run shown: the median by requests/s of the runs wrk counted no error in
     /// (the lower median of an even count); none if every run had errors.
     fn http_run(&self, sc: &str, server: &str) -> Option<&Value> {
-        let mut ok: Vec<&Value> = self
-            .http_runs(sc, server)
-            .into_iter()
-            .filter(|e| int(e, "errors") == Some(0))
-            .collect();
-        if ok.is_empty() {
-            return None;
-        }
-        ok.sort_by(|a, b| {
-            let (x, y) = (num(a, "rps"), num(b, "rps"));
-            x.partial_cmp(&y).unwrap_or(std::cmp::Ordering::Equal)
-        });
-        Some(ok[(ok.len() - 1) / 2])
+        median_clean_run(&self.http_runs(sc, server), "rps")
     }
 
     fn http_value(&self, sc: &str, server: &str, key: &str) -> Option<f64> {
