@@ -729,6 +729,33 @@ fn close_refuses_new_clients_and_leaves_running_handlers_alone() {
     });
 }
 
+/// A started server spawning its handlers in `pool`: each counts itself in `handled`
+/// (setting `two_in` as the second), waits for `gate`, then answers "ok".
+fn pool_server(
+    pool: &gevent_hub::pool::Pool,
+    gate: &Event,
+    handled: &Rc<Cell<usize>>,
+    two_in: &Event,
+) -> StreamServer {
+    let (g, h, t) = (gate.clone(), handled.clone(), two_in.clone());
+    let server = StreamServer::with_spawn(
+        "127.0.0.1:0",
+        ServerOptions::default(),
+        gevent_hub::server::Spawn::Pool(pool.clone()),
+        move |sock, _| {
+            h.set(h.get() + 1);
+            if h.get() == 2 {
+                t.set();
+            }
+            g.wait().unwrap();
+            let _ = (&sock).write_all(b"ok");
+        },
+    )
+    .unwrap();
+    server.start().unwrap();
+    server
+}
+
 #[test]
 fn servers_sharing_a_pool_handle_at_most_its_size_together() {
     use gevent_hub::pool::Pool;
@@ -738,25 +765,7 @@ fn servers_sharing_a_pool_handle_at_most_its_size_together() {
         let gate = Event::new();
         let handled = Rc::new(Cell::new(0usize));
         let two_in = Event::new();
-        let make = || {
-            let (g, h, t) = (gate.clone(), handled.clone(), two_in.clone());
-            let server = StreamServer::with_spawn(
-                "127.0.0.1:0",
-                ServerOptions::default(),
-                Spawn::Pool(pool.clone()),
-                move |sock, _| {
-                    h.set(h.get() + 1);
-                    if h.get() == 2 {
-                        t.set();
-                    }
-                    g.wait().unwrap();
-                    (&sock).write_all(b"ok").unwrap();
-                },
-            )
-            .unwrap();
-            server.start().unwrap();
-            server
-        };
+        let make = || pool_server(&pool, &gate, &handled, &two_in);
         let (a, b) = (make(), make());
         let c1 = TcpStream::connect(a.server_addr()).unwrap();
         let c2 = TcpStream::connect(b.server_addr()).unwrap();
@@ -797,30 +806,12 @@ fn servers_sharing_a_pool_handle_at_most_its_size_together() {
 #[test]
 fn a_server_woken_for_a_client_leaves_it_in_the_backlog_if_a_shared_pool_filled() {
     use gevent_hub::pool::Pool;
-    use gevent_hub::server::Spawn;
     with_watchdog(|| {
         let pool = Pool::new(1);
         let gate = Event::new();
         let handled = Rc::new(Cell::new(0usize));
         let two_in = Event::new();
-        let make = || {
-            let (g, h, t) = (gate.clone(), handled.clone(), two_in.clone());
-            let server = StreamServer::with_spawn(
-                "127.0.0.1:0",
-                ServerOptions::default(),
-                Spawn::Pool(pool.clone()),
-                move |_sock, _| {
-                    h.set(h.get() + 1);
-                    if h.get() == 2 {
-                        t.set();
-                    }
-                    g.wait().unwrap();
-                },
-            )
-            .unwrap();
-            server.start().unwrap();
-            server
-        };
+        let make = || pool_server(&pool, &gate, &handled, &two_in);
         let (a, b) = (make(), make());
         // Both acceptors park, waiting for a client.
         idle().unwrap();
